@@ -1,0 +1,21 @@
+"""The one error type every step raises for bad input: it always names the file and line."""
+
+
+class ConfigError(Exception):
+    """A config or policy problem the admin must fix; printed as one line, never a traceback."""
+
+    def __init__(self, file, line, message):
+        super().__init__(message)
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.message = message
+
+    def __str__(self):
+        where = self.file or "<input>"
+        if self.line:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class PolicyError(Exception):
+    """Generated policy that must not be installed (validation or invariant failure)."""
