@@ -1,0 +1,440 @@
+"""Helpers the first-party app plugins share: a safe reader for PHP config files,
+plugin-header versions, helper-binary lookup and path sanity checks.
+
+Config files such as wp-config.php or Nextcloud's config.php are PHP, and they belong to
+the site user: whoever compromises the site can edit them. So they are never executed,
+only tokenised, and every path read from them is checked before it becomes a rule. The
+reader understands the handful of forms these files really use (string literals,
+concatenation, __DIR__, dirname(), ABSPATH, OC::$SERVERROOT, array()/[] literals) and
+marks anything else UNKNOWN; it never raises on hostile input.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Config files are small; a bigger one is read only this far (no memory blow-up).
+MAX_READ = 1 << 20
+MAX_DEPTH = 32  # nested arrays/parentheses before we give up on an expression
+
+
+class _Unknown:
+    """A value the reader cannot know without running PHP."""
+
+    def __repr__(self):
+        return "UNKNOWN"
+
+    def __bool__(self):
+        return False
+
+
+UNKNOWN = _Unknown()
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<comment>//[^\n]*|\#(?!\[)[^\n]*|/\*.*?(?:\*/|\Z))
+  | (?P<open><\?php|<\?=?)
+  | (?P<close>\?>)
+  | (?P<sq>'(?:[^'\\]|\\.)*(?:'|\Z))
+  | (?P<dq>"(?:[^"\\]|\\.)*(?:"|\Z))
+  | (?P<heredoc><<<)
+  | (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?)
+  | (?P<var>\$[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)
+  | (?P<ident>\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op>=>|::|==|!=|\.=|&&|\|\||[()\[\],;.=!])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "e": "\x1b",
+               "0": "\0", "\\": "\\", "$": "$", '"': '"'}
+
+
+@dataclass
+class Tok:
+    kind: str
+    value: object
+    line: int
+
+
+def tokenize(text: str) -> list[Tok]:
+    """PHP tokens of the code parts of `text` (inline HTML skipped). Never raises."""
+    toks: list[Tok] = []
+    line = 1
+    pos = 0
+    in_php = False
+    n = len(text)
+    while pos < n:
+        if not in_php:
+            start = text.find("<?", pos)
+            if start < 0:
+                break
+            line += text.count("\n", pos, start)
+            pos = start
+        m = _TOKEN.match(text, pos)
+        if m is None:  # cannot happen ("other" matches any char); be safe anyway
+            break
+        kind = m.lastgroup
+        raw = m.group()
+        if kind == "open":
+            in_php = True
+        elif kind == "close":
+            in_php = False
+        elif kind in ("ws", "comment"):
+            pass
+        elif kind == "sq":
+            body = raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
+            toks.append(Tok("str", re.sub(r"\\([\\'])", r"\1", body), line))
+        elif kind == "dq":
+            toks.append(Tok("str", _double_quoted(raw), line))
+        elif kind == "heredoc":  # rare in config files: its value is unknowable here
+            end = text.find("\n", pos)
+            toks.append(Tok("str", UNKNOWN, line))
+            raw = text[pos:end if end > 0 else n]
+        elif kind == "num":
+            toks.append(Tok("num", int(raw, 16) if raw[:2] in ("0x", "0X") else
+                            (float(raw) if "." in raw else int(raw)), line))
+        else:
+            toks.append(Tok(kind, raw, line))
+        line += raw.count("\n")
+        pos += len(raw)
+    return toks
+
+
+def _double_quoted(raw: str):
+    body = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+    out = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in _DQ_ESCAPES:
+                out.append(_DQ_ESCAPES[nxt])
+                i += 2
+                continue
+            out.append(c)
+            i += 1
+            continue
+        if c == "$" and i + 1 < len(body) and (body[i + 1].isalpha() or body[i + 1] in "_{"):
+            return UNKNOWN  # interpolation: depends on runtime values
+        if c == "{" and i + 1 < len(body) and body[i + 1] == "$":
+            return UNKNOWN
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@dataclass
+class Context:
+    """What the magic names in an expression mean for this file."""
+
+    file: str  # system path of the file being read
+    abspath: str | None = None  # WordPress ABSPATH (with trailing slash)
+    serverroot: str | None = None  # Nextcloud OC::$SERVERROOT
+
+
+class _Parser:
+    def __init__(self, toks: list[Tok], ctx: Context):
+        self.t = toks
+        self.ctx = ctx
+
+    def peek(self, i, kind=None, value=None) -> bool:
+        if i >= len(self.t):
+            return False
+        tok = self.t[i]
+        if kind and tok.kind != kind:
+            return False
+        if value is not None:
+            v = tok.value.lower() if isinstance(tok.value, str) and tok.kind == "ident" else tok.value
+            if v != value:
+                return False
+        return True
+
+    def skip_expr(self, i: int) -> int:
+        """Index after an expression we cannot evaluate (balanced brackets)."""
+        depth = 0
+        while i < len(self.t):
+            tok = self.t[i]
+            if tok.kind == "op" and tok.value in "([":
+                depth += 1
+            elif tok.kind == "op" and tok.value in ")]":
+                if depth == 0:
+                    return i
+                depth -= 1
+            elif tok.kind == "op" and tok.value in (",", ";", "=>") and depth == 0:
+                return i
+            i += 1
+        return i
+
+    def expr(self, i: int, depth: int = 0):
+        """(value, next index) for a concatenation of terms."""
+        value, i = self.term(i, depth)
+        while self.peek(i, "op", "."):
+            right, i = self.term(i + 1, depth)
+            if value is UNKNOWN or right is UNKNOWN or isinstance(value, (dict, list)) \
+                    or isinstance(right, (dict, list)):
+                value = UNKNOWN
+            else:
+                value = _php_str(value) + _php_str(right)
+        # Anything else following (ternaries, arithmetic, calls) makes the value unknown.
+        if i < len(self.t) and not (self.t[i].kind == "op" and self.t[i].value in (",", ";", ")", "]", "=>")):
+            return UNKNOWN, self.skip_expr(i)
+        return value, i
+
+    def term(self, i: int, depth: int):
+        if depth > MAX_DEPTH or i >= len(self.t):
+            return UNKNOWN, self.skip_expr(i)
+        tok = self.t[i]
+        if tok.kind in ("str", "num"):
+            return tok.value, i + 1
+        if tok.kind == "ident":
+            name = tok.value.lstrip("\\")
+            low = name.lower()
+            if low == "true":
+                return True, i + 1
+            if low == "false":
+                return False, i + 1
+            if low == "null":
+                return None, i + 1
+            if name == "__DIR__":
+                return posixpath.dirname(self.ctx.file), i + 1
+            if name == "__FILE__":
+                return self.ctx.file, i + 1
+            if name == "ABSPATH" and self.ctx.abspath:
+                return self.ctx.abspath, i + 1
+            if name == "OC" and self.peek(i + 1, "op", "::") and self.peek(i + 2, "var", "$SERVERROOT") \
+                    and self.ctx.serverroot:
+                return self.ctx.serverroot, i + 3
+            if low == "dirname" and self.peek(i + 1, "op", "("):
+                arg, j = self.expr(i + 2, depth + 1)
+                levels = 1
+                if self.peek(j, "op", ","):
+                    levels, j = self.expr(j + 1, depth + 1)
+                if not self.peek(j, "op", ")"):
+                    return UNKNOWN, self.skip_expr(j)
+                if not isinstance(arg, str) or not isinstance(levels, int) or not 1 <= levels <= 32:
+                    return UNKNOWN, j + 1
+                for _ in range(levels):
+                    arg = posixpath.dirname(arg)
+                return arg, j + 1
+            if low == "array" and self.peek(i + 1, "op", "("):
+                return self.array(i + 2, ")", depth + 1)
+            return UNKNOWN, self.skip_expr(i)
+        if tok.kind == "op" and tok.value == "[":
+            return self.array(i + 1, "]", depth + 1)
+        if tok.kind == "op" and tok.value == "(":
+            value, j = self.expr(i + 1, depth + 1)
+            if self.peek(j, "op", ")"):
+                return value, j + 1
+            return UNKNOWN, self.skip_expr(j)
+        return UNKNOWN, self.skip_expr(i)
+
+    def array(self, i: int, close: str, depth: int):
+        """A PHP array literal as a dict (keys as PHP would number them)."""
+        out: dict = {}
+        nextkey = 0
+        while i < len(self.t) and not self.peek(i, "op", close):
+            value, i = self.expr(i, depth)
+            if self.peek(i, "op", "=>"):
+                key = value
+                value, i = self.expr(i + 1, depth)
+                if isinstance(key, bool) or key is None or key is UNKNOWN or isinstance(key, (dict, float)):
+                    key = UNKNOWN
+                elif isinstance(key, str) and re.fullmatch(r"-?[1-9][0-9]*|0", key):
+                    key = int(key)
+            else:
+                key = nextkey
+            if key is not UNKNOWN:
+                out[key] = value
+                if isinstance(key, int) and key >= nextkey:
+                    nextkey = key + 1
+            if self.peek(i, "op", ","):
+                i += 1
+            elif not self.peek(i, "op", close):
+                return UNKNOWN, self.skip_expr(i)
+        if not self.peek(i, "op", close):
+            return UNKNOWN, i
+        return out, i + 1
+
+
+def _php_str(value) -> str:
+    if value is True:
+        return "1"
+    if value in (False, None):
+        return ""
+    return str(value)
+
+
+@dataclass
+class PhpFacts:
+    """What a PHP config file states literally: define()s and top-level assignments."""
+
+    file: str  # system path
+    exists: bool = False
+    defines: dict = field(default_factory=dict)  # NAME -> value (first define wins, as in PHP)
+    assigns: dict = field(default_factory=dict)  # "$var" -> value (last assignment wins)
+    lines: dict = field(default_factory=dict)  # NAME / "$var" -> line number
+    problems: list = field(default_factory=list)  # "file:line: message" strings
+
+    def define(self, name, default=None):
+        return self.defines.get(name, default)
+
+    def where(self, name) -> str:
+        line = self.lines.get(name)
+        return f"{self.file}:{line}" if line else self.file
+
+
+def read_php(path: Path, system_path: str, abspath: str | None = None,
+             serverroot: str | None = None) -> PhpFacts:
+    """Read define()s and assignments from the PHP file at `path` (on disk). Never raises."""
+    facts = PhpFacts(file=system_path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_READ + 1)
+    except OSError as exc:
+        if path.exists():
+            facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
+        return facts
+    facts.exists = True
+    if len(data) > MAX_READ:
+        facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
+        data = data[:MAX_READ]
+    text = data.decode("utf-8", "replace")
+    toks = tokenize(text)
+    parser = _Parser(toks, Context(system_path, abspath, serverroot))
+    i = 0
+    statement_start = True
+    while i < len(toks):
+        tok = toks[i]
+        if tok.kind == "ident" and tok.value.lower() == "define" and parser.peek(i + 1, "op", "("):
+            name, j = parser.expr(i + 2)
+            if isinstance(name, str) and parser.peek(j, "op", ","):
+                value, j = parser.expr(j + 1)
+                if name not in facts.defines:
+                    facts.defines[name] = value
+                    facts.lines[name] = tok.line
+            i = max(j, i + 1)
+            statement_start = False
+            continue
+        if statement_start and tok.kind == "var" and parser.peek(i + 1, "op", "="):
+            value, j = parser.expr(i + 2)
+            facts.assigns[tok.value] = value
+            facts.lines[tok.value] = tok.line
+            i = max(j, i + 2)
+            statement_start = False
+            continue
+        statement_start = tok.kind == "op" and tok.value in (";", "{", "}", ")") or tok.kind == "other" \
+            and tok.value in "{}"
+        i += 1
+    return facts
+
+
+# --- plugin headers and versions -------------------------------------------------------
+
+_HEADER_CACHE_BYTES = 8192  # WordPress's get_file_data() reads the first 8 KiB too
+
+
+def plugin_header(path: Path, field_name: str) -> str | None:
+    """A WordPress file header field ("Version", "Plugin Name"), as get_file_data reads it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER_CACHE_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    m = re.search(r"^[ \t/*#@]*" + re.escape(field_name) + r":(.*)$", head, re.I | re.M)
+    if not m:
+        return None
+    value = re.sub(r"\s*(?:\*/|\?>).*", "", m.group(1)).strip()
+    return clean_version(value) if field_name.lower() == "version" else value[:200]
+
+
+def clean_version(value) -> str | None:
+    """A version string fit for display in a comment, or None."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if re.fullmatch(r"[0-9A-Za-z.+~_-]{1,40}", value) else None
+
+
+# --- paths ------------------------------------------------------------------------------
+
+# Paths a config value may never turn into a writable rule, whatever the app says.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+               "/root", "/run", "/sbin", "/sys", "/usr", "/var/lib/dpkg", "/var/lib/apt",
+               "/var/log", "/var/spool", "/var/cache/apt")
+
+
+def unsafe_path(path: str) -> str | None:
+    """Why `path` must not become a read/write tree of an app, or None when acceptable."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return "not an absolute path"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "contains a control character"
+    norm = posixpath.normpath(path)
+    if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
+        return "too broad (a top-level directory)"
+    for d in SYSTEM_DIRS:
+        if norm == d or norm.startswith(d + "/"):
+            return f"inside the system directory {d}"
+    return None
+
+
+def is_within(path: str, parent: str) -> bool:
+    parent = parent.rstrip("/") or "/"
+    return path == parent or path.startswith(parent + "/") or parent == "/"
+
+
+def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin")) -> list[str]:
+    """Canonical system paths of the helper programs present on disk (AppArmor matches
+    the resolved file, so /usr/bin/which is /usr/bin/which.debianutils on Debian)."""
+    out = []
+    for name in names:
+        for d in dirs:
+            system = f"{d}/{name}"
+            try:
+                canon = site.canonical(system)
+            except Exception:  # a symlink loop in the tree: the helper is unusable anyway
+                continue
+            if site.disk(canon).is_file() and canon not in out:
+                out.append(canon)
+                break
+    return out
+
+
+def canonical_or_none(site, path):
+    try:
+        return site.canonical(path)
+    except Exception:
+        return None
+
+
+def site_ini(site, key: str):
+    """The effective PHP setting of the site's pool (None if the pool cannot say)."""
+    getter = getattr(site.pool, "ini", None)
+    if callable(getter):
+        try:
+            return getter(key)
+        except Exception:
+            return None
+    return None
+
+
+def temp_dir(site) -> str:
+    """Where PHP's sys_get_temp_dir() points for this pool: sys_temp_dir, else TMPDIR, else /tmp."""
+    value = site_ini(site, "sys_temp_dir")
+    if not value:
+        env = getattr(site.pool, "env", None) or {}
+        value = env.get("TMPDIR") if isinstance(env, dict) else None
+    if isinstance(value, str) and value.startswith("/") and not unsafe_path(value.rstrip("/") + "/x"):
+        return canonical_or_none(site, value.rstrip("/")) or "/tmp"
+    return "/tmp"
+
+
+__all__ = ["UNKNOWN", "PhpFacts", "read_php", "tokenize", "plugin_header", "clean_version",
+           "unsafe_path", "is_within", "find_binaries", "canonical_or_none", "site_ini",
+           "temp_dir"]
