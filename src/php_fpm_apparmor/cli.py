@@ -1,3 +1,201 @@
-"""CLI placeholder."""
-def main(argv=None):
-    return 0
+"""php-fpm-apparmor [--root DIR] [--json] COMMAND: exit 0 ok, 1 problems, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__, generate, install, load, plugins as plugins_mod, sites
+from .errors import ConfigError
+
+OK, PROBLEMS, USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="php-fpm-apparmor", description=__doc__.split(":")[0])
+    p.add_argument("--root", default="/", help="system tree to work on (default /); not / = no loading")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("status", help="one row per pool: hat, site, apps, mode, file, loaded")
+    g = sub.add_parser("generate", help="write, validate, install and load every pool's hat")
+    g.add_argument("--dry-run", action="store_true", help="validate only, change nothing")
+    g.add_argument("--diff", action="store_true", help="show what would change")
+    g.add_argument("--php", metavar="X.Y", help="exit non-zero only for this PHP version's pools (ExecStartPre)")
+    g.add_argument("--quiet", action="store_true", help="print problems only")
+    sub.add_parser("check", help="find problems, each with a fix hint")
+    for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
+        c = sub.add_parser(name, help=f"{text} for POOL")
+        c.add_argument("pool", help="pool name, or X.Y/name")
+    sub.add_parser("plugins", help="list app plugins")
+    sub.add_parser("clean", help="remove every generated file and unload its hats")
+    return p
+
+
+def _say(args, *lines, stream=sys.stdout):
+    for line in lines:
+        print(line, file=stream)
+
+
+def _err(message: str) -> None:
+    print(f"php-fpm-apparmor: {message}", file=sys.stderr)
+
+
+def cmd_status(args, plugins) -> int:
+    result = generate.plan(args.root, plugins)
+    present = load.loaded() if load.enabled(args.root) else {}
+    rows = []
+    for e in result.entries:
+        p = e.pool
+        file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
+        rows.append({
+            "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
+            "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
+            "site_root": e.site.roots if e.site else [],
+            "apps": [f"{a.name} {a.version or ''}".strip() for a in (e.policy.apps if e.policy else [])],
+            "mode": e.site.mode if e.site else None,
+            "file": str(file) if file and file.exists() else None,
+            "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
+            "exceptions": [f"{x.path} ({x.source}: {x.why})" for x in (e.policy.exceptions if e.policy else [])],
+            "problem": e.problem or e.note,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        cols = ("version", "pool", "hat", "mode", "user", "listen", "site_root", "apps", "loaded")
+        table = [[_cell(r[c]) for c in cols] for r in rows]
+        widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
+        print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
+        for t in table:
+            print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+        for r in rows:
+            if r["problem"]:
+                print(f"! {r['problem']}")
+    for w in result.warnings:
+        _err(f"warning: {w}")
+    return PROBLEMS if result.problems else OK
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(value) or "-"
+    return str(value)
+
+
+def cmd_generate(args, plugins) -> int:
+    result = generate.plan(args.root, plugins)
+    if args.diff:
+        for e in result.ready:
+            path = install.at(args.root, f"{install.POOL_DIR}/{e.hat}")
+            old = path.read_text() if path.exists() else ""
+            sys.stdout.writelines(difflib.unified_diff(
+                old.splitlines(True), e.text.splitlines(True), str(path), f"{path} (new)"))
+    outcome = generate.apply(result, dry_run=args.dry_run or args.diff)
+    for w in result.warnings:
+        _err(f"warning: {w}")
+    if not args.quiet:
+        for e in result.entries:
+            if e.note:
+                _say(args, f"skipped: {e.note}")
+    for problem in outcome.problems:
+        _err(problem)
+    if args.json:
+        print(json.dumps({"written": outcome.written, "removed": outcome.removed,
+                          "problems": outcome.problems, "loaded": outcome.loaded,
+                          "load_skipped": outcome.load_skipped,
+                          "pools": [{"pool": e.pool.name, "version": e.pool.version, "hat": e.hat,
+                                     "ok": e in result.ready and not e.problem} for e in result.entries]},
+                         indent=2))
+    elif not args.quiet:
+        verb = "would write" if args.dry_run else "wrote"
+        for w in outcome.written:
+            _say(args, f"{verb} {w}")
+        for r in outcome.removed:
+            _say(args, f"removed {r}")
+        ok = [e for e in result.ready if not e.problem]
+        _say(args, f"{len(ok)} pool(s) ready, {len(outcome.problems)} problem(s)"
+                   + ("" if args.dry_run else "; loaded" if outcome.loaded else
+                      f"; {outcome.load_skipped}" if outcome.load_skipped else "; nothing changed"))
+    if args.php:
+        # As ExecStartPre: fail only if a pool of this version would start without its hat.
+        bad = [e for e in result.entries if e.pool.version == args.php and e.pool.hat and e.problem
+               and not install.at(args.root, f"{install.POOL_DIR}/{e.hat}").exists()]
+        return PROBLEMS if bad or any("nothing was changed" in p for p in outcome.problems) else OK
+    return PROBLEMS if outcome.problems else OK
+
+
+def cmd_plugins(args, plugins) -> int:
+    rows = [vars(i) for i in plugins.info]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {r['version']:<10} {r['source']}")
+    for w in plugins.problems:
+        _err(f"warning: {w}")
+    return OK
+
+
+def cmd_clean(args, plugins) -> int:
+    removed = []
+    with install.lock(args.root):
+        hats = install.ours(args.root)
+        for hat, path in hats.items():
+            path.unlink()
+            removed.append(str(path))
+        main = install.at(args.root, install.MAIN_PROFILE)
+        if main.exists() and install.is_ours(main):
+            main.unlink()
+            removed.append(str(main))
+        if load.enabled(args.root) and hats:
+            names = [n.split("//", 1)[1] for n in load.loaded()
+                     if any(n == f"php-fpm//{h}" or n.startswith(f"php-fpm//{h}_") for h in hats)]
+            error = load.unload(names)
+            if error:
+                _err(f"unloading failed: {error}")
+                return PROBLEMS
+    for r in removed:
+        _say(args, f"removed {r}")
+    return OK
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return USAGE if exc.code else OK
+    if not args.command:
+        parser.print_usage(sys.stderr)
+        return USAGE
+    if not Path(args.root).is_dir():
+        _err(f"--root {args.root}: not a directory")
+        return USAGE
+    from . import check as check_mod
+
+    commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
+                "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
+                "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable}
+    try:
+        plugins = plugins_mod.load()
+        return commands[args.command](args, plugins)
+    except ConfigError as exc:
+        _err(str(exc))
+        return PROBLEMS
+    except TimeoutError as exc:
+        _err(str(exc))
+        return PROBLEMS
+    except KeyboardInterrupt:
+        return PROBLEMS
+    except OSError as exc:  # full disk, read-only fs, permissions: say it in one line
+        _err(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return PROBLEMS

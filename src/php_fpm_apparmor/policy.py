@@ -8,7 +8,7 @@ config file or the disk goes through `lit()`, so it can only ever match itself.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 # Where a rule lands. HAT is the pool's hat, MASTER the php-fpm parent profile (the file
@@ -148,3 +148,192 @@ class PoolPolicy:
 
     def child_name(self, helper: str) -> str:
         return f"{self.hat}_{helper}"
+
+
+# ---------------------------------------------------------------------------------------
+# Building one pool's policy: the core rules every PHP-FPM worker needs, then the plugins'.
+
+PARENT = "php-fpm"
+SHELLS = ("/usr/bin/dash", "/bin/dash", "/usr/bin/sh", "/bin/sh")  # popen() runs /bin/sh -c
+DEFAULT_SENDMAIL = "/usr/sbin/sendmail -t -i"
+FPM_SIGNALS = ("term", "kill", "quit", "int", "usr1", "usr2")
+# Name lookups and TLS for outgoing HTTP (update checks, APIs), without abstractions/
+# nameservice, which would also hand every pool /etc/passwd and /etc/group.
+RESOLVER_FILES = ("/etc/hosts", "/etc/host.conf", "/etc/resolv.conf", "/etc/nsswitch.conf",
+                  "/etc/gai.conf", "/run/systemd/resolve/stub-resolv.conf",
+                  "/run/systemd/resolve/resolv.conf", "/etc/ssl/openssl.cnf")
+# Mail transfer agents' sendmail front ends need their own config and spool.
+MTA_READ = ("/etc/mailname", "/etc/aliases", "/etc/postfix/", "/etc/exim4/", "/etc/msmtprc",
+            "/etc/ssmtp/")
+MTA_WRITE = ("/var/spool/postfix/maildrop/", "/var/spool/exim4/", "/var/spool/mail-php/")
+
+
+def _session_dir(value: str | None) -> str | None:
+    # session.save_path is "[N;[MODE;]]/path" for the files handler.
+    if not value:
+        return None
+    path = value.split(";")[-1].strip()
+    return path if path.startswith("/") else None
+
+
+def _first_word(cmd: str) -> str | None:
+    word = cmd.strip().split(" ")[0] if cmd and cmd.strip() else ""
+    return word if word.startswith("/") else None
+
+
+def core_rules(site, hat: str) -> tuple[list, list]:
+    """(master rules, hat rules) that any pool needs, from its php-fpm and php.ini settings."""
+    pool = site.pool
+    why = lambda text: {"source": "core", "why": text}  # noqa: E731
+    master, hat_rules = [], []
+    peer = f"{PARENT}//{hat}"
+    listen = pool.listen or ""
+    if listen.startswith("/"):
+        sock = lit(site.canonical(listen))
+        master.append(FileRule(path=sock, perms="rwlk", **why(f"listen socket {listen}")))
+        # The worker inherits the socket fd; AppArmor re-checks it under the hat.
+        hat_rules.append(FileRule(path=sock, perms="rw", **why("inherited listen socket")))
+    elif listen:
+        master.append(NetworkRule(domain="inet", type="stream", **why(f"listen on {listen}")))
+        master.append(NetworkRule(domain="inet6", type="stream", **why(f"listen on {listen}")))
+    master.append(SignalRule(access="send", signals=FPM_SIGNALS, peer=peer, **why("stop and reload workers")))
+    hat_rules.append(SignalRule(access="receive", signals=FPM_SIGNALS, peer=PARENT, **why("signals from the master")))
+    for key, value in (("access.log", pool.access_log), ("slowlog", pool.slowlog)):
+        if value and value.startswith("/"):
+            path = lit(site.canonical(value))
+            master.append(FileRule(path=path, perms="w", **why(f"{key} {value}")))
+            if key == "access.log":
+                hat_rules.append(FileRule(path=path, perms="w", **why("inherited access.log fd")))
+    if pool.slowlog:
+        master.append(PtraceRule(access="trace,read", peer=peer, **why("slowlog reads worker stacks")))
+        hat_rules.append(PtraceRule(access="readby,tracedby", peer=PARENT, **why("slowlog traced by master")))
+    if pool.chroot:
+        master.append(CapabilityRule(name="sys_chroot", **why(f"chroot {pool.chroot}")))
+    directives = pool.directives
+    if any(directives.get(k) for k in ("rlimit_files", "rlimit_core")):
+        master.append(CapabilityRule(name="sys_resource", **why("pool sets rlimits")))
+    if directives.get("process.priority"):
+        master.append(CapabilityRule(name="sys_nice", **why("pool sets process.priority")))
+
+    hat_rules.append(IncludeRule(name="abstractions/base", **why("libc, locale, /dev/null and friends")))
+    hat_rules.append(IncludeRule(name="abstractions/ssl_certs", **why("TLS for outgoing HTTP")))
+    for path in RESOLVER_FILES:
+        hat_rules.append(FileRule(path=lit(path), perms="r", **why("name resolution and TLS config")))
+    hat_rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
+    hat_rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
+    hat_rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
+    for domain in ("inet", "inet6"):
+        for kind in ("stream", "dgram"):
+            hat_rules.append(NetworkRule(domain=domain, type=kind, **why("database, cache and HTTP clients")))
+    hat_rules.append(NetworkRule(domain="unix", type="stream", **why("local database and cache sockets")))
+    hat_rules.append(NetworkRule(domain="unix", type="dgram", **why("syslog()")))
+    hat_rules.append(NetworkRule(domain="netlink", type="raw", **why("getaddrinfo() interface lookup")))
+
+    for root in site.roots:
+        hat_rules.append(FileRule(path=under(root, "/"), perms="r", **why("site root")))
+        hat_rules.append(FileRule(path=under(root, "/**"), perms="r", **why("site code and data (read only)")))
+    for path in site.read_paths:
+        hat_rules.append(FileRule(path=under(path, "{,/**}"), perms="r", source="config", why="read = in php-fpm-apparmor.conf"))
+    for path in site.write_paths:
+        hat_rules.append(FileRule(path=under(path, "/"), perms="r", source="config", why="write = in php-fpm-apparmor.conf"))
+        hat_rules.append(FileRule(path=under(path, "/**"), perms="rwk", owner=False, source="config", why="write = in php-fpm-apparmor.conf"))
+
+    # Writable PHP runtime dirs, each from the setting that names it.
+    session_handler = (pool.ini("session.save_handler") or "files").strip()
+    tmp = pool.env.get("TMPDIR") or pool.ini("sys_temp_dir") or "/tmp"
+    dirs = {
+        "upload_tmp_dir": pool.ini("upload_tmp_dir") or tmp,
+        "sys_temp_dir": tmp,
+    }
+    if session_handler == "files":
+        dirs["session.save_path"] = _session_dir(pool.ini("session.save_path")) or "/var/lib/php/sessions"
+    for key, value in sorted(dirs.items()):
+        if not value.startswith("/"):
+            continue
+        d = site.canonical(value)
+        if key == "session.save_path":
+            # Debian's default dir is shared by every pool: sess_* only, never list it.
+            hat_rules.append(FileRule(path=under(d, "/sess_*"), perms="rwk", owner=True, **why(key)))
+        else:
+            hat_rules.append(FileRule(path=under(d, "/"), perms="r", **why(key)))
+            hat_rules.append(FileRule(path=under(d, "/*"), perms="rwk", owner=True, **why(key)))
+    error_log = pool.ini("error_log")
+    if error_log and error_log.startswith("/"):
+        hat_rules.append(FileRule(path=lit(site.canonical(error_log)), perms="w", **why("error_log")))
+    cache = pool.ini("opcache.file_cache")
+    if cache and cache.startswith("/"):
+        d = site.canonical(cache)
+        hat_rules.append(FileRule(path=under(d, "/**/"), perms="rw", **why("opcache.file_cache dirs")))
+        hat_rules.append(FileRule(path=under(d, "/**.bin"), perms="rw", owner=True, **why("opcache.file_cache")))
+    return [replace(r, profile=MASTER) for r in master], hat_rules
+
+
+def shell_rules(site, sendmail_cmd: str | None) -> list:
+    """The `sh` child: where popen()/mail() land, and sendmail in a child of its own."""
+    why = lambda text: {"source": "core", "why": text}  # noqa: E731
+    rules = [ExecRule(path=lit(s), mode="Px", target="sh", **why("popen()/mail() run /bin/sh -c"))
+             for s in SHELLS]
+    rules.append(IncludeRule(name="abstractions/base", profile="sh", **why("libc")))
+    for s in SHELLS:
+        rules.append(FileRule(path=lit(s), perms="mr", profile="sh", **why("the shell itself")))
+    sendmail = _first_word(sendmail_cmd or DEFAULT_SENDMAIL)
+    if sendmail:
+        rules.append(ExecRule(path=lit(sendmail), mode="Px", target="sendmail", profile="sh",
+                              **why(f"mail() via sendmail_path {sendmail_cmd or DEFAULT_SENDMAIL}")))
+        rules += [IncludeRule(name="abstractions/base", profile="sendmail", **why("libc")),
+                  IncludeRule(name="abstractions/nameservice", profile="sendmail", **why("MTA looks up users and hosts")),
+                  FileRule(path=lit(sendmail), perms="mr", profile="sendmail", **why("the sendmail binary")),
+                  NetworkRule(domain="inet", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)")),
+                  NetworkRule(domain="inet6", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)"))]
+        for s in SHELLS:  # sendmail stand-ins and wrappers are often scripts
+            rules.append(ExecRule(path=lit(s), mode="ix", profile="sendmail", **why("sendmail wrapper scripts")))
+        for d in MTA_READ:
+            glob = "**" if d.endswith("/") else ""
+            rules.append(FileRule(path=lit(d) + glob, perms="r", profile="sendmail", **why("MTA configuration")))
+        for d in MTA_WRITE:
+            rules.append(FileRule(path=lit(d) + "**", perms="rwk", profile="sendmail", **why("MTA queue")))
+        for prog in ("/usr/sbin/postdrop", "/usr/sbin/exim4"):
+            rules.append(ExecRule(path=lit(prog), mode="ix", profile="sendmail", **why("MTA queue helper")))
+    return rules
+
+
+def build(site, apps, plugins) -> PoolPolicy:
+    """Core rules + every plugin's rules and exceptions for one site, sorted into profiles."""
+    hat = site.hat
+    policy = PoolPolicy(hat=hat, pool=site.pool, site=site, apps=list(apps))
+    master, hat_rules = core_rules(site, hat)
+    rules = [*master, *hat_rules, *shell_rules(site, site.pool.ini("sendmail_path"))]
+    for app in apps:
+        for plugin, rule in plugins.call("php_fpm_apparmor_rules", with_names=True, site=site, app=app):
+            if not isinstance(rule, Rule):
+                raise ValueError(f"plugin {plugin} returned {rule!r}, not a policy rule")
+            # Provenance is who really returned the rule, whatever it claims.
+            rules.append(_restamp(rule, plugin))
+        for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
+            policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
+    profiles: dict[str, Profile] = {}
+
+    def profile(name: str) -> Profile:
+        if name not in profiles:
+            full = hat if name == HAT else policy.child_name(name)
+            if name != HAT and not SAFE_NAME.match(full):
+                raise ValueError(f"bad child profile name {name!r}")
+            profiles[name] = Profile(name=full, kind="hat" if name == HAT else "profile",
+                                     mode=site.mode,
+                                     local_include=f"local/php-fpm.d/{full}")
+        return profiles[name]
+
+    profile(HAT)
+    for rule in rules:
+        if rule.profile == MASTER:
+            policy.master.append(rule)
+        else:
+            profile(rule.profile).rules.append(rule)
+        if isinstance(rule, ExecRule) and rule.mode != "ix":
+            profile(rule.target)  # every transition target exists, even if empty
+    policy.profiles = [profiles[HAT]] + [profiles[k] for k in sorted(profiles) if k != HAT]
+    return policy
+
+
+def _restamp(rule, plugin: str):
+    return rule if rule.source == plugin else replace(rule, source=plugin)

@@ -73,3 +73,90 @@ def canonical(sysroot: str, path: str) -> str:
             continue
         resolved.append(part)
     return "/" + "/".join(resolved)
+
+
+# Directories that appear in open_basedir for PHP's own sake, never a site's code.
+SYSTEM_DIRS = ("/tmp", "/var/tmp", "/usr", "/dev", "/etc", "/proc", "/var/lib/php", "/bin",
+               "/lib", "/run", "/var/run", "/var/log")
+
+
+def load_config(sysroot: str = "/") -> configparser.ConfigParser:
+    """The tool's own INI; a missing file is an empty config, a broken one a ConfigError."""
+    conf = configparser.ConfigParser(interpolation=None, default_section="defaults")
+    path = Path(sysroot, CONFIG.lstrip("/"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            conf.read_file(f, source=str(path))
+    except FileNotFoundError:
+        pass
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(path, line, str(exc).splitlines()[0]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+    return conf
+
+
+def section_for(conf, pool) -> str | None:
+    """A pool's section: "[X.Y/name]" wins over "[name]" (names as php-fpm compares them)."""
+    wanted = [f"{pool.version}/{pool.name}".lower(), pool.name.lower()]
+    names = {s.lower(): s for s in conf.sections()}
+    for w in wanted:
+        if w in names:
+            return names[w]
+    return None
+
+
+def _paths(value: str) -> list[str]:
+    return [p.strip() for chunk in value.splitlines() for p in chunk.split(":") if p.strip()]
+
+
+def _is_system(path: str) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS) or path == "/"
+
+
+def infer_roots(pool) -> tuple[list[str], str]:
+    """Roots from doc_root, then chdir, then open_basedir; ([], why-not) when none says."""
+    doc_root = pool.ini("doc_root")
+    if doc_root and doc_root.startswith("/") and not _is_system(doc_root.rstrip("/") or "/"):
+        return [doc_root], "inferred from doc_root"
+    if pool.chdir and pool.chdir.startswith("/") and not _is_system(pool.chdir.rstrip("/") or "/"):
+        return [pool.chdir], "inferred from chdir"
+    basedir = pool.ini("open_basedir")
+    if basedir:
+        roots = [p.rstrip("/") for p in basedir.split(":") if p.startswith("/")]
+        roots = [p for p in roots if p and not _is_system(p)]
+        if roots:
+            return roots, "inferred from open_basedir"
+    return [], "no root: set root = in the pool's section of " + CONFIG
+
+
+def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
+    """The Site for one pool: its canonical roots and settings. Raises ConfigError."""
+    name = section_for(conf, pool)
+    settings = dict(conf.defaults())
+    if name:
+        settings.update(conf[name])
+    cfile = str(Path(sysroot, CONFIG.lstrip("/")))
+    where = f"[{name}]" if name else "defaults"
+    if "root" in settings:
+        raw, origin = _paths(settings["root"]), f"root = in {where}"
+    else:
+        raw, origin = infer_roots(pool)
+    mode = settings.get("mode", "enforce").strip().lower()
+    if mode not in MODES:
+        raise ConfigError(cfile, None, f"{where}: mode must be enforce or complain, not {mode!r}")
+    for p in raw + _paths(settings.get("read", "")) + _paths(settings.get("write", "")):
+        if not p.startswith("/"):
+            raise ConfigError(cfile, None, f"{where}: path {p!r} is not absolute")
+    roots = sorted({canonical(sysroot, p) for p in raw})
+    for r in roots:
+        if r == "/" or r in SYSTEM_DIRS:
+            raise ConfigError(pool.config_file, None,
+                              f"pool {pool.name}: site root {r} is a system directory; set root = in {CONFIG}")
+    return Site(
+        pool=pool, hat=hat, roots=roots, sysroot=sysroot, settings=settings, mode=mode,
+        read_paths=sorted({canonical(sysroot, p) for p in _paths(settings.get("read", ""))}),
+        write_paths=sorted({canonical(sysroot, p) for p in _paths(settings.get("write", ""))}),
+        origin=origin,
+    )

@@ -1,0 +1,204 @@
+"""`check`, and the commands that change one pool: complain, enforce, enable.
+
+Edits to the admin's files (pool .conf, php-fpm-apparmor.conf) are minimal line edits
+that keep comments and layout, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import generate, install, load, sites
+from .errors import ConfigError
+
+OK, PROBLEMS, USAGE = 0, 1, 2
+
+
+def _unit_files(sysroot: str, service: str) -> list[Path]:
+    files = []
+    for d in ("lib/systemd/system", "usr/lib/systemd/system", "etc/systemd/system", "run/systemd/system"):
+        base = Path(sysroot, d)
+        files.append(base / service)
+        drop = base / f"{service}.d"
+        if drop.is_dir():
+            files += sorted(drop.glob("*.conf"))
+    return [f for f in files if f.is_file()]
+
+
+def no_new_privileges(sysroot: str, service: str) -> str | None:
+    """The unit file line that sets NoNewPrivileges=yes (it blocks the hat change)."""
+    for f in _unit_files(sysroot, service):
+        for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+            m = re.match(r"^\s*NoNewPrivileges\s*=\s*(\S+)", line)
+            if m and m.group(1).lower() in sites.TRUE:
+                return f"{f}:{n}"
+    return None
+
+
+def hat_support(sysroot: str, binary: str) -> bool | None:
+    """Does this php-fpm know apparmor_hat? (built with libapparmor); None if unknown."""
+    path = Path(sysroot, binary.lstrip("/"))
+    try:
+        with open(path, "rb") as f:
+            return b"apparmor_hat" in f.read()
+    except OSError:
+        return None
+
+
+def findings(args, plugins) -> list[str]:
+    result = generate.plan(args.root, plugins)
+    out = list(result.problems)
+    out += [f"note: {e.note}" for e in result.entries if e.note]
+    live = args.root in ("/", "")
+    if live and not load.enabled(args.root):
+        out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "
+                   "security=apparmor (Debian's default kernel has it) and install the apparmor package")
+    main, ours = generate.main_profile(args.root)
+    if not ours and main and re.search(r"flags=\([^)]*complain", main.read_text(errors="replace")):
+        out.append(f"note: {main} (the php-fpm master profile) is in complain mode: the master is not "
+                   f"confined, the hats are; run aa-enforce {main} once the hats are quiet")
+    seen_versions = {}
+    for e in result.entries:
+        inst = getattr(e.pool, "installation", None)
+        if inst and inst.version not in seen_versions:
+            seen_versions[inst.version] = inst
+    for inst in seen_versions.values():
+        if hat_support(args.root, inst.binary) is False:
+            out.append(f"{inst.binary} was built without AppArmor: apparmor_hat is unknown to it; "
+                       f"use a php-fpm built with libapparmor (Debian's is)")
+        nnp = no_new_privileges(args.root, inst.service)
+        if nnp:
+            out.append(f"{nnp}: NoNewPrivileges=yes on {inst.service} blocks the change into a hat; "
+                       f"remove it (systemctl edit {inst.service})")
+    shared: dict[tuple, list[str]] = {}
+    for e in result.entries:
+        p = e.pool
+        if not p.hat and e.hat and not e.note:
+            out.append(f"{p.config_file}: pool {p.name} has no apparmor_hat, so its PHP runs in the "
+                       f"master's profile: run php-fpm-apparmor enable {p.version}/{p.name}")
+        for key in ("session.save_path", "upload_tmp_dir"):
+            value = p.ini(key) or ""
+            path = value.split(";")[-1].strip() if key == "session.save_path" else value
+            if path:
+                shared.setdefault((key, path), []).append(f"{p.version}/{p.name}")
+        if e.policy:
+            for app in e.policy.apps:
+                for line in plugins.call("php_fpm_apparmor_check", site=e.site, app=app):
+                    out.append(f"pool {p.name} ({app.name}): {line}")
+    for (key, path), users in sorted(shared.items()):
+        if len(users) > 1:
+            out.append(f"pools {', '.join(users)} share {key} {path}: each can read the others' "
+                       f"files there; give each pool its own (php_admin_value[{key}])")
+    out += [f"warning: {w}" for w in result.warnings + plugins.problems]
+    return list(dict.fromkeys(out))
+
+
+def cmd_check(args, plugins) -> int:
+    out = findings(args, plugins)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for line in out:
+            print(line)
+        if not out:
+            print("no problems found")
+    return PROBLEMS if any(not l.startswith(("note:", "warning:")) for l in out) else OK
+
+
+# --- minimal INI edits ------------------------------------------------------------------
+
+def set_in_section(text: str, section: str, key: str, value: str, after_line: int | None = None) -> str:
+    """Set `key = value` in [section] (case-insensitive), keeping every other line as it is."""
+    lines = text.splitlines(True)
+    start = None
+    for i, line in enumerate(lines):
+        m = re.match(r"^\s*\[([^\]]*)\]", line)
+        if m and start is not None:
+            end = i
+            break
+        if m and m.group(1).strip().lower() == section.lower() and (after_line is None or i + 1 == after_line):
+            start = i
+    else:
+        end = len(lines)
+    if start is None:
+        sep = "" if not lines or lines[-1].endswith("\n") else "\n"
+        return text + f"{sep}\n[{section}]\n{key} = {value}\n"
+    for i in range(start + 1, end):
+        if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i]):
+            lines[i] = f"{key} = {value}\n"
+            return "".join(lines)
+    lines.insert(start + 1, f"{key} = {value}\n")
+    return "".join(lines)
+
+
+def _find(args, plugins, name: str):
+    result = generate.plan(args.root, plugins)
+    version, _, pool = name.rpartition("/")
+    hits = [e for e in result.entries if e.pool.name.lower() == pool.lower()
+            and (not version or e.pool.version == version)]
+    if len(hits) != 1:
+        found = ", ".join(f"{e.pool.version}/{e.pool.name}" for e in result.entries)
+        what = "several pools match" if hits else "no such pool"
+        raise LookupError(f"{name}: {what} (pools: {found or 'none'})")
+    return result, hits[0]
+
+
+def cmd_mode(args, plugins) -> int:
+    try:
+        result, e = _find(args, plugins, args.pool)
+    except LookupError as exc:
+        print(f"php-fpm-apparmor: {exc}", file=sys.stderr)
+        return USAGE
+    path = install.at(args.root, sites.CONFIG)
+    text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
+    section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
+    install.write_atomic(path, set_in_section(text, section, "mode", args.command))
+    outcome = generate.apply(generate.plan(args.root, plugins))
+    for p in outcome.problems:
+        print(f"php-fpm-apparmor: {p}", file=sys.stderr)
+    print(f"pool {e.pool.name}: {args.command} (in {path} [{section}])")
+    return PROBLEMS if outcome.problems else OK
+
+
+def cmd_enable(args, plugins) -> int:
+    try:
+        result, e = _find(args, plugins, args.pool)
+    except LookupError as exc:
+        print(f"php-fpm-apparmor: {exc}", file=sys.stderr)
+        return USAGE
+    if e.problem or not e.hat:
+        print(f"php-fpm-apparmor: {e.problem or e.note}", file=sys.stderr)
+        return PROBLEMS
+    if e.pool.hat == e.hat:
+        print(f"pool {e.pool.name} already has apparmor_hat = {e.hat}")
+        return OK
+    if not load.enabled(args.root):
+        print("php-fpm-apparmor: AppArmor is not enabled (or --root is not /): setting apparmor_hat "
+              "now would make php-fpm's workers fail in a loop; nothing changed", file=sys.stderr)
+        return PROBLEMS
+    outcome = generate.apply(result)
+    if f"php-fpm//{e.hat}" not in load.loaded():
+        print(f"php-fpm-apparmor: hat {e.hat} is not loaded ({'; '.join(outcome.problems) or 'unknown'}); "
+              "nothing changed", file=sys.stderr)
+        return PROBLEMS
+    conf = Path(e.pool.config_file)
+    header = _section_line(conf, e.pool.name)
+    install.write_atomic(conf, set_in_section(conf.read_text(), e.pool.name, "apparmor_hat", e.hat, header), 0o644)
+    inst = e.pool.installation
+    if inst and shutil.which("systemctl"):
+        subprocess.run(["systemctl", "reload", inst.service], check=False)
+    print(f"pool {e.pool.name}: apparmor_hat = {e.hat} set in {conf}; {inst.service if inst else 'php-fpm'} reloaded")
+    return OK
+
+
+def _section_line(path: Path, name: str) -> int | None:
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        m = re.match(r"^\s*\[([^\]]*)\]", line)
+        if m and m.group(1).strip().lower() == name.lower():
+            return n
+    return None

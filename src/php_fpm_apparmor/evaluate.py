@@ -1,0 +1,291 @@
+"""What a rendered policy really allows, judged with Debian's python3-apparmor.
+
+Used twice: by the generator's invariants (no pool writes PHP, none reaches another
+pool's root) and by the tests (every app operation granted, every attack refused).
+It reads the RENDERED text back, abstractions included, so it judges what is installed,
+not what we meant to install.
+
+Debian 12's `apparmor.common.convert_regexp` ignores AARE escapes (`\\*` becomes a glob,
+`|` an alternation). So before matching, an escaped special in a pattern and the same
+literal character in a path are both mapped to one private-use code point: the matcher
+then compares them as plain characters, and real globs keep their meaning.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from apparmor.aare import AARE
+from apparmor.rule.file import FileRule as AAFileRule
+
+APPARMOR_DIR = "/etc/apparmor.d"
+_SPECIAL = '\\*?[]{}^"|()+$.'
+_PUA = {c: chr(0xE000 + i) for i, c in enumerate(_SPECIAL)}
+_ENCODE_PATH = str.maketrans({c: _PUA[c] for c in '\\*?[]{}^"|'})
+FORBIDDEN_SUFFIXES = (".php", ".phtml", ".phar")
+FORBIDDEN_NAMES = (".maintenance", ".user.ini", ".htaccess")
+_VAR = re.compile(r"@\{([A-Za-z0-9_]+)\}")
+_HEAD = re.compile(r"^(\^|profile\s+)([^\s{]+)(\s+flags=\([^)]*\))?\s*\{$")
+
+
+def encode_pattern(aare: str) -> str:
+    out, i = [], 0
+    while i < len(aare):
+        c = aare[i]
+        if c == "\\" and i + 1 < len(aare):
+            nxt = aare[i + 1]
+            out.append(_PUA.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(_PUA["|"] if c == "|" else c)
+        i += 1
+    return "".join(out)
+
+
+def encode_path(path: str) -> str:
+    return path.translate(_ENCODE_PATH)
+
+
+def decode(text: str) -> str:
+    back = {v: k for k, v in _PUA.items()}
+    return "".join(back.get(c, c) for c in text)
+
+
+@lru_cache(maxsize=None)
+def _aare(pattern: str) -> AARE:
+    return AARE(encode_pattern(pattern), True)
+
+
+def matches(pattern: str, path: str) -> bool:
+    return _aare(pattern).match(encode_path(path))
+
+
+# --- tunables and abstractions ---------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def tunables(base: str = APPARMOR_DIR) -> dict:
+    vars_: dict[str, list[str]] = {}
+
+    def read(name: str, depth=0):
+        try:
+            text = Path(base, name).read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            m = re.match(r'^include\s+(if exists\s+)?<([^>]+)>', line)
+            if m and depth < 10:
+                target = Path(base, m.group(2))
+                files = sorted(p.name for p in target.iterdir()) if target.is_dir() else [None]
+                for f in files:
+                    read(m.group(2) + (f"/{f}" if f else ""), depth + 1)
+                continue
+            m = re.match(r"^@\{([A-Za-z0-9_]+)\}\s*(\+?=)\s*(.*)$", line)
+            if m:
+                values = [v.strip('"') for v in m.group(3).split()]
+                if m.group(2) == "=":
+                    vars_[m.group(1)] = values
+                else:
+                    vars_.setdefault(m.group(1), []).extend(values)
+
+    read("tunables/global")
+    return vars_
+
+
+def expand_vars(text: str, vars_: dict, depth=0) -> str:
+    def sub(m):
+        values = vars_.get(m.group(1), [""])
+        return values[0] if len(values) == 1 else "{" + ",".join(values) + "}"
+
+    out = _VAR.sub(sub, text)
+    return expand_vars(out, vars_, depth + 1) if "@{" in out and depth < 8 else out
+
+
+@dataclass
+class Profile:
+    name: str
+    rules: list = field(default_factory=list)  # apparmor.rule.file.FileRule
+    ours: list = field(default_factory=list)  # the subset written in our own text
+
+
+def _file_rule(line: str, vars_: dict):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    line = re.sub(r"^(audit|allow)\s+", "", line)
+    head = re.sub(r"^(deny|owner|other)\s+", "", line)
+    head = re.sub(r"^(deny|owner|other)\s+", "", head)
+    if not head.startswith(("/", '"/', "@{", '"@{', "file ")):
+        return None
+    left, arrow, target = expand_vars(line, vars_).partition(" -> ")
+    left = re.sub(r"/{2,}", "/", left)  # variables end in "/" too; AppArmor collapses "//"
+    try:
+        return AAFileRule.parse(left + arrow + target)
+    except Exception:
+        return None  # exec rules with odd targets and such: not file access
+
+
+@lru_cache(maxsize=256)
+def abstraction(name: str, base: str = APPARMOR_DIR) -> tuple:
+    """File rules of an include (abstraction), recursively, variables expanded."""
+    path = Path(base, name)
+    if path.is_dir():
+        texts = [p.read_text(errors="replace") for p in sorted(path.iterdir()) if p.is_file()]
+    else:
+        try:
+            texts = [path.read_text(errors="replace")]
+        except OSError:
+            return ()
+    rules = []
+    for text in texts:
+        for line in text.splitlines():
+            m = re.match(r"^\s*#?include\s+(if exists\s+)?<([^>]+)>", line)
+            if m:
+                rules.extend(abstraction(m.group(2), base))
+                continue
+            r = _file_rule(line, tunables(base))
+            if r is not None:
+                rules.append(r)
+    return tuple(rules)
+
+
+def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[str, Profile]:
+    """Split one rendered php-fpm.d file into {profile name: Profile}; parent rules under `parent`."""
+    profiles = {parent: Profile(parent)}
+    stack = [profiles[parent]]
+    vars_ = tunables(base)
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _HEAD.match(line)
+        if m:
+            prof = Profile(f"{parent}//{m.group(2)}")
+            profiles[prof.name] = prof
+            stack.append(prof)
+            continue
+        if line == "}":
+            stack.pop()
+            continue
+        m = re.match(r"^include\s+(if exists\s+)?<([^>]+)>", line)
+        if m:
+            stack[-1].rules.extend(abstraction(m.group(2), base))
+            continue
+        rule = _file_rule(line, vars_)
+        if rule is not None:
+            stack[-1].rules.append(rule)
+            stack[-1].ours.append(rule)
+    return profiles
+
+
+# --- questions --------------------------------------------------------------------------
+
+_NEED = {"read": "r", "write": "w", "append": "a", "lock": "k", "link": "l", "mmap": "m"}
+
+
+def _has(rule, need: str) -> bool:
+    perms = rule.perms if isinstance(rule.perms, set) else set()
+    if need == "w":
+        return "w" in perms
+    if need == "a":
+        return bool({"a", "w"} & perms)
+    return need in perms
+
+
+def _rule_matches(rule, path: str) -> bool:
+    if rule.all_paths if hasattr(rule, "all_paths") else False:
+        return True
+    return matches(rule.path.regex, path)
+
+
+def allows(profile: Profile, op: str, path: str) -> bool:
+    """True if `profile` grants `op` ("read", "write", ...) on `path` (deny rules win)."""
+    need = _NEED[op]
+    granted = False
+    for rule in profile.rules:
+        if _has(rule, need) and _rule_matches(rule, path):
+            if rule.deny:
+                return False
+            granted = True
+    return granted
+
+
+def exec_transition(profile: Profile, path: str):
+    """(mode, target) if `profile` may exec `path`, else None. target is a profile name."""
+    found = None
+    for rule in profile.rules:
+        if rule.exec_perms and _rule_matches(rule, path):
+            if rule.deny:
+                return None
+            target = rule.target.regex if rule.target not in (None, AAFileRule.ALL) and hasattr(rule.target, "regex") else None
+            found = (rule.exec_perms, target)
+    return found
+
+
+def is_forbidden_name(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(FORBIDDEN_SUFFIXES) or name in FORBIDDEN_NAMES
+
+
+def _alternatives(pattern: str, limit=64) -> list[str]:
+    """Expand {a,b} alternations (innermost first); escaped braces are already encoded."""
+    out, todo = [], [pattern]
+    while todo and len(out) < limit:
+        p = todo.pop()
+        m = re.search(r"\{([^{}]*)\}", p)
+        if not m:
+            out.append(p)
+            continue
+        for alt in m.group(1).split(","):
+            todo.append(p[: m.start()] + alt + p[m.end():])
+    return out
+
+
+_GLOB = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
+_FORBIDDEN_TAILS = ["x" + s for s in FORBIDDEN_SUFFIXES] + list(FORBIDDEN_NAMES)
+
+
+def witnesses(pattern: str) -> list[str]:
+    """Concrete paths a pattern matches, chosen to end in every forbidden name it can reach.
+
+    Globs are filled with plain names; the LAST glob is also filled with each forbidden
+    tail, and single-character globs try the letters forbidden names are made of.
+    """
+    out = []
+    for alt in _alternatives(encode_pattern(pattern)):
+        tokens = list(_GLOB.finditer(alt))
+        if not tokens:
+            out.append(decode(alt))
+            continue
+        choices = []
+        for i, tok in enumerate(tokens):
+            t = tok.group(0)
+            last = i == len(tokens) - 1
+            if t == "**":
+                c = ["x/x"] + (["x/" + f for f in _FORBIDDEN_TAILS] + _FORBIDDEN_TAILS if last else [])
+            elif t == "*":
+                c = ["x"] + (_FORBIDDEN_TAILS + [s.lstrip("x") for s in _FORBIDDEN_TAILS] if last else [])
+            else:
+                c = list("phtarx.")
+            choices.append(c)
+        for combo in itertools.islice(itertools.product(*choices), 2000):
+            s, pos = [], 0
+            for tok, fill in zip(tokens, combo):
+                s.append(alt[pos:tok.start()])
+                s.append(fill)
+                pos = tok.end()
+            s.append(alt[pos:])
+            out.append(decode("".join(s)))
+    return out
+
+
+def reaches(pattern: str, root: str) -> bool:
+    """Could a rule with `pattern` touch anything inside `root` (a canonical directory)?"""
+    probes = [root, root + "/", root + "/x", root + "/x/x", root + "/index.php", root + "/wp-config.php"]
+    if any(matches(pattern, p) for p in probes):
+        return True
+    return any(w == root or w.startswith(root + "/") for w in witnesses(pattern))

@@ -1,0 +1,310 @@
+"""The whole pipeline: pools -> sites -> apps -> policy -> render -> validate -> install -> load.
+
+`plan()` is pure (reads the system tree, writes nothing); `apply()` is the only place that
+changes the live system, and it changes nothing until every file it installs compiled.
+A pool whose policy is wrong is skipped (its previous file, if any, stays) and reported;
+the other pools still get theirs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import apps as apps_mod
+from . import evaluate, install, load, pools as pools_mod, render, sites, validate
+from . import policy as policy_mod
+from .errors import ConfigError
+from .policy import SAFE_NAME
+
+TEMPLATES = ("/usr/share/php-fpm-apparmor/php-fpm.profile",
+             str(Path(__file__).resolve().parents[2] / "etc/apparmor.d/php-fpm-apparmor.profile"))
+_PROFILE_PHP_FPM = re.compile(r"^\s*profile\s+php-fpm\s", re.M)
+
+
+@dataclass
+class Entry:
+    """One pool's way through the pipeline."""
+
+    pool: object
+    hat: str | None = None
+    site: object = None
+    policy: object = None
+    text: str | None = None
+    problem: str | None = None  # why this pool gets no (new) hat
+    note: str | None = None  # skipped harmlessly (no apparmor_hat and nothing to go on)
+
+    @property
+    def needs_hat(self) -> bool:
+        return bool(self.pool.hat)
+
+
+@dataclass
+class Plan:
+    sysroot: str
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> list[Entry]:
+        return [e for e in self.entries if e.text is not None and not e.problem]
+
+    @property
+    def problems(self) -> list[str]:
+        return [e.problem for e in self.entries if e.problem]
+
+
+def suggest_hat(pool, taken: set) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", pool.name).strip("-._") or "pool"
+    base = base[:40]
+    for candidate in (base, f"{base}-php{pool.version}"):
+        if candidate.lower() not in taken and SAFE_NAME.match(candidate):
+            return candidate
+    return f"{base}-php{pool.version}-{len(taken)}"
+
+
+def where(pool, key: str) -> str:
+    origin = pool.origins.get(key)
+    return f"{origin.file}:{origin.line}" if origin else pool.config_file
+
+
+def assign_hats(entries: list[Entry]) -> None:
+    """apparmor_hat, or the pool name; refuse unsafe names and collisions across versions."""
+    by_hat: dict[str, list[Entry]] = {}
+    for e in entries:
+        pool = e.pool
+        if pool.hat is not None:
+            if not SAFE_NAME.match(pool.hat):
+                e.problem = (f"{where(pool, 'apparmor_hat')}: pool {pool.name}: apparmor_hat "
+                             f"{pool.hat!r} is not a safe name (letters, digits, . _ -, at most 63); "
+                             f"use e.g. apparmor_hat = {suggest_hat(pool, set())}")
+                continue
+            e.hat = pool.hat
+        elif SAFE_NAME.match(pool.name):
+            e.hat = pool.name
+        else:
+            e.note = (f"{pool.config_file}: pool {pool.name!r} has a name AppArmor cannot use and no "
+                      f"apparmor_hat; to confine it set apparmor_hat = {suggest_hat(pool, set())}")
+            continue
+        by_hat.setdefault(e.hat.lower(), []).append(e)
+    for hat, group in by_hat.items():
+        if len(group) < 2:
+            continue
+        explicit = [e for e in group if e.pool.hat]
+        for e in group:
+            if not e.pool.hat and explicit:  # a derived name yields to an explicit apparmor_hat
+                e.hat = f"{e.hat}-php{e.pool.version}"
+                continue
+            others = ", ".join(f"{o.pool.name} (PHP {o.pool.version}, {o.pool.config_file})"
+                               for o in group if o is not e)
+            e.problem = (f"{where(e.pool, 'apparmor_hat')}: pool {e.pool.name}: hat {e.hat!r} is "
+                         f"also used by {others}; one php-fpm profile covers every PHP version, "
+                         f"so hats must be unique")
+
+
+def plan(sysroot: str = "/", plugins=None, environ=None) -> Plan:
+    from . import plugins as plugins_mod
+
+    plugins = plugins or plugins_mod.load()
+    result = Plan(sysroot)
+    pools = pools_mod.read_all(sysroot, environ=environ)  # ConfigError: fatal, nothing changes
+    conf = sites.load_config(sysroot)
+    result.entries = [Entry(pool=p) for p in pools]
+    assign_hats(result.entries)
+    for e in result.entries:
+        if e.problem or e.note:
+            continue
+        try:
+            e.site = sites.build(e.pool, e.hat, conf, sysroot)
+        except ConfigError as exc:
+            e.problem = str(exc)
+            continue
+        if not e.site.roots:
+            message = f"{e.pool.config_file}: pool {e.pool.name}: {e.site.origin}"
+            if e.needs_hat:
+                e.problem = message
+            else:
+                e.note = message
+            continue
+        try:
+            found = apps_mod.detect(e.site, plugins)
+            e.policy = policy_mod.build(e.site, found, plugins)
+            e.text = render.render(e.policy)
+        except (ValueError, TypeError) as exc:
+            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+    result.warnings.extend(plugins.problems)
+    check_invariants(result)
+    return result
+
+
+# --- invariants on the rendered text ----------------------------------------------------
+
+def _literal_prefix(pattern: str) -> str:
+    m = re.search(r"(?<!\\)[*?\[{]", pattern)
+    return evaluate.decode(evaluate.encode_pattern(pattern[: m.start()] if m else pattern))
+
+
+def check_invariants(result: Plan) -> None:
+    entries = [e for e in result.ready]
+    roots = sorted(((r, e) for e in entries for r in e.site.roots), key=lambda t: t[0])
+    keys = [r for r, _ in roots]
+    for e in entries:
+        problems = []
+        profiles = evaluate.parse(e.text)
+        allowed = {x.path for x in e.policy.exceptions}
+        for name, prof in profiles.items():
+            for rule in prof.ours:
+                pattern = rule.path.regex
+                if rule.exec_perms and re.search(r"[uU]", rule.exec_perms):
+                    problems.append(f"{name}: {pattern} runs unconfined ({rule.exec_perms})")
+                if rule.deny:
+                    continue
+                if name != "php-fpm" and {"w", "a"} & rule.perms and pattern not in allowed:
+                    for w in evaluate.witnesses(pattern):
+                        if evaluate.is_forbidden_name(w) and evaluate.matches(pattern, w) \
+                                and evaluate.allows(prof, "write", w):
+                            problems.append(f"{name}: {pattern} would let PHP write {w}; no plugin "
+                                            f"declared this exception")
+                            break
+                # Other pools' roots: only those the rule's literal prefix can lead into.
+                prefix = _literal_prefix(pattern)
+                lo = bisect.bisect_left(keys, prefix)
+                hi = bisect.bisect_left(keys, prefix + "\uffff")
+                candidates = roots[lo:hi]
+                parts = prefix.split("/")
+                for i in range(2, len(parts) + 1):
+                    ancestor = "/".join(parts[:i])
+                    j = bisect.bisect_left(keys, ancestor)
+                    while j < len(keys) and keys[j] == ancestor:
+                        candidates.append(roots[j])
+                        j += 1
+                for root, other in candidates:
+                    if other is e or root in e.site.roots:
+                        continue
+                    if evaluate.reaches(pattern, root):
+                        problems.append(f"{name}: {pattern} reaches pool {other.pool.name}'s root {root}")
+        if problems:
+            uniq = list(dict.fromkeys(problems))
+            e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: policy refused: "
+                         + "; ".join(uniq[:5]) + (f" (+{len(uniq) - 5} more)" if len(uniq) > 5 else ""))
+
+
+# --- applying ---------------------------------------------------------------------------
+
+def main_profile(sysroot: str) -> tuple[Path | None, bool]:
+    """(the file that defines profile php-fpm, whether it is ours to manage)."""
+    stock = install.at(sysroot, install.STOCK_PROFILE)
+    if stock.exists():
+        return stock, False
+    d = install.at(sysroot, "/etc/apparmor.d")
+    ours_path = install.at(sysroot, install.MAIN_PROFILE)
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if p.is_file() and p != ours_path and not p.name.startswith(".") and p.stat().st_size < 1 << 20:
+                try:
+                    if _PROFILE_PHP_FPM.search(p.read_text(errors="replace")):
+                        return p, False
+                except OSError:
+                    continue
+    return ours_path, True
+
+
+def template() -> str:
+    for t in TEMPLATES:
+        if Path(t).is_file():
+            return Path(t).read_text()
+    raise FileNotFoundError("php-fpm profile template missing: " + " or ".join(TEMPLATES))
+
+
+@dataclass
+class Outcome:
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    loaded: bool = False
+    load_skipped: str | None = None
+
+
+def apply(result: Plan, dry_run: bool = False) -> Outcome:
+    """Validate, install and load. Nothing live changes unless the whole profile compiles."""
+    sysroot = result.sysroot
+    out = Outcome(problems=list(result.problems))
+    includes = validate.search_dirs(sysroot)
+    ready = result.ready
+    errors = validate.compile_pools({e.hat: e.text for e in ready}, includes)
+    for e in ready:
+        if errors[e.hat]:
+            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: apparmor_parser refused hat {e.hat}: {errors[e.hat]}"
+            out.problems.append(e.problem)
+    ready = [e for e in ready if not e.problem]
+    existing = install.ours(sysroot)
+    claimed = {e.hat for e in result.entries if e.hat}
+    # A pool we could not generate keeps its previous file: its hat must stay loaded.
+    keep = {h: p for h, p in existing.items() if h in claimed and h not in {e.hat for e in ready}}
+    stale = {h: p for h, p in existing.items() if h not in claimed}
+    main, ours_main = main_profile(sysroot)
+    main_text = template() if ours_main else None
+
+    # The whole profile as it will be after install, compiled once before anything moves.
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-stage-") as stage:
+        staged = Path(stage, "php-fpm.d")
+        staged.mkdir()
+        for h, p in keep.items():
+            (staged / h).write_text(p.read_text())
+        for e in ready:
+            (staged / e.hat).write_text(e.text)
+        whole = Path(stage, "php-fpm-main")
+        whole.write_text(main_text if ours_main else main.read_text())
+        error = validate.compile_file(str(whole), [stage] + includes)
+    if error:
+        out.problems.append(f"{main}: the php-fpm profile with all pools does not compile, nothing "
+                            f"was changed: {error}")
+        return out
+    if dry_run:
+        return out
+
+    with install.lock(sysroot):
+        install.clean_temp(sysroot)
+        pool_dir = install.at(sysroot, install.POOL_DIR)
+        if ours_main and install.write_atomic(main, main_text):
+            out.written.append(str(main))
+        elif not ours_main:
+            mine = install.at(sysroot, install.MAIN_PROFILE)
+            if mine.exists() and install.is_ours(mine):  # another php-fpm profile arrived
+                mine.unlink()
+                out.removed.append(str(mine))
+        for e in sorted(ready, key=lambda e: e.hat):
+            if install.write_atomic(pool_dir / e.hat, e.text):
+                out.written.append(str(pool_dir / e.hat))
+        for h, p in sorted(stale.items()):
+            p.unlink()
+            out.removed.append(str(p))
+        if not load.enabled(sysroot):
+            out.load_skipped = "AppArmor is not enabled in this kernel (or --root is not /): files installed, nothing loaded"
+            return out
+        if out.written or out.removed:
+            error = load.reload(str(main))
+            if error:
+                out.problems.append(f"loading {main} failed: {error}")
+                return out
+            out.loaded = True
+        gone = []
+        for h in stale:
+            gone += [h] + [f"{h}_{c}" for c in ("sh", "sendmail")]
+        error = load.unload(gone + _children_loaded(stale))
+        if error:
+            out.problems.append(f"unloading removed hats failed: {error}")
+    return out
+
+
+def _children_loaded(stale: dict) -> list[str]:
+    names = []
+    for name in load.loaded():
+        for h in stale:
+            if name.startswith(f"{load.PARENT}//{h}_"):
+                names.append(name.split("//", 1)[1])
+    return names

@@ -1,0 +1,104 @@
+"""Step 7: put validated files in place atomically, and only the ones that changed.
+
+A temp file is written as a dotfile (AppArmor's directory include skips dotfiles),
+fsync'd, then renamed over the target: a crash leaves either the old or the new file,
+never half of one. Unchanged files keep their mtime, so the parser's cache stays valid.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .render import HEADER
+
+POOL_DIR = "/etc/apparmor.d/php-fpm.d"
+LOCAL_DIR = "/etc/apparmor.d/local/php-fpm.d"
+MAIN_PROFILE = "/etc/apparmor.d/php-fpm-apparmor"  # ours, only when no other php-fpm profile
+STOCK_PROFILE = "/etc/apparmor.d/php-fpm"  # Debian's apparmor-profiles
+LOCK = "/run/lock/php-fpm-apparmor.lock"
+
+
+def at(sysroot: str, path: str) -> Path:
+    return Path(sysroot, path.lstrip("/"))
+
+
+@contextmanager
+def lock(sysroot: str, timeout: float = 120.0):
+    """One generator run at a time (dpkg trigger, path unit and admin may race)."""
+    path = at(sysroot, LOCK)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    raise TimeoutError(f"another php-fpm-apparmor run holds {path}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().startswith(HEADER)
+    except OSError:
+        return False
+
+
+def ours(sysroot: str) -> dict[str, Path]:
+    """{hat: file} for the files in php-fpm.d/ that the generator wrote (by their header)."""
+    d = at(sysroot, POOL_DIR)
+    if not d.is_dir():
+        return {}
+    return {p.name: p for p in sorted(d.iterdir())
+            if not p.name.startswith(".") and p.is_file() and is_ours(p)}
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
+    """Write `text` to `path` unless it already holds it; True if the file changed."""
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return True
+
+
+def clean_temp(sysroot: str) -> None:
+    """Remove temp files a killed run may have left (they are dotfiles: never loaded)."""
+    d = at(sysroot, POOL_DIR)
+    if d.is_dir():
+        for p in d.glob(".*.tmp-*"):
+            p.unlink(missing_ok=True)

@@ -1,0 +1,70 @@
+"""Step 8: load into the kernel. Only on the live system, and only when AppArmor is on.
+
+Without AppArmor in the kernel every load step is skipped, never failed: the files are
+still installed, ready for the next boot with AppArmor.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .validate import parser
+
+PARENT = "php-fpm"
+KERNEL_PROFILES = "/sys/kernel/security/apparmor/profiles"
+
+
+def enabled(sysroot: str = "/") -> bool:
+    if sysroot not in ("/", ""):
+        return False
+    exe = shutil.which("aa-enabled")
+    if exe:
+        return subprocess.run([exe, "--quiet"], capture_output=True).returncode == 0
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
+def loaded() -> dict[str, str]:
+    """{profile name: mode} for everything the kernel has loaded ({} when unreadable)."""
+    try:
+        text = Path(KERNEL_PROFILES).read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, mode = line.rpartition(" (")
+        out[name] = mode.rstrip(")")
+    return out
+
+
+def _run(args: list[str]) -> str | None:
+    exe = parser()
+    if exe is None:
+        return "apparmor_parser not found"
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=900)
+    return None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()
+
+
+def reload(profile_file: str) -> str | None:
+    """Replace the php-fpm profile (all hats with it); None on success, else the message."""
+    return _run(["-r", "-W", "-T", profile_file])
+
+
+def unload(names: list[str]) -> str | None:
+    """Remove hats/child profiles the parent no longer defines (replacing it keeps them)."""
+    present = loaded()
+    names = [n for n in names if f"{PARENT}//{n}" in present]
+    if not names:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".remove", delete=False) as f:
+        for n in names:
+            f.write(f"profile {PARENT}//{n} {{\n}}\n")
+    try:
+        return _run(["-R", f.name])
+    finally:
+        Path(f.name).unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""Step 6: compile candidates with the real apparmor_parser before anything live changes.
+
+`-Q -K` compiles without a kernel or cache, `-M` pins the feature set Debian ships, so the
+result does not depend on the running kernel (or on there being AppArmor in it at all).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+FEATURES = "/usr/share/apparmor-features/features"
+APPARMOR_DIR = "/etc/apparmor.d"
+WRAPPER = """abi <abi/3.0>,
+include <tunables/global>
+profile php-fpm /usr/sbin/php-fpm* flags=(attach_disconnected) {{
+  include "{path}"
+}}
+"""
+
+
+def parser() -> str | None:
+    return shutil.which("apparmor_parser") or next(
+        (p for p in ("/usr/sbin/apparmor_parser", "/sbin/apparmor_parser") if os.access(p, os.X_OK)), None)
+
+
+def search_dirs(sysroot: str) -> list[str]:
+    """Include dirs: the target system's apparmor.d, falling back to this machine's."""
+    own = Path(sysroot, APPARMOR_DIR.lstrip("/"))
+    dirs = [str(own)] if own.is_dir() else []
+    if not (own / "abstractions" / "base").exists() and str(own) != APPARMOR_DIR:
+        dirs.append(APPARMOR_DIR)
+    return dirs
+
+
+def compile_file(path: str, includes: list[str], features: str = FEATURES) -> str | None:
+    """None if `path` compiles, else the parser's message."""
+    exe = parser()
+    if exe is None:
+        return "apparmor_parser not found (install the apparmor package)"
+    cmd = [exe, "-Q", "-K", "--quiet"]
+    if os.path.exists(features):
+        cmd += ["-M", features]
+    for d in includes:
+        cmd += ["-I", d]
+    proc = subprocess.run(cmd + [path], capture_output=True, text=True, timeout=600)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr or proc.stdout).strip() or f"apparmor_parser exited {proc.returncode}"
+
+
+def compile_pools(texts: dict[str, str], includes: list[str]) -> dict[str, str | None]:
+    """Compile each pool file alone inside a php-fpm parent: {hat: error or None}."""
+    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-") as tmp:
+        jobs = {}
+        for hat, text in texts.items():
+            body = Path(tmp, hat)
+            body.write_text(text)
+            wrapper = Path(tmp, f"{hat}.wrapper")
+            wrapper.write_text(WRAPPER.format(path=body))
+            jobs[hat] = str(wrapper)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            results = dict(zip(jobs, pool.map(lambda w: compile_file(w, includes), jobs.values())))
+    return results
