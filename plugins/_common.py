@@ -136,6 +136,7 @@ class Context:
     file: str  # system path of the file being read
     abspath: str | None = None  # WordPress ABSPATH (with trailing slash)
     serverroot: str | None = None  # Nextcloud OC::$SERVERROOT
+    constants: dict = field(default_factory=dict)  # known constants, e.g. WP_CONTENT_DIR
 
 
 class _Parser:
@@ -207,6 +208,8 @@ class _Parser:
                 return self.ctx.file, i + 1
             if name == "ABSPATH" and self.ctx.abspath:
                 return self.ctx.abspath, i + 1
+            if name in self.ctx.constants:
+                return self.ctx.constants[name], i + 1
             if name == "OC" and self.peek(i + 1, "op", "::") and self.peek(i + 2, "var", "$SERVERROOT") \
                     and self.ctx.serverroot:
                 return self.ctx.serverroot, i + 3
@@ -290,7 +293,7 @@ class PhpFacts:
 
 
 def read_php(path: Path, system_path: str, abspath: str | None = None,
-             serverroot: str | None = None) -> PhpFacts:
+             serverroot: str | None = None, constants: dict | None = None) -> PhpFacts:
     """Read define()s and assignments from the PHP file at `path` (on disk). Never raises."""
     facts = PhpFacts(file=system_path)
     try:
@@ -306,7 +309,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
         data = data[:MAX_READ]
     text = data.decode("utf-8", "replace")
     toks = tokenize(text)
-    parser = _Parser(toks, Context(system_path, abspath, serverroot))
+    parser = _Parser(toks, Context(system_path, abspath, serverroot, dict(constants or {})))
     i = 0
     statement_start = True
     while i < len(toks):
@@ -376,11 +379,11 @@ def unsafe_path(path: str) -> str | None:
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
         return "contains a control character"
     norm = posixpath.normpath(path)
-    if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
-        return "too broad (a top-level directory)"
     for d in SYSTEM_DIRS:
         if norm == d or norm.startswith(d + "/"):
             return f"inside the system directory {d}"
+    if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
+        return "too broad (a top-level directory)"
     return None
 
 
@@ -435,6 +438,14 @@ def temp_dir(site) -> str:
     return "/tmp"
 
 
-__all__ = ["UNKNOWN", "PhpFacts", "read_php", "tokenize", "plugin_header", "clean_version",
-           "unsafe_path", "is_within", "find_binaries", "canonical_or_none", "site_ini",
-           "temp_dir"]
+
+
+def any_case(ext: str) -> str:
+    """An AARE for `ext` in any letter case ("jpg" -> "[jJ][pP][gG]"): uploads keep the
+    visitor's file name, so IMG_1.JPG is as common as img_1.jpg."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
+
+
+def ext_glob(exts) -> str:
+    """AARE alternation of file extensions, any case: "{[jJ][pP][gG],[pP][nN][gG]}"."""
+    return "{" + ",".join(any_case(e) for e in exts) + "}"

@@ -1,0 +1,246 @@
+"""WordPress plugin on Debian's real WordPress tree: detection, layouts, least privilege."""
+
+import time
+
+import pytest
+
+import apptrees as at
+from conftest import needs_parser
+from php_fpm_apparmor import evaluate
+from php_fpm_apparmor_plugins import wordpress
+
+pytestmark = pytest.mark.skipif(at.wordpress_source() is None, reason="no WordPress tree available")
+
+
+@pytest.fixture
+def blog(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog")
+    return tmp_path
+
+
+def wp_of(found):
+    return next(a for a in found if a.name == "wordpress")
+
+
+def places(app, other="/var/www/other"):
+    return {"root": app.root, "content": app.info["content"], "other": other, "data": "/nowhere"}
+
+
+def test_detects_debian_wordpress_with_version(blog):
+    found, pol, text = at.build(at.site(blog, "blog", ["/var/www/blog"]))
+    app = wp_of(found)
+    real = (at.wordpress_source() / "wp-includes/version.php").read_text()
+    assert f"$wp_version = '{app.version}';" in real
+    assert app.root == "/var/www/blog"
+    assert app.info["config"] == "/var/www/blog/wp-config.php"
+    assert app.info["content"] == "/var/www/blog/wp-content"
+    assert app.info["disallow_file_mods"] is True
+    assert f"app wordpress {app.version} at /var/www/blog" in text
+
+
+@pytest.mark.parametrize("row", wordpress.EXPECTATIONS, ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
+def test_expectations_static(blog, row):
+    s = at.site(blog, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    exp = row.resolve(**places(wp_of(found)))
+    assert at.judge(text, "blog", exp, str(blog)) == (exp.expect == "allow"), exp.why
+
+
+@pytest.mark.parametrize("row", wordpress.EXPECTATIONS_CODE_WRITES,
+                         ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
+def test_code_writes_expectations(tmp_path, row):
+    at.wordpress(tmp_path, "/var/www/blog", disallow=False)
+    s = at.site(tmp_path, "blog", ["/var/www/blog"], settings={"code_writes": "yes"})
+    found, pol, text = at.build(s)
+    exp = row.resolve(**places(wp_of(found)))
+    assert at.judge(text, "blog", exp, str(tmp_path)) == (exp.expect == "allow"), exp.why
+
+
+def test_code_writes_are_named_exceptions_and_pass_invariants(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog", disallow=False)
+    s = at.site(tmp_path, "blog", ["/var/www/blog"], settings={"code_writes": "yes"})
+    found, pol, text = at.build(s)
+    paths = {e.path for e in pol.exceptions}
+    assert "/var/www/blog/wp-content/plugins/**" in paths
+    assert "/var/www/blog/.maintenance" in paths
+    assert "/var/www/blog/wp-content/languages/**.l10n.php" in paths
+    assert all(e.why and e.source == "wordpress" for e in pol.exceptions)
+    assert at.invariant_problems((s, pol, text)) == []
+    # without the exceptions the generator refuses the pool: they are load-bearing
+    pol.exceptions.clear()
+    problems = at.invariant_problems((s, pol, text))
+    assert problems and "no plugin declared this exception" in problems[0]
+
+
+def test_default_policy_needs_no_exception_and_passes_invariants(blog):
+    s = at.site(blog, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    assert [e.path for e in pol.exceptions if e.source == "wordpress"] == []
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+@needs_parser
+def test_compiles_with_apparmor_parser(blog):
+    s = at.site(blog, "blog", ["/var/www/blog"], settings={"code_writes": "yes", "config_writes": "yes"})
+    found, pol, text = at.build(s)
+    assert at.compile_error(text, "blog", blog) is None
+
+
+def test_check_findings_follow_disallow_file_mods(tmp_path):
+    at.wordpress(tmp_path, "/var/www/a", disallow=False)
+    at.wordpress(tmp_path, "/var/www/b", disallow=True)
+    plugins = at.first_party()
+    off = at.site(tmp_path, "a", ["/var/www/a"])
+    app = wp_of(at.build(off, plugins)[0])
+    findings = wordpress.php_fpm_apparmor_check(off, app)
+    assert any("lacks DISALLOW_FILE_MODS" in f and "/var/www/a/wp-config.php" in f for f in findings)
+    on = at.site(tmp_path, "b", ["/var/www/b"], settings={"code_writes": "yes"})
+    app = wp_of(at.build(on, plugins)[0])
+    findings = wordpress.php_fpm_apparmor_check(on, app)
+    assert any("DISALLOW_FILE_MODS is set" in f for f in findings)
+    quiet = at.site(tmp_path, "b", ["/var/www/b"])
+    assert wordpress.php_fpm_apparmor_check(quiet, wp_of(at.build(quiet, plugins)[0])) == []
+
+
+def test_wp_config_one_level_up_is_read(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog/public", config_up=True)
+    s = at.site(tmp_path, "blog", ["/var/www/blog/public"])
+    found, pol, text = at.build(s)
+    assert wp_of(found).info["config"] == "/var/www/blog/wp-config.php"
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "read", "/var/www/blog/wp-config.php")
+    assert not evaluate.allows(hat, "read", "/var/www/blog/other.txt")
+    assert not evaluate.allows(hat, "write", "/var/www/blog/wp-config.php")
+
+
+def test_wordpress_in_a_subdirectory_of_the_docroot(tmp_path):
+    at.wordpress(tmp_path, "/var/www/example.com/wordpress")
+    s = at.site(tmp_path, "ex", ["/var/www/example.com"])
+    found, pol, text = at.build(s)
+    assert wp_of(found).root == "/var/www/example.com/wordpress"
+    hat = evaluate.parse(text)["php-fpm//ex"]
+    assert evaluate.allows(hat, "write", "/var/www/example.com/wordpress/wp-content/uploads/a.png")
+
+
+def test_debian_layout_content_in_var_lib(tmp_path):
+    at.wordpress(tmp_path, "/usr/share/wordpress", debian_config=True)
+    s = at.site(tmp_path, "blog", ["/usr/share/wordpress"])
+    found, pol, text = at.build(s)
+    app = wp_of(found)
+    assert app.info["content"] == "/var/lib/wordpress/wp-content"
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "write", "/var/lib/wordpress/wp-content/uploads/2026/11/a.jpg")
+    assert evaluate.allows(hat, "read", "/var/lib/wordpress/wp-content/plugins/akismet/akismet.php")
+    assert evaluate.allows(hat, "read", "/etc/wordpress/config-blog.example.org.php")
+    assert not evaluate.allows(hat, "read", "/etc/wordpress/htaccess")
+    assert not evaluate.allows(hat, "write", "/var/lib/wordpress/wp-content/uploads/x.php")
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+def test_hostile_wp_content_dir_is_ignored_and_reported(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog", extra="define('WP_CONTENT_DIR', '/etc');")
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    app = wp_of(found)
+    assert app.info["content"] == "/var/www/blog/wp-content"
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert not evaluate.allows(hat, "write", "/etc/uploads/x.jpg")
+    findings = wordpress.php_fpm_apparmor_check(s, app)
+    assert any("WP_CONTENT_DIR" in f and "system directory /etc" in f and "wp-config.php:" in f
+               for f in findings)
+
+
+def test_computed_values_fall_back_to_defaults(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog",
+                 extra="define('WP_CONTENT_DIR', $_SERVER['DOCUMENT_ROOT'] . '/c');")
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    app = wp_of(at.build(s)[0])
+    assert app.info["content"] == "/var/www/blog/wp-content"
+    assert any("computed at run time" in f for f in wordpress.php_fpm_apparmor_check(s, app))
+
+
+def test_content_dir_and_uploads_from_wp_config(tmp_path):
+    at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content",
+                 extra="define('UPLOADS', 'media');")
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    app = wp_of(found)
+    assert app.info["content"] == "/srv/blog-content"
+    assert app.info["uploads"] == "/var/www/blog/media"
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "write", "/var/www/blog/media/2026/11/a.jpg")
+    assert evaluate.allows(hat, "read", "/srv/blog-content/plugins/akismet/akismet.php")
+    assert not evaluate.allows(hat, "write", "/var/www/blog/wp-content/uploads/a.jpg")
+
+
+def test_multisite_and_legacy_blogs_dir(tmp_path):
+    root = at.wordpress(tmp_path, "/var/www/ms", extra="define('MULTISITE', true);")
+    (root / "wp-content/blogs.dir/2/files").mkdir(parents=True)
+    s = at.site(tmp_path, "ms", ["/var/www/ms"])
+    found, pol, text = at.build(s)
+    hat = evaluate.parse(text)["php-fpm//ms"]
+    assert evaluate.allows(hat, "write", "/var/www/ms/wp-content/uploads/sites/7/2026/11/a.jpg")
+    assert evaluate.allows(hat, "write", "/var/www/ms/wp-content/blogs.dir/2/files/2009/01/a.jpg")
+    assert not evaluate.allows(hat, "write", "/var/www/ms/wp-content/blogs.dir/2/files/a.php")
+    assert not evaluate.allows(hat, "write", "/var/www/ms/wp-content/blogs.dir/2/a.jpg")
+
+
+def test_docroot_with_spaces_and_glob_characters(tmp_path):
+    root = "/var/www/my blog {test}[1]"
+    at.wordpress(tmp_path, root)
+    s = at.site(tmp_path, "odd", [root])
+    found, pol, text = at.build(s)
+    hat = evaluate.parse(text)["php-fpm//odd"]
+    assert evaluate.allows(hat, "write", root + "/wp-content/uploads/2026/11/a.jpg")
+    assert not evaluate.allows(hat, "write", "/var/www/my blog t1/wp-content/uploads/a.jpg")
+    assert at.invariant_problems((s, pol, text)) == []
+    assert at.compile_error(text, "odd", tmp_path) is None
+
+
+def test_symlinked_root_is_canonical(tmp_path):
+    at.wordpress(tmp_path, "/srv/sites/blog")
+    (tmp_path / "var/www").mkdir(parents=True)
+    (tmp_path / "var/www/blog").symlink_to("/srv/sites/blog")
+    s = at.site(tmp_path, "blog", [at.Site.canonical(at.site(tmp_path, "x", []), "/var/www/blog")])
+    found, pol, text = at.build(s)
+    assert wp_of(found).root == "/srv/sites/blog"
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "write", "/srv/sites/blog/wp-content/uploads/a.jpg")
+
+
+def test_two_wordpress_pools_stay_apart(tmp_path):
+    at.wordpress(tmp_path, "/var/www/a")
+    at.wordpress(tmp_path, "/var/www/b")
+    plugins = at.first_party()
+    built = []
+    for name in ("a", "b"):
+        s = at.site(tmp_path, name, [f"/var/www/{name}"])
+        found, pol, text = at.build(s, plugins)
+        built.append((s, pol, text))
+    assert at.invariant_problems(*built) == []
+    hat_a = evaluate.parse(built[0][2])["php-fpm//a"]
+    assert not evaluate.allows(hat_a, "read", "/var/www/b/wp-config.php")
+    assert not evaluate.allows(hat_a, "write", "/var/www/b/wp-content/uploads/a.jpg")
+
+
+def test_detection_takes_milliseconds_on_a_huge_site(tmp_path):
+    root = at.wordpress(tmp_path, "/var/www/big")
+    at.many_files(root, 100_000)
+    plugins = at.first_party()
+    from php_fpm_apparmor import apps
+
+    s = at.site(tmp_path, "big", ["/var/www/big"])
+    start = time.perf_counter()
+    found = apps.detect(s, plugins)
+    elapsed = time.perf_counter() - start
+    assert [a.name for a in found] == ["wordpress"]
+    print(f"detection on 100,000+ files: {elapsed * 1000:.1f} ms")
+    assert elapsed < 0.2
+
+
+def test_not_wordpress_without_marker(tmp_path):
+    (tmp_path / "var/www/plain").mkdir(parents=True)
+    (tmp_path / "var/www/plain/index.php").write_text("<?php echo 1;")
+    (tmp_path / "var/www/plain/wp-config.php").write_text("<?php define('WP_CONTENT_DIR', '/srv');")
+    found, pol, text = at.build(at.site(tmp_path, "plain", ["/var/www/plain"]))
+    assert found == []
