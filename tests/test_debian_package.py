@@ -467,9 +467,29 @@ def test_purge_leaves_no_files_behind(built, tmp_path):
     (root_dir / "etc/apparmor.d/php-fpm.d").mkdir()
     (root_dir / "etc/apparmor.d/php-fpm.d/www").write_text(f"{HEADER}\n")
     (root_dir / "etc/apparmor.d/php-fpm-apparmor").write_text(f"{HEADER}\n")
+    (root_dir / "run/lock").mkdir(parents=True)
+    (root_dir / "run/lock/php-fpm-apparmor.lock").touch()
+    before |= {Path("run"), Path("run/lock")}  # /run is the system's, only our lock goes
     res = fr.dpkg("--purge", PKG)
     assert res.returncode == 0, res.stdout + res.stderr
     after = {p.relative_to(root_dir) for p in root_dir.rglob("*")
              if not str(p.relative_to(root_dir)).startswith("var/lib/dpkg")}
     assert after - before == set(), sorted(map(str, after - before))
     assert (root_dir / "etc/apparmor.d/local/README").exists()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "generate.TEMPLATES does not look beside the installed module (unpacked .deb), and the "
+    "core refuses a plain pool (sessions/tmp/sendmail write rules): see the debian report"))
+def test_autopkgtest_smoke(built, tmp_path):
+    """debian/tests/smoke against the unpacked package (autopkgtest runs it installed)."""
+    if shutil.which("apparmor_parser") is None:
+        pytest.skip("apparmor_parser missing (apt-get install apparmor)")
+    root = extract(built[0], tmp_path / "pkg")
+    env = {**CLEAN_ENV, "PATH": f"{root}/usr/bin:{CLEAN_ENV['PATH']}",
+           "PYTHONPATH": f"{root}/usr/lib/python3/dist-packages",
+           "AUTOPKGTEST_TMP": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    res = subprocess.run(["sh", str(REPO / "debian/tests/smoke")], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "smoke: ok" in res.stdout, res.stdout + res.stderr
