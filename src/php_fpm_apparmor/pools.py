@@ -377,7 +377,7 @@ def _do_op(op, a, b):
 
 # Fast path for the lines real configs are made of; anything unusual takes the full lexer.
 _FAST_BLANK = re.compile(r"[ \t]*(?:;[^\r\n]*)?\r?\Z")
-_FAST_SECTION = re.compile(r"[ \t]*\[([A-Za-z0-9_.:@+,/-]+)\][ \t]*(?:;[^\r\n]*)?\r?\Z")
+_FAST_SECTION = re.compile(r"\[([A-Za-z0-9_.:@+,/-]+)\][ \t]*(?:;[^\r\n]*)?\r?\Z")
 _FAST_ENTRY = re.compile(
     r"[ \t]*([A-Za-z_][A-Za-z0-9_.]*)(?:\[([A-Za-z0-9_./:-]+)\])?[ \t]*=[ \t]*"
     r"([^$= \t\n\r;&|^~()!\"'\x00]*?)[ \t]*(?:;[^\r\n]*)?\r?\Z"
@@ -814,8 +814,13 @@ class _Reader:
             s["access.log"] = self.full_path(s["access.log"], p)
         if s.get("slowlog"):
             s["slowlog"] = self.full_path(s["slowlog"], p)
-        if "request_slowlog_timeout" in s and time_seconds(s["request_slowlog_timeout"]) and not s.get("slowlog"):
+        slow = "request_slowlog_timeout" in s and time_seconds(s["request_slowlog_timeout"])
+        if slow and not s.get("slowlog"):
             fail("request_slowlog_timeout", "'slowlog' must be specified for use with 'request_slowlog_timeout'")
+        # php-fpm opens (creates) these logs at startup: a missing directory stops it.
+        for key in ("access.log",) + (("slowlog",) if slow else ()):
+            if s.get(key) and not self.isdir(os.path.dirname(s[key]) or "/"):
+                fail(key, f"cannot open {key} '{s[key]}': its directory does not exist")
         if s.get("chroot"):
             try:
                 s["chroot"] = self.full_path(s["chroot"], p, expand=True)
