@@ -448,4 +448,7 @@ def any_case(ext: str) -> str:
 
 def ext_glob(exts) -> str:
     """AARE alternation of file extensions, any case: "{[jJ][pP][gG],[pP][nN][gG]}"."""
+    exts = list(exts)
+    if len(exts) == 1:  # apparmor_parser refuses a one-item {alternation}
+        return any_case(exts[0])
     return "{" + ",".join(any_case(e) for e in exts) + "}"

@@ -389,10 +389,10 @@ def _strip(profile):
     return dataclasses.replace(profile, rules=[r for r in profile.rules if r.source != "core"])
 
 
-def invariant_problems(*built, core: bool = False) -> list[str]:
+def invariant_problems(*built, core: bool = True) -> list[str]:
     """The generator's invariants (forbidden writes, other pools' roots) over (site, policy,
-    text) triples judged together, as `generate` does for a whole system. By default only
-    the plugins' rules are judged (core=True: the whole policy)."""
+    text) triples judged together, as `generate` does for a whole system (core=False: the
+    plugins' rules alone)."""
     from php_fpm_apparmor import generate
 
     if not core:
