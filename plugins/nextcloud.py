@@ -218,8 +218,9 @@ def _child_base(child, why) -> list:
 def _helpers(site, app) -> list:
     info = app.info
     rules = []
-    data_read = [_file(under(info["data"], "/**"), "r", "files to preview", owner=False)] \
-        if info["data"] else []
+    def data_read(child):
+        return [_file(under(info["data"], "/**"), "r", "files to preview", profile=child,
+                      owner=False)] if info["data"] else []
     # LibreOffice: exec() -> /bin/sh -c "soffice ..." -> child "office".
     office = [info["office"]] if info["office"] else find_binaries(site, ["libreoffice", "soffice"])
     office = [p for p in office if site.disk(p).is_file()]
@@ -243,7 +244,7 @@ def _helpers(site, app) -> list:
         for path in find_binaries(site, ["dash", "sed", "grep", "uname", "dirname", "basename"]):
             rules.append(ExecRule(path=lit(path), mode="ix", profile=child, source=NAME,
                                   why="the soffice launcher is a shell script"))
-        rules += data_read + _temp_rules(info, child)
+        rules += data_read(child) + _temp_rules(info, child)
     # ffmpeg: proc_open() with an argv, straight from the hat -> child "ffmpeg".
     ffmpeg = [info["ffmpeg"]] if info["ffmpeg"] else find_binaries(site, ["ffmpeg"])
     ffmpeg = [p for p in ffmpeg if site.disk(p).is_file()]
@@ -255,7 +256,7 @@ def _helpers(site, app) -> list:
         rules += _child_base(child, "ffmpeg")
         rules.append(FileRule(path="/usr/share/ffmpeg/**", perms="r", profile=child,
                               source=NAME, why="ffmpeg presets"))
-        rules += data_read + _temp_rules(info, child)
+        rules += data_read(child) + _temp_rules(info, child)
     # smbclient (external storage): icewind/smb runs "stdbuf -o0 smbclient ..." via the shell.
     smb = find_binaries(site, ["smbclient"])
     if smb:
@@ -307,13 +308,14 @@ def php_fpm_apparmor_exceptions(site, app):
         out.append(WriteException(under(info["tempdirectory"], "/**"),
                                   "uploads are assembled here under their own names; a temp "
                                   "directory outside any web root", NAME))
-    children = [c for c, present in (("office", True), ("ffmpeg", True), ("smbclient", True))
-                if present]
-    t = info["temp"]
-    for suffix in ("/oc_tmp_*", "/oc_tmp_*/", "/oc_tmp_*/**"):
-        out.append(WriteException(under(t, suffix),
-                                  f"preview helpers ({', '.join(children)}) write their temp "
-                                  "files under names Nextcloud chooses (oc_tmp_*)", NAME))
+    children = sorted({r.profile for r in _helpers(site, app)} - {"hat", SHELL})
+    if children:
+        t = info["temp"]
+        for suffix in ("/oc_tmp_*", "/oc_tmp_*/", "/oc_tmp_*/**"):
+            out.append(WriteException(under(t, suffix),
+                                      f"helpers ({', '.join(children)}) write temp files under "
+                                      "names Nextcloud chooses (oc_tmp_*), outside any web root",
+                                      NAME))
     if site.flag("code_writes"):
         for path, writable in info["apps"]:
             if writable:

@@ -280,7 +280,7 @@ def fake_pool(name: str, ini: dict | None = None, env: dict | None = None, liste
         name=name, version="8.2", config_file=f"/etc/php/8.2/fpm/pool.d/{name}.conf",
         hat=name, user="www-data", group="www-data", listen=listen or f"/run/php/{name}.sock",
         access_log=None, slowlog=None, chroot=None, chdir=None, directives={}, origins={},
-        env=dict(env or {"PATH": "/usr/local/bin:/usr/bin:/bin"}), php_values={},
+        env=dict({"PATH": "/usr/local/bin:/usr/bin:/bin"} if env is None else env), php_values={},
         php_admin_values={}, ini=lambda key: ini.get(key))
 
 

@@ -1,0 +1,159 @@
+"""Nextcloud: detection from its markers, config.php parsed (never run), data outside the
+web root, helpers in child profiles, code and config writes off by default."""
+
+import pytest
+
+import apptrees as at
+from conftest import needs_parser
+from php_fpm_apparmor import evaluate
+from php_fpm_apparmor_plugins import nextcloud
+
+R, D = "/var/www/cloud", "/srv/nextcloud-data"
+
+
+def build(tmp_path, settings=None, **kw):
+    at.nextcloud(tmp_path, R, **kw)
+    s = at.site(tmp_path, "cloud", [R], settings=settings)
+    return (s,) + at.build(s)
+
+
+def app_of(found):
+    return next(a for a in found if a.name == "nextcloud")
+
+
+def test_detected_with_version_and_settings(tmp_path):
+    s, found, pol, text = build(tmp_path)
+    app = app_of(found)
+    assert app.version == "30.0.4"
+    assert app.info["data"] == D
+    assert app.info["apps"] == [(R + "/apps", False), (R + "/custom_apps", True)]
+    assert app.info["problems"] == []
+
+
+def test_owncloud_is_not_nextcloud(tmp_path):
+    s, found, pol, text = build(tmp_path, vendor="owncloud")
+    assert found == []
+
+
+def test_needs_occ_too(tmp_path):
+    at.nextcloud(tmp_path, R)
+    (tmp_path / R.lstrip("/") / "occ").unlink()
+    found, _, _ = at.build(at.site(tmp_path, "cloud", [R]))
+    assert found == []
+
+
+@pytest.mark.parametrize("row", nextcloud.EXPECTATIONS, ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
+def test_expectations_static(tmp_path, row):
+    s, found, pol, text = build(tmp_path)
+    exp = row.resolve(root=R, data=D, other="/var/www/blog", content="/nowhere")
+    assert at.judge(text, "cloud", exp, s.sysroot) == (exp.expect == "allow"), exp.why
+
+
+def test_data_dir_is_the_named_exception_and_invariants_hold(tmp_path):
+    s, found, pol, text = build(tmp_path)
+    assert [e.path for e in pol.exceptions if e.source == "nextcloud"] == [D + "/**"]
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+def test_data_inside_webroot_is_reported(tmp_path):
+    s, found, pol, text = build(tmp_path, data=R + "/data")
+    findings = nextcloud.php_fpm_apparmor_check(s, app_of(found))
+    assert any("inside the web root" in f for f in findings)
+
+
+def test_config_read_with_lock_and_config_writes_flag(tmp_path):
+    s, found, pol, text = build(tmp_path)
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert evaluate.allows(hat, "lock", R + "/config/config.php")
+    assert evaluate.allows(hat, "lock", R + "/config/s3.config.php")
+    assert not evaluate.allows(hat, "write", R + "/config/config.php")
+    s, found, pol, text = build(tmp_path / "w", settings={"config_writes": "yes"})
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert evaluate.allows(hat, "write", R + "/config/config.php")
+    assert not evaluate.allows(hat, "write", R + "/config/other.php")
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+def test_code_writes_open_only_writable_apps_paths(tmp_path):
+    s, found, pol, text = build(tmp_path, settings={"code_writes": "yes"})
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert evaluate.allows(hat, "write", R + "/custom_apps/news/appinfo/app.php")
+    assert not evaluate.allows(hat, "write", R + "/apps/files/appinfo/app.php")
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+def test_hostile_and_computed_config_values(tmp_path):
+    extra = ("  'tempdirectory' => '/etc/cron.d',\n"
+             "  'logfile' => getenv('LOG'),\n"
+             "  'preview_ffmpeg_path' => \"/usr/bin/$x\",\n")
+    s, found, pol, text = build(tmp_path, extra=extra, data="/")
+    app = app_of(found)
+    assert app.info["data"] is None and app.info["tempdirectory"] is None
+    findings = nextcloud.php_fpm_apparmor_check(s, app)
+    assert any("'datadirectory'" in f and "config.php" in f for f in findings)
+    assert any("'tempdirectory'" in f and "/etc" in f for f in findings)
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert not evaluate.allows(hat, "write", "/etc/cron.d/evil")
+    assert not evaluate.allows(hat, "write", "/x")
+
+
+def test_extra_config_files_merge_like_nextcloud(tmp_path):
+    at.nextcloud(tmp_path, R)
+    (tmp_path / R.lstrip("/") / "config/zz.config.php").write_text(
+        "<?php\n$CONFIG = ['datadirectory' => '/srv/other-data', 'tempdirectory' => '/var/tmp/nc'];\n")
+    s = at.site(tmp_path, "cloud", [R])
+    found, pol, text = at.build(s)
+    app = app_of(found)
+    assert app.info["data"] == "/srv/other-data"
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert evaluate.allows(hat, "write", "/var/tmp/nc/upload-chunk-1")
+    assert at.invariant_problems((s, pol, text)) == []
+
+
+def test_helpers_run_in_their_own_children_when_installed(tmp_path):
+    for p in ("usr/bin/ffmpeg", "usr/bin/smbclient", "usr/bin/stdbuf",
+              "usr/lib/libreoffice/program/soffice"):
+        f = tmp_path / p
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"\x7fELF")
+    (tmp_path / "usr/bin/libreoffice").symlink_to("../lib/libreoffice/program/soffice")
+    s, found, pol, text = build(tmp_path)
+    profiles = evaluate.parse(text)
+    hat, sh = profiles["php-fpm//cloud"], profiles["php-fpm//cloud_sh"]
+    assert evaluate.exec_transition(hat, "/usr/bin/ffmpeg")[1] == "php-fpm//cloud_ffmpeg"
+    assert evaluate.exec_transition(sh, "/usr/lib/libreoffice/program/soffice")[1] == \
+        "php-fpm//cloud_office"
+    assert evaluate.exec_transition(sh, "/usr/bin/smbclient")[1] == "php-fpm//cloud_smbclient"
+    ff = profiles["php-fpm//cloud_ffmpeg"]
+    assert evaluate.allows(ff, "read", D + "/alice/files/movie.mp4")
+    assert evaluate.allows(ff, "write", "/tmp/oc_tmp_Ab12Cd")
+    assert not evaluate.allows(ff, "write", D + "/alice/files/movie.mp4")
+    assert not evaluate.allows(ff, "read", R + "/config/config.php")
+    office = profiles["php-fpm//cloud_office"]
+    assert evaluate.allows(office, "write", "/tmp/oc_tmp_x-folder-nextcloud-office-profile-1/user/registrymodifications.xcu")
+    assert not evaluate.allows(office, "read", "/var/www/cloud/config/config.php")
+    smb = profiles["php-fpm//cloud_smbclient"]
+    assert not evaluate.allows(smb, "read", D + "/alice/files/a.txt")
+    assert at.invariant_problems((s, pol, text)) == []
+    assert at.compile_error(text, "cloud", s.sysroot) is None
+
+
+def test_no_helpers_installed_means_no_children(tmp_path):
+    s, found, pol, text = build(tmp_path)
+    names = {p.name for p in pol.profiles}
+    assert not names & {"cloud_ffmpeg", "cloud_office", "cloud_smbclient"}
+
+
+def test_check_findings(tmp_path):
+    s, found, pol, text = build(tmp_path)
+    findings = nextcloud.php_fpm_apparmor_check(s, app_of(found))
+    assert any("config_is_read_only" in f for f in findings)
+    assert any("appstoreenabled" in f for f in findings)
+    s2 = at.site(tmp_path, "cloud", [R], env={})
+    assert any("env[PATH]" in f for f in nextcloud.php_fpm_apparmor_check(s2, app_of(found)))
+
+
+@needs_parser
+def test_compiles(tmp_path):
+    s, found, pol, text = build(tmp_path, settings={"code_writes": "yes", "config_writes": "yes"})
+    assert at.compile_error(text, "cloud", s.sysroot) is None
