@@ -1,0 +1,164 @@
+"""The shared plugin helpers: the PHP config reader must never execute, hang or raise."""
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import apptrees as at
+from php_fpm_apparmor.apps import App
+from php_fpm_apparmor.expect import Expectation
+from php_fpm_apparmor_plugins import _common, nextcloud, webp_express, wordpress, wp_super_cache
+from php_fpm_apparmor_plugins._common import UNKNOWN, plugin_header, read_php, unsafe_path
+
+MODULES = (wordpress, webp_express, wp_super_cache, nextcloud)
+
+
+def php(tmp_path, text, **ctx):
+    p = tmp_path / "x.php"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return read_php(p, "/var/www/x/x.php", **ctx)
+
+
+def test_defines_and_assignments(tmp_path):
+    f = php(tmp_path, """<?php
+// define('WP_CONTENT_DIR', '/commented');
+/* define('WP_CONTENT_DIR', '/block'); */
+# define('WP_CONTENT_DIR', '/hash');
+define( 'WP_CONTENT_DIR', __DIR__ . "/content" );
+define('WP_CONTENT_DIR', '/second-define-is-ignored');
+define("DISALLOW_FILE_MODS", TRUE);
+define('UPLOADS', 'wp-content/' . 'media');
+define('WP_LANG_DIR', dirname(__FILE__, 2) . '/lang');
+define('X', 'it\\'s');
+define('Y', "tab\\there");
+define('Z', "$interpolated/path");
+define('N', 0x10);
+$table_prefix = 'wp_';
+$x = foo('bar');
+""")
+    assert f.defines["WP_CONTENT_DIR"] == "/var/www/x/content"
+    assert f.defines["DISALLOW_FILE_MODS"] is True
+    assert f.defines["UPLOADS"] == "wp-content/media"
+    assert f.defines["WP_LANG_DIR"] == "/var/www/lang"
+    assert f.defines["X"] == "it's"
+    assert f.defines["Y"] == "tab\there"
+    assert f.defines["Z"] is UNKNOWN
+    assert f.defines["N"] == 16
+    assert f.assigns["$table_prefix"] == "wp_"
+    assert f.assigns["$x"] is UNKNOWN
+    assert f.where("UPLOADS") == "/var/www/x/x.php:8"
+
+
+def test_nextcloud_arrays(tmp_path):
+    f = php(tmp_path, """<?php
+$CONFIG = array (
+  'apps_paths' => [ ['path' => \\OC::$SERVERROOT . '/apps', 'writable' => false],
+                    5 => array('path' => OC::$SERVERROOT.'/custom_apps', 'writable' => true), ],
+  'datadirectory' => '/srv/data', 'n' => null, 'list' => array('a', 'b'),
+  'weird' => $a ? 'b' : 'c', 'after' => 'still read',
+);""", serverroot="/var/www/nc")
+    c = f.assigns["$CONFIG"]
+    assert c["apps_paths"] == {0: {"path": "/var/www/nc/apps", "writable": False},
+                               5: {"path": "/var/www/nc/custom_apps", "writable": True}}
+    assert c["datadirectory"] == "/srv/data"
+    assert c["n"] is None and c["list"] == {0: "a", 1: "b"}
+    assert c["weird"] is UNKNOWN and c["after"] == "still read"
+
+
+def test_inline_html_and_close_tags(tmp_path):
+    f = php(tmp_path, "<html><?php define('A', 'x') ?> define('B', 'not php') <?php define('C', 1);")
+    assert f.defines == {"A": "x", "C": 1}
+
+
+@pytest.mark.parametrize("junk", [
+    b"", b"\x00\xff\xfe<?php define(", b"<?php define('A', array(array(array(" * 200,
+    b"<?php " + b"(" * 100_000, b"<?php $CONFIG = [" + b"'a' => [" * 5000,
+    b"<?php define('A', 'unterminated", b"<?php /* never closed", b"<?php <<<EOT\nx\nEOT;\n",
+    b"<?php define('A', " + b"'x' . " * 20_000 + b"'y');",
+])
+def test_hostile_input_never_raises(tmp_path, junk):
+    start = time.perf_counter()
+    php(tmp_path, junk)
+    assert time.perf_counter() - start < 5
+
+
+def test_big_file_is_read_only_partly(tmp_path):
+    f = php(tmp_path, "<?php define('A', 1);\n" + "// x\n" * 400_000)
+    assert f.defines == {"A": 1}
+    assert any("larger than" in p for p in f.problems)
+
+
+def test_unreadable_or_missing(tmp_path):
+    f = read_php(tmp_path / "nope.php", "/nope.php")
+    assert not f.exists and f.problems == []
+    d = tmp_path / "dir.php"
+    d.mkdir()
+    f = read_php(d, "/dir.php")
+    assert not f.exists and f.problems and "cannot read" in f.problems[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet="<?php$'\"\\(){}[],;.=>/*#\n abcdefineOC:_0123", max_size=300))
+def test_fuzz_reader_never_raises(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("fuzz") / "f.php"
+    p.write_text("<?php " + text)
+    facts = read_php(p, "/f.php", abspath="/r/", serverroot="/r")
+    for v in facts.defines.values():
+        assert v is UNKNOWN or isinstance(v, (str, int, float, bool, dict, type(None)))
+
+
+def test_plugin_header(tmp_path):
+    p = tmp_path / "p.php"
+    p.write_text(at.WEBP_EXPRESS_HEADER)
+    assert plugin_header(p, "Version") == "0.25.15"
+    assert plugin_header(p, "Plugin Name") == "WebP Express"
+    p.write_text("<?php\n/* Plugin Name: X\n * Version: 1.0; rm -rf /\n */")
+    assert plugin_header(p, "Version") is None  # not a version: never shown
+    p.write_text("<?php\n" + "x" * 9000 + "\n/* Plugin Name: Late */")
+    assert plugin_header(p, "Plugin Name") is None  # WordPress reads only the first 8 KiB
+
+
+@pytest.mark.parametrize("path,bad", [
+    ("/srv/nextcloud-data", False), ("/var/www/blog/wp-content", False), ("/", True),
+    ("/etc", True), ("/etc/cron.d", True), ("/usr/lib/x", True), ("/var/www", True),
+    ("/srv", True), ("relative/path", True), ("/srv/a\nb", True), ("/var/log/x", True),
+])
+def test_unsafe_path(path, bad):
+    assert bool(unsafe_path(path)) == bad
+
+
+def test_any_case_and_ext_glob():
+    assert _common.any_case("mp4") == "[mM][pP]4"
+    assert _common.ext_glob(["webp"]) == "[wW][eE][bB][pP]"
+    assert _common.ext_glob(["a", "b"]) == "{[aA],[bB]}"
+
+
+def test_every_plugin_is_an_entry_point_and_ignores_foreign_apps(tmp_path):
+    plugins = at.first_party()
+    names = {i.name: i for i in plugins.info}
+    for name in ("wordpress", "webp_express", "wp_super_cache", "nextcloud"):
+        assert names[name].source == "first-party"
+    s = at.site(tmp_path, "x", ["/var/www/x"])
+    foreign = App("drupal", "/var/www/x")
+    for m in MODULES:
+        assert m.php_fpm_apparmor_rules(s, foreign) == []
+        assert m.php_fpm_apparmor_exceptions(s, foreign) == []
+        assert m.php_fpm_apparmor_check(s, foreign) == []
+        assert m.php_fpm_apparmor_detect(s, []) == []
+
+
+def test_expectation_tables_are_well_formed():
+    for m in MODULES:
+        rows = m.EXPECTATIONS
+        assert rows and all(isinstance(r, Expectation) for r in rows)
+        assert any(r.expect == "allow" for r in rows) and any(r.expect == "deny" for r in rows)
+        for r in rows:
+            r.resolve(root="/r", other="/o", data="/d", content="/c")
+    with pytest.raises(ValueError):
+        Expectation("exec", "/bin/sh", "allow", "x", ("/bin/bash",))
+    with pytest.raises(ValueError):
+        Expectation("delete", "/x", "allow", "x")
+    with pytest.raises(ValueError):
+        Expectation("read", "/x", "maybe", "x")
