@@ -180,6 +180,10 @@ def _lex(buf: str) -> list[tuple[str, str]]:
             if m and len(m.group()) > best_len:
                 best, best_len = name, len(m.group())
         if best is None:
+            # Observed with php-fpm 8.2: an empty '' in a value ends it and leaves the
+            # quotes as a bare label, which fpm rejects ("value is NULL").
+            if state == VALUE and buf.startswith("''", pos):
+                raise _Syntax("empty single-quoted string ('') in a value")
             break  # `<*>[^] { return 0; }`: the parser sees the end of input here
         text = buf[pos : pos + best_len]
         if best == "SKIP":
@@ -329,6 +333,7 @@ class _Parser:
 
     def var_list(self, section=False):
         parts = []
+        start = self.i
         while True:
             kind = self.peek()
             if kind == "${":
@@ -345,7 +350,7 @@ class _Parser:
                 self.take('"')
             else:
                 break
-        if not parts:
+        if self.i == start:  # ("" is a value, nothing at all is not)
             raise _Syntax(f"syntax error, unexpected {self.describe()}")
         return "".join(parts)
 
@@ -720,8 +725,8 @@ class _Reader:
 
     # -- post-processing (fpm_conf_process_all_pools) ----------------------------------
     def full_path(self, path, pool: _PoolState | None, expand=False):
-        """fpm_evaluate_full_path."""
-        if not path or path.startswith("/"):
+        """fpm_evaluate_full_path (an empty value becomes "<prefix>/", as in C)."""
+        if path is None or path.startswith("/"):
             return path
         prefix = None
         if pool is not None:
@@ -732,7 +737,7 @@ class _Reader:
             if not path.startswith("$prefix"):
                 raise ValueError("'$prefix' must be use at the beginning of the value")
             path = path[len("$prefix"):] or None
-        full = f"{prefix}/{path}" if path else prefix
+        full = f"{prefix}/{path}" if path is not None else prefix
         if not full.startswith("/") and pool is not None:
             return self.full_path(full, None, expand)
         return full
