@@ -213,10 +213,10 @@ def php_fpm_apparmor_check(site, app):
     out = []
     d = app.info["dir"]
     if not site.disk(d, "config/index.php").is_file():
-        out.append(f"{d}/config/index.php is missing: the pool may write it once; open WebP "
+        out.append(f"note: {d}/config/index.php is missing: the pool may write it once; open WebP "
                    "Express's settings page, then regenerate to drop that exception")
     if not find_binaries(site, ["cwebp"]):
-        out.append("cwebp is not installed: WebP Express falls back to its bundled binaries "
+        out.append("note: cwebp is not installed: WebP Express falls back to its bundled binaries "
                    "or slower converters; `apt install webp` and regenerate")
     return out
 

@@ -300,7 +300,7 @@ def php_fpm_apparmor_check(site, app):
     out = list(info["problems"])
     where = info["config"] or f"{info['abspath']}wp-config.php"
     if not info["config"]:
-        out.append(f"{app.root}: no wp-config.php found (root or one level up): the site is "
+        out.append(f"note: {app.root}: no wp-config.php found (root or one level up): the site is "
                    "not installed yet, or its config lives elsewhere")
     code = site.flag("code_writes")
     if not code and not info["disallow_file_mods"]:
@@ -311,7 +311,7 @@ def php_fpm_apparmor_check(site, app):
         out.append(f"{where}: DISALLOW_FILE_MODS is set, so WordPress never writes code: "
                    "set code_writes = no for this pool to drop those permissions")
     if code:
-        out.append(f"{app.root}: code_writes covers plugin, theme and language updates only; "
+        out.append(f"note: {app.root}: code_writes covers plugin, theme and language updates only; "
                    "core updates rewrite wp-admin/ and wp-includes/, which the hat never "
                    "allows: update core with wp-cli or the package manager")
     return out

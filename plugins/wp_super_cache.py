@@ -165,11 +165,11 @@ def php_fpm_apparmor_check(site, app):
     info = app.info
     out = list(info["problems"])
     if not site.flag("config_writes"):
-        out.append(f"{info['cache_config']}: WP Super Cache settings cannot be changed from the "
+        out.append(f"note: {info['cache_config']}: WP Super Cache settings cannot be changed from the "
                    "dashboard while config_writes is off for this pool (it rewrites this file); "
                    "turn it on while configuring, then off again")
     if not info["configured"] or not info["wp_cache"]:
-        out.append(f"{app.root}: WP Super Cache is installed but not set up (no "
+        out.append(f"note: {app.root}: WP Super Cache is installed but not set up (no "
                    "wp-cache-config.php or WP_CACHE not true): pages are not cached")
     return out
 
