@@ -87,7 +87,7 @@ _RULES = [
     ("VARNAME", {VARNAME}, _LABEL),
     ("VAR_END", {VARNAME}, r"\}"),
     ("TRUE", {INITIAL, VALUE}, r"(?i:true|on|yes)[ \t]*"),
-    ("FALSE", {INITIAL, VALUE}, r"(?i:false|off|no|none)[ \t]*"),
+    ("FALSE", {INITIAL, VALUE}, r"(?i:false|off|none|no)[ \t]*"),
     ("NULL", {INITIAL, VALUE}, r"(?i:null)[ \t]*"),
     ("LABEL", {INITIAL}, _LABEL),
     ("EQ", {INITIAL}, r"[ \t]*=[ \t]*"),
@@ -361,8 +361,12 @@ class _Parser:
         return self.getvar(name)
 
 
+_ATOI = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)")
+_INT = re.compile(r"-?[0-9]*\Z")
+
+
 def _atoi(text: str) -> int:
-    m = re.match(r"[ \t\n\r\f\v]*([+-]?[0-9]+)", text)
+    m = _ATOI.match(text)
     if not m:
         return 0
     value = int(m.group(1))
@@ -383,9 +387,12 @@ def _do_op(op, a, b):
 # Fast path for the lines real configs are made of; anything unusual takes the full lexer.
 _FAST_BLANK = re.compile(r"[ \t]*(?:;[^\r\n]*)?\r?\Z")
 _FAST_SECTION = re.compile(r"\[([A-Za-z0-9_.:@+,/-]+)\][ \t]*(?:;[^\r\n]*)?\r?\Z")
+# A value is either plain VALUE_CHARS (a "$" only before a name character, where it is
+# literal) or one double-quoted run without escapes or ${}.
 _FAST_ENTRY = re.compile(
     r"[ \t]*([A-Za-z_][A-Za-z0-9_.]*)(?:\[([A-Za-z0-9_./:-]+)\])?[ \t]*=[ \t]*"
-    r"([^$= \t\n\r;&|^~()!\"'\x00]*?)[ \t]*(?:;[^\r\n]*)?\r?\Z"
+    r"(?:\"([^\"\\$\r\n]*)\"|((?:[^$= \t\n\r;&|^~()!\"'\x00]|\$[A-Za-z0-9_])*?))"
+    r"[ \t]*(?:;[^\r\n]*)?\r?\Z"
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BOOLS = {"true": "1", "on": "1", "yes": "1", "false": "", "off": "", "no": "", "none": "", "null": ""}
@@ -393,24 +400,26 @@ _BOOLS = {"true": "1", "on": "1", "yes": "1", "false": "", "off": "", "no": "", 
 
 def parse_line(line: str, getvar, constants, sink) -> None:
     """Parse one buffer of Zend INI text, calling sink(kind, name, key, value)."""
-    if _FAST_BLANK.match(line):
-        return
-    m = _FAST_SECTION.match(line)
-    if m:
-        sink("section", m.group(1), None, None)
+    if not line or line[0] == ";" or _FAST_BLANK.match(line):
         return
     m = _FAST_ENTRY.match(line)
     if m and m.group(1).lower() not in _BOOLS:
-        name, key, value = m.groups()
+        name, key, quoted, value = m.groups()
         if key is not None and _IDENT.match(key):
             key = constants.get(key, key)
-        if _IDENT.match(value):
+        if quoted is not None:
+            value = quoted
+        elif _IDENT.match(value):
             low = value.lower()
             value = _BOOLS[low] if low in _BOOLS else constants.get(value, value)
         if key is None:
             sink("entry", name, None, value)
         else:
             sink("array", name, key, value)
+        return
+    m = _FAST_SECTION.match(line)
+    if m:
+        sink("section", m.group(1), None, None)
         return
     _Parser(_lex(line + "\n"), getvar, constants).statements(sink)
 
@@ -494,7 +503,7 @@ def _check_value(kind: str, value: str) -> str | None:
     if kind == "bool":
         return None if value in ("1", "", "0") else "invalid boolean value"
     if kind == "int":
-        if re.fullmatch(r"-?[0-9]*", value) is None:
+        if _INT.match(value) is None:
             return "is not a valid number (greater or equal than zero)"
         return None
     if kind == "time":
