@@ -12,8 +12,9 @@ pytestmark = pytest.mark.skipif(at.wordpress_source() is None, reason="no WordPr
 C = "/var/www/blog/wp-content"
 
 
-@pytest.fixture
-def blog(tmp_path):
+@pytest.fixture(scope="module")
+def blog(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("blog")
     root = at.wordpress(tmp_path, "/var/www/blog")
     at.webp_express(root)
     s = at.site(tmp_path, "blog", ["/var/www/blog"])
@@ -134,6 +135,6 @@ def test_installed_converters_are_used_when_present(tmp_path):
 
 
 @needs_parser
-def test_compiles(blog, tmp_path):
+def test_compiles(blog):
     s, found, pol, text = blog
     assert at.compile_error(text, "blog", s.sysroot) is None

@@ -38,22 +38,31 @@ def test_detects_debian_wordpress_with_version(blog):
     assert f"app wordpress {app.version} at /var/www/blog" in text
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The default blog and the same blog with code_writes, built once for the tables."""
+    out = {}
+    for key, settings in (("default", {}), ("code", {"code_writes": "yes"})):
+        base = tmp_path_factory.mktemp(key)
+        at.wordpress(base, "/var/www/blog", disallow=not settings)
+        s = at.site(base, "blog", ["/var/www/blog"], settings=settings)
+        out[key] = (s,) + at.build(s)
+    return out
+
+
 @pytest.mark.parametrize("row", wordpress.EXPECTATIONS, ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
-def test_expectations_static(blog, row):
-    s = at.site(blog, "blog", ["/var/www/blog"])
-    found, pol, text = at.build(s)
+def test_expectations_static(built, row):
+    s, found, pol, text = built["default"]
     exp = row.resolve(**places(wp_of(found)))
-    assert at.judge(text, "blog", exp, str(blog)) == (exp.expect == "allow"), exp.why
+    assert at.judge(text, "blog", exp, s.sysroot) == (exp.expect == "allow"), exp.why
 
 
 @pytest.mark.parametrize("row", wordpress.EXPECTATIONS_CODE_WRITES,
                          ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
-def test_code_writes_expectations(tmp_path, row):
-    at.wordpress(tmp_path, "/var/www/blog", disallow=False)
-    s = at.site(tmp_path, "blog", ["/var/www/blog"], settings={"code_writes": "yes"})
-    found, pol, text = at.build(s)
+def test_code_writes_expectations(built, row):
+    s, found, pol, text = built["code"]
     exp = row.resolve(**places(wp_of(found)))
-    assert at.judge(text, "blog", exp, str(tmp_path)) == (exp.expect == "allow"), exp.why
+    assert at.judge(text, "blog", exp, s.sysroot) == (exp.expect == "allow"), exp.why
 
 
 def test_code_writes_are_named_exceptions_and_pass_invariants(tmp_path):

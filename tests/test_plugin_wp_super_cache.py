@@ -30,9 +30,14 @@ def test_detected_with_version_and_config(tmp_path):
     assert app.info["wp_cache"] is True
 
 
+@pytest.fixture(scope="module")
+def default(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("blog"))
+
+
 @pytest.mark.parametrize("row", wp_super_cache.EXPECTATIONS, ids=lambda r: f"{r.op}-{r.expect}-{r.target}")
-def test_expectations_static(tmp_path, row):
-    s, found, pol, text = build(tmp_path)
+def test_expectations_static(default, row):
+    s, found, pol, text = default
     exp = row.resolve(root="/var/www/blog", content=C, other="/var/www/other", data="/nowhere")
     assert at.judge(text, "blog", exp, s.sysroot) == (exp.expect == "allow"), exp.why
 
