@@ -17,10 +17,14 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from php_fpm_apparmor import apps as apps_mod
+from php_fpm_apparmor import validate
 from php_fpm_apparmor import evaluate, plugins as plugins_mod, policy as policy_mod, render
 from php_fpm_apparmor.sites import Site
 
+needs_parser = pytest.mark.skipif(validate.parser() is None, reason="apparmor_parser not installed")
 WP_CACHE_DIR = Path(tempfile.gettempdir(), "php-fpm-apparmor-test-wordpress")
 
 

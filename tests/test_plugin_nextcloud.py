@@ -4,7 +4,7 @@ web root, helpers in child profiles, code and config writes off by default."""
 import pytest
 
 import apptrees as at
-from conftest import needs_parser
+from apptrees import needs_parser
 from php_fpm_apparmor import evaluate
 from php_fpm_apparmor_plugins import nextcloud
 

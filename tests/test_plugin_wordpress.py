@@ -5,7 +5,7 @@ import time
 import pytest
 
 import apptrees as at
-from conftest import needs_parser
+from apptrees import needs_parser
 from php_fpm_apparmor import evaluate
 from php_fpm_apparmor_plugins import wordpress
 
