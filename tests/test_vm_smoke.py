@@ -57,6 +57,29 @@ HAT = """\
   /var/www/{p}/ r,
   /var/www/{p}/** r,
   /var/www/{p}/uploads/** w,
+{extra}}}
+"""
+
+# Pool a may run cwebp and sendmail, each in its own child profile of php-fpm.
+EXEC_A = """\
+  /usr/bin/dash ix,
+  /usr/bin/cwebp Px -> php-fpm//a_cwebp,
+  /usr/sbin/sendmail Px -> php-fpm//a_sendmail,
+"""
+CHILDREN_A = """\
+
+profile a_cwebp {{
+  include <abstractions/base>
+  /usr/bin/cwebp mr,
+  /var/www/a/uploads/** rw,
+}}
+
+profile a_sendmail {{
+  include <abstractions/base>
+  /usr/sbin/sendmail r,
+  # a script: the kernel maps its interpreter under this profile
+  /usr/bin/dash mrix,
+  /usr/bin/cat ix,
 }}
 """
 
@@ -87,21 +110,26 @@ def write(root, path, text):
         f.write(text)
 
 
+def hat(p, flags=""):
+    if p == "a":
+        return HAT.format(p=p, flags=flags, extra=EXEC_A) + CHILDREN_A.format()
+    return HAT.format(p=p, flags=flags, extra="")
+
+
 def make_tree(root):
     write(root, "/etc/php/8.2/fpm/php-fpm.conf", FPM_CONF)
     write(root, "/etc/apparmor.d/php-fpm", MAIN)
     for p in ("a", "b"):
         write(root, f"/etc/php/8.2/fpm/pool.d/{p}.conf", POOL.format(p=p))
-        write(root, f"/etc/apparmor.d/php-fpm.d/{p}", HAT.format(p=p, flags=""))
+        write(root, f"/etc/apparmor.d/php-fpm.d/{p}", hat(p))
         write(root, f"/var/www/{p}/secret.txt", f"secret of {p}\n")
         os.makedirs(os.path.join(root, f"var/www/{p}/uploads"))
     # Complain variant of the same profile: a second file defining php-fpm, whose
     # include dir holds hat a with flags=(complain).
     write(root, "/etc/apparmor.d/test/php-fpm-complain",
           MAIN.replace("<php-fpm.d>", "<test/php-fpm.d-complain>"))
-    write(root, "/etc/apparmor.d/test/php-fpm.d-complain/a",
-          HAT.format(p="a", flags="flags=(complain) "))
-    write(root, "/etc/apparmor.d/test/php-fpm.d-complain/b", HAT.format(p="b", flags=""))
+    write(root, "/etc/apparmor.d/test/php-fpm.d-complain/a", hat("a", "flags=(complain) "))
+    write(root, "/etc/apparmor.d/test/php-fpm.d-complain/b", hat("b"))
     # Names hat b alone, for `apparmor_parser -R`.
     write(root, "/etc/apparmor.d/test/remove-b", "profile php-fpm//b {\n}\n")
 
@@ -124,7 +152,16 @@ ENFORCE = [
           "no exec rule in the hat"),
     probe("b", "read", "/var/www/b/secret.txt", "allow", "own file"),
     probe("b", "read", "/var/www/a/secret.txt", "deny", "other pool's file"),
+    probe("a", "exec", json.dumps(["/bin/sh", "-c", "cwebp -version"]), "allow",
+          "sh, then cwebp in its child profile"),
+    probe("a", "mail", "", "allow", "sh, then sendmail in its child profile"),
+    probe("b", "mail", "", "deny", "b may not run a shell"),
 ]
+# cwebp runs (allowed) but its child profile stops it reading another pool's file: the
+# exec is "ok": False for a non-exec reason, so it is checked on its own.
+CWEBP_ESCAPE = probe("a", "exec", json.dumps(
+    ["/usr/bin/cwebp", "-quiet", "/var/www/b/secret.txt", "-o", "/var/www/a/uploads/x.webp"]),
+    "deny", "child profile confines cwebp")
 COMPLAIN = [
     probe("a", "read", "/var/www/b/secret.txt", "allow", "complain: logged, not blocked"),
     probe("a", "read", "/etc/shadow", "allow", "complain: logged, not blocked"),
@@ -145,7 +182,8 @@ def summary(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tree"))
     make_tree(root)
     scenario = Scenario(name="smoke", tree=root, phases=[
-        Phase("enforce", load=["/etc/apparmor.d/php-fpm"], probes=ENFORCE, shell=[PROFILES]),
+        Phase("enforce", load=["/etc/apparmor.d/php-fpm"], probes=ENFORCE + [CWEBP_ESCAPE],
+              shell=[PROFILES]),
         Phase("complain", load=["/etc/apparmor.d/test/php-fpm-complain"], probes=COMPLAIN),
         # Pool b removed: the regenerated parent is loaded and php-fpm restarted first,
         # only then is hat b unloaded. (Unloading a hat while its workers run turns them
@@ -165,7 +203,7 @@ def phase(summary, name):
 
 def failures(ph):
     return [(r["pool"], r["op"], r["target"], r["expect"], r["ok"], r["errno"], r["detail"])
-            for r in ph["results"] if not r["passed"]]
+            for r in ph["results"] if not r["passed"] and r["target"] != CWEBP_ESCAPE.target]
 
 
 def test_boots_and_completes(summary):
@@ -182,17 +220,28 @@ def test_enforce(summary):
     assert failures(ph) == []
     for r in ph["results"]:
         assert r["label"] == f"php-fpm//{r['pool']} (enforce)", r
-        if r["expect"] == "deny":
+        if r["expect"] == "deny" and r["op"] in ("read", "write", "list"):
             # The kernel's own record of this very attempt, naming the pool's hat.
             assert any(d["apparmor"] == "DENIED" and d["profile"] == f"php-fpm//{r['pool']}"
                        for d in r["audit"]), r
     assert "php-fpm//a (enforce)" in ph["shell"][PROFILES]["output"]
+    denied = [(d["profile"], d.get("name")) for d in ph["denials"] if d["apparmor"] == "DENIED"]
+    assert ("php-fpm//a", "/usr/bin/cat") in denied  # the exec probe
+    assert ("php-fpm//b", "/usr/bin/dash") in denied  # b's mail(): /bin/sh refused
     # Every DENIED line of this phase names the hat of the pool that tried.
     denied = [d for d in ph["denials"] if d["apparmor"] != "STATUS"]
     assert len(denied) >= 6
     for d in denied:
         assert d["apparmor"] == "DENIED"
-        assert d["profile"] in ("php-fpm//a", "php-fpm//b"), d
+        assert d["profile"] in ("php-fpm//a", "php-fpm//b", "php-fpm//a_cwebp"), d
+
+
+def test_exec_lands_in_child_profile(summary):
+    ph = phase(summary, "enforce")
+    r = next(r for r in ph["results"] if r["target"] == CWEBP_ESCAPE.target)
+    assert r["ok"] is False and "exit=" in r["detail"], r
+    denied = [(d["profile"], d.get("name")) for d in ph["denials"] if d["apparmor"] == "DENIED"]
+    assert ("php-fpm//a_cwebp", "/var/www/b/secret.txt") in denied
 
 
 def test_complain_logs_allowed(summary):

@@ -132,7 +132,7 @@ def _kvm_works(vmlinuz: str) -> bool:
                 ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-nographic",
                  "-no-reboot", "-nic", "none", "-kernel", vmlinuz, "-initrd", initrd,
                  "-append", "console=ttyS0 rdinit=/init panic=-1 quiet"],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
             ok = b"KVM-PROBE-OK" in p.stdout
         except subprocess.TimeoutExpired:
             ok = False
@@ -165,7 +165,7 @@ def _plan(scenario: Scenario) -> tuple[str, dict]:
             targets.add(pr.script)
     for t in sorted(targets):
         lines.append(f"dac_open {_q(t)}")
-    for ph in scenario.phases:
+    for n, ph in enumerate(scenario.phases):
         lines.append(f"phase {_q(ph.name)}")
         for cmd in ph.setup:
             lines.append(f"shell {new('setup', ph.name, cmd)} {_q(cmd)}")
@@ -176,7 +176,13 @@ def _plan(scenario: Scenario) -> tuple[str, dict]:
         for path in ph.unload:
             lines.append(f"unload {new('unload', ph.name, path)} {_q(path)}")
         if ph.start_fpm:
-            sockets = sorted({pr.socket for pr in ph.probes})
+            # Wait for every socket probed until the next restart, not only this phase's.
+            served = []
+            for later in scenario.phases[n:]:
+                if later is not ph and later.start_fpm:
+                    break
+                served += later.probes
+            sockets = sorted({pr.socket for pr in served})
             lines.append(f"fpm_start {new('fpm', ph.name)} "
                          + " ".join(_q(f"{_fpm_binary(c)}={c}") for c in confs)
                          + " -- " + " ".join(_q(s) for s in sockets))
@@ -316,6 +322,9 @@ def run(scenario: Scenario, artefacts: str) -> dict:
         raise ValueError(f"scenario name {scenario.name!r} is not a safe directory name")
     if not os.path.isdir(scenario.tree):
         raise ValueError(f"scenario tree {scenario.tree} is not a directory")
+    names = [ph.name for ph in scenario.phases]
+    if len(set(names)) != len(names) or not all(_SAFE_NAME.match(n) for n in names):
+        raise ValueError(f"phase names must be unique and simple: {names}")
     t0 = time.monotonic()
     outdir = os.path.join(artefacts, scenario.name)
     os.makedirs(outdir, exist_ok=True)

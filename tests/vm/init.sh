@@ -45,7 +45,8 @@ unload() { run_cmd "$1" apparmor_parser -R -T "$2"; }
 shell() { id=$1; shift; run_cmd "$id" /harness/bb/sh -c "$1"; }
 
 fpm_stop() {
-    for pid in $FPM_PIDS; do kill -QUIT "$pid" 2>/dev/null; done
+    # TERM: php-fpm's fast shutdown (it still signals every worker); QUIT waits for idle.
+    for pid in $FPM_PIDS; do kill -TERM "$pid" 2>/dev/null; done
     for pid in $FPM_PIDS; do
         i=0
         while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done

@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -153,8 +154,8 @@ def stage_base(root: str):
               "/etc/ld.so.conf"):
         if os.path.exists(f):
             _copy_host_file(f, root)
-    if not os.path.exists("/usr/sbin/sendmail"):
-        _write(root, "/usr/sbin/sendmail", FAKE_SENDMAIL, 0o755)
+    # Always the stand-in (a host MTA would not run here); a scenario tree may bring its own.
+    _write(root, "/usr/sbin/sendmail", FAKE_SENDMAIL, 0o755)
     for d, mode in (("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755),
                     ("tmp", 0o1777), ("var/log", 0o755), ("var/tmp", 0o1777),
                     ("var/spool/fake-mail", 0o1777), ("var/lib/php/sessions", 0o1733),
@@ -177,10 +178,11 @@ def pack(root: str, out: str):
     """newc cpio of root, uncompressed: the kernel unpacks it faster than it gunzips."""
     names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=root, capture_output=True,
                            check=True).stdout
-    with open(out + ".tmp", "wb") as f:
+    tmp = f"{out}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
         subprocess.run(["cpio", "--quiet", "-o", "-H", "newc"], cwd=root, input=names,
                        stdout=f, check=True)
-    os.replace(out + ".tmp", out)
+    os.replace(tmp, out)
 
 
 def base_key() -> str:
@@ -199,13 +201,14 @@ def base_archive(cache: str) -> str:
         return out
     os.makedirs(cache, exist_ok=True)
     for old in glob.glob(os.path.join(cache, "base-*.cpio")):
-        os.unlink(old)
-    stage = os.path.join(cache, "base-stage")
-    shutil.rmtree(stage, ignore_errors=True)
-    os.makedirs(stage)
-    stage_base(stage)
-    pack(stage, out)
-    shutil.rmtree(stage)
+        os.unlink(old)  # an older host's base: never used again
+    # Private stage and temp archive: two test processes may build at once.
+    stage = tempfile.mkdtemp(prefix="base-stage-", dir=cache)
+    try:
+        stage_base(stage)
+        pack(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return out
 
 
