@@ -38,12 +38,12 @@ BINARIES = "vendor/rosell-dk/webp-convert/src/Convert/Converters/Binaries"
 SOURCE_EXTS = ("jpg", "jpeg", "png")
 TEST_IMAGE_EXTS = ("jpeg", "png")  # SelfTestHelper copies very-small.jpg/test.png as .JPEG/.PNG
 
-# Discovery helpers: harmless, they run in the shell child itself.
-TOOLS = ("which.debianutils", "which", "whereis", "whoami", "ls")
+# Discovery: `which -a cwebp` (whereis and whoami only run when that fails, so they
+# are left out: the blog's learned profile never saw them).
+TOOLS = ("which.debianutils", "which")
 # Where Debian installs the programs every system has (coreutils, debianutils,
 # util-linux): used when the tree we generate for (--root) does not hold them.
-DEBIAN_DEFAULTS = {"which": "/usr/bin/which.debianutils", "whereis": "/usr/bin/whereis",
-                   "whoami": "/usr/bin/whoami", "ls": "/usr/bin/ls", "nice": "/usr/bin/nice",
+DEBIAN_DEFAULTS = {"which": "/usr/bin/which.debianutils", "nice": "/usr/bin/nice",
                    "cwebp": "/usr/bin/cwebp"}
 # Converters and what each needs besides libraries (abstractions/base covers those).
 CONVERTERS = {
@@ -89,6 +89,12 @@ def _image_roots(info) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
+def _scope(info) -> list[str]:
+    # The roots WebP Express converts by default ("Scope: Uploads and themes"); its self
+    # test copies images into these only.
+    return list(dict.fromkeys([info["uploads"], info["themes"]]))
+
+
 @hookimpl
 def php_fpm_apparmor_rules(site, app):
     if app.name != NAME:
@@ -113,7 +119,7 @@ def php_fpm_apparmor_rules(site, app):
         _file(under(d, "/webp-images-bigger-than-source/**" + webp), "rw",
               "markers for useless conversions"),
     ]
-    for root in _image_roots(info):
+    for root in _scope(info):
         rules.append(_file(under(root, "/webp-express-test-images/"), "w", "self test"))
         rules.append(_file(under(root, "/webp-express-test-images/*." + ext_glob(TEST_IMAGE_EXTS)),
                            "rw", "self test copies a JPEG/PNG into each image root"))
@@ -138,8 +144,7 @@ def _helper_rules(site, app) -> list:
     info = app.info
     rules = []
     # The shell child: exec() lands there; it may look for binaries and start converters.
-    tools = find_binaries(site, TOOLS) + [DEBIAN_DEFAULTS[t] for t in ("which", "whereis",
-                                                                         "whoami", "ls")]
+    tools = find_binaries(site, TOOLS) + [DEBIAN_DEFAULTS["which"]]
     for path in dict.fromkeys(tools):
         rules.append(ExecRule(path=lit(path), mode="ix", profile=SHELL, source=NAME,
                               why="webp-convert looks for cwebp (which -a, whereis -b, whoami)"))
@@ -175,9 +180,6 @@ def _helper_rules(site, app) -> list:
         rules.append(_file(under(d, sub + webp), "rw", "write the converted image", profile=CHILD))
     rules.append(_file(under(info["uploads"], "/**" + webp), "rw",
                        "\"mingled\" mode puts the .webp next to the upload", profile=CHILD))
-    for root in _image_roots(info):
-        rules.append(_file(under(root, "/webp-express-test-images/*" + webp), "rw",
-                           "self-test conversions", profile=CHILD))
     return rules
 
 
@@ -235,10 +237,19 @@ EXPECTATIONS = [
                 "cat.jpg.md", "allow", "log a conversion"),
     Expectation("write", "{content}/uploads/2026/11/cat.jpg.webp", "allow",
                 "\"mingled\" mode: .webp next to the upload"),
+    Expectation("write", "{content}/uploads/webp-express-test-images/Ab12Cd.PNG", "allow",
+                "self test copies a test image"),
+    Expectation("write", "{content}/themes/webp-express-test-images/Ab12Cd.JPEG", "allow",
+                "self test copies a test image"),
+    Expectation("write", "{content}/webp-express/webp-images-bigger-than-source/uploads/"
+                "cat.jpg.webp", "allow", "mark a conversion that came out bigger"),
     Expectation("write", "{content}/webp-express/webp-images/shell.php", "deny",
                 "drop PHP into its cache"),
     Expectation("write", "{content}/webp-express/config/evil.php", "deny",
                 "drop PHP into its settings dir"),
+    Expectation("exec", "/bin/sh", "allow", "run the cwebp binary bundled with webp-convert",
+                ("/bin/sh", "-c", "{content}/plugins/webp-express/vendor/rosell-dk/webp-convert/"
+                 "src/Convert/Converters/Binaries/cwebp-120-linux-x86-64 -version")),
     Expectation("exec", "/bin/sh", "deny", "a shell command must not reach bash",
                 ("/bin/sh", "-c", "/bin/bash -c id")),
     Expectation("exec", "/bin/sh", "deny", "a binary dropped in uploads must not run",

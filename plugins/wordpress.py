@@ -208,8 +208,6 @@ def php_fpm_apparmor_rules(site, app):
         _rule(under(content, "/fonts/"), "w", "font library (6.5+)", owner=True),
         _rule(under(content, "/fonts/**." + ext_glob(FONT_EXTS)), "rw",
               "fonts installed from the font library (6.5+)", owner=True),
-        _rule(under(uploads, "/fonts/**." + ext_glob(FONT_EXTS)), "rw",
-              "font library fallback location in uploads", owner=True),
         _rule(under(content, "/cache/"), "w", "page caches keep their files here", owner=True),
         _rule(under(content, "/cache/**/"), "w", "page cache directories", owner=True),
         _rule(under(content, "/cache/**." + ext_glob(CACHE_EXTS)), "rw",

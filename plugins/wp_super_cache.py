@@ -79,7 +79,9 @@ def _settings(site, wp: dict) -> dict:
         elif value is not None:
             problems.append(f"{facts.where('$file_prefix')}: unusual $file_prefix {value!r}: "
                             f"assuming {DEFAULT_PREFIX!r}")
-    info.update(cache=cache_path, prefix=prefix, problems=problems,
+    # The sample config (and so most sites) sets $wp_cache_mutex_disabled = 1: no lock file.
+    mutex = facts.assigns.get("$wp_cache_mutex_disabled") not in (1, True, "1")
+    info.update(cache=cache_path, prefix=prefix, problems=problems, mutex=mutex,
                 configured=facts.exists, wp_cache=_wp_cache_on(site, wp))
     return info
 
@@ -117,10 +119,12 @@ def php_fpm_apparmor_rules(site, app):
         _file(under(cache, "/**/index.html"), "w", "blank index.html against directory listing"),
         _file(_php_cache_files(info), "rw",
               "dynamic/legacy cache and meta files (data behind <?php die(); ?>)"),
-        _file(under(cache, "/wp_cache_mutex.lock"), "rwk", "writer lock"),
-        _file(under(cache, "/blogs/*/wp_cache_mutex.lock"), "rwk", "writer lock (multisite)"),
         _file(under(cache, "/*.txt"), "rw", "garbage collection and preload state"),
     ]
+    if info["mutex"]:
+        rules += [_file(under(cache, "/wp_cache_mutex.lock"), "rwk", "writer lock"),
+                  _file(under(cache, "/blogs/*/wp_cache_mutex.lock"), "rwk",
+                        "writer lock (multisite)")]
     if not any(is_within(cache, r) for r in site.roots) and not is_within(cache, info["content"]):
         rules.append(_file(under(cache, "/**"), "r", "cache outside the site root", owner=False))
     if site.flag("config_writes"):
@@ -185,6 +189,8 @@ EXPECTATIONS = [
                 "meta-wp-cache-0123456789abcdef0123456789abcdef.php", "allow",
                 "store the page's headers"),
     Expectation("write", "{content}/cache/1234567890.12345678.tmp", "allow", "temp file"),
+    Expectation("write", "{content}/cache/example.org_wp_cache_gc.txt", "allow",
+                "garbage collection state"),
     Expectation("write", "{content}/cache/supercache/example.org/hello/shell.php", "deny",
                 "any other PHP in the cache"),
     Expectation("write", "{content}/cache/shell.php", "deny", "PHP at the cache root"),

@@ -180,6 +180,11 @@ $cache_path = WP_CONTENT_DIR . '/cache/';
 $file_prefix = 'wp-cache-';
 $ossdlcdn = 0;
 $cache_rejected_uri = array('wp-.*\\\\.php', 'index\\\\.php');
+
+// Disable the file locking system.
+// If you are experiencing problems with clearing or creating cache files
+// uncommenting this may help.
+$wp_cache_mutex_disabled = 1;
 """
 
 
