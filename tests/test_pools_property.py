@@ -34,12 +34,14 @@ dquoted = st.builds(
 )
 squoted = st.builds(lambda t: "'" + t + "'", st.text(alphabet=QUOTED.replace("'", "") + '"', max_size=6))
 special = st.sampled_from(["on", "Off", "YES", "none", "null", "true", "False", "E_ALL", "E_ALL & ~E_NOTICE",
-                           "PHP_OS", "~", "|", "&", "!", "(", ")", "$pool", "$prefix", "=", "#", "1.5", "-3"])
+                           "PHP_OS", "~", "|", "&", "!", "(", ")", "$pool", "$prefix", "=", "#", "1.5", "-3",
+                           "x$y", "$HOME", "a$;b", '"' + "a b" + '"'])
 piece = st.one_of(word, word, st.sampled_from([" ", "\t", "  "]), dquoted, squoted, varref, special)
 value = st.builds("".join, st.lists(piece, max_size=4))
 comment = st.sampled_from(["", "", " ; comment", ";x", "   "])
 space = st.sampled_from(["", " ", "\t", "  "])
-key = st.sampled_from(["a", "B", "memory_limit", "error_log", "x y", " k ", "sendmail_path", "E_ALL", ""])
+key = st.sampled_from(["a", "B", "memory_limit", "error_log", "x y", " k ", "sendmail_path", "E_ALL", "",
+                       '"q"', "${V1}", "'r'", "a.b", "-1"])
 
 
 @st.composite
@@ -73,7 +75,7 @@ def tree(draw):
     files = {}
     seen = []
     for i, name in enumerate(names):
-        lines = [f"{draw(st.sampled_from(['', chr(9)]))}[{name}]{draw(comment)}"]
+        lines = [f"{draw(st.sampled_from(['', chr(9)]))}[{draw(st.sampled_from([name, name + ' ', chr(34) + name + chr(34)]))}]{draw(comment)}"]
         if name.lower() not in seen:
             seen.append(name.lower())
             lines += ["user = www-data", f"listen = @ROOT@/run/{name.lower()}.sock", "pm = static",

@@ -400,7 +400,7 @@ _BOOLS = {"true": "1", "on": "1", "yes": "1", "false": "", "off": "", "no": "", 
 
 def parse_line(line: str, getvar, constants, sink) -> None:
     """Parse one buffer of Zend INI text, calling sink(kind, name, key, value)."""
-    if not line or line[0] == ";" or _FAST_BLANK.match(line):
+    if not line or line[0] == ";":
         return
     m = _FAST_ENTRY.match(line)
     if m and m.group(1).lower() not in _BOOLS:
@@ -420,6 +420,8 @@ def parse_line(line: str, getvar, constants, sink) -> None:
     m = _FAST_SECTION.match(line)
     if m:
         sink("section", m.group(1), None, None)
+        return
+    if _FAST_BLANK.match(line):
         return
     _Parser(_lex(line + "\n"), getvar, constants).statements(sink)
 
@@ -495,7 +497,7 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 def _ci(text: str) -> str:
     """strcasecmp's view of a string (ASCII only, like the C locale)."""
-    return text.translate(_ASCII_LOWER)
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 def _check_value(kind: str, value: str) -> str | None:
