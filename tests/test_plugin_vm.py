@@ -1,0 +1,113 @@
+"""The app plugins' EXPECTATIONS tables in a real AppArmor kernel (qemu, tests/vm).
+
+The demo tree (WordPress + WebP Express + WP Super Cache in pool `blog`, Nextcloud in pool
+`cloud`) gets its policy from the real CLI (`php-fpm-apparmor --root TREE generate`); then
+one boot loads it, starts php-fpm8.2 and runs every table row as a probe in its pool.
+open_basedir and doc_root are taken out of the pools first, so AppArmor alone decides.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from php_fpm_apparmor_plugins import nextcloud, webp_express, wordpress, wp_super_cache
+
+REPO = Path(__file__).resolve().parents[1]
+BLOG, CLOUD, DATA = "/var/www/blog", "/var/www/cloud", "/srv/nextcloud-data"
+BUNDLED = ("/wp-content/plugins/webp-express/vendor/rosell-dk/webp-convert/src/Convert/"
+           "Converters/Binaries/cwebp-120-linux-x86-64")
+TABLES = {
+    "blog": (dict(root=BLOG, content=BLOG + "/wp-content", other=CLOUD, data=DATA),
+             wordpress.EXPECTATIONS + webp_express.EXPECTATIONS + wp_super_cache.EXPECTATIONS),
+    "cloud": (dict(root=CLOUD, data=DATA, other=BLOG, content=BLOG + "/wp-content"),
+              nextcloud.EXPECTATIONS),
+}
+
+
+def vm():
+    try:
+        import vm as harness
+    except ImportError as exc:  # the harness is another part of the tree
+        pytest.skip(f"tests/vm not importable: {exc}")
+    reason = harness.available()
+    if reason:
+        pytest.skip(reason)
+    return harness
+
+
+def prepare_tree(tree: Path) -> None:
+    """The demo tree, made fit for probing; then the policy from the real CLI."""
+    shutil.copytree(REPO / "demo", tree, symlinks=True)
+    for conf in tree.glob("etc/php/*/fpm/pool.d/*.conf"):
+        lines = [l for l in conf.read_text().splitlines()
+                 if "open_basedir" not in l and "[doc_root]" not in l]
+        conf.write_text("\n".join(lines) + "\n")
+    cfg = tree / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.write_text(cfg.read_text().replace("mode = complain", "mode = enforce"))
+    # Files a deny row must find (so EACCES, not ENOENT, is what stops the probe).
+    for name in ("blog", "cloud"):
+        places, rows = TABLES[name]
+        for row in rows:
+            exp = row.resolve(**places)
+            disk = tree / exp.target.lstrip("/")
+            if exp.op in ("read", "write") or (exp.op == "exec" and len(exp.argv) > 2):
+                disk.parent.mkdir(parents=True, exist_ok=True)
+            if exp.op == "read" and not disk.exists() and exp.target.startswith(("/var/www", "/srv")):
+                disk.write_text("<?php // secret\n")
+            if exp.op == "write" and exp.expect == "allow" and disk.is_file():
+                disk.unlink()  # created by the pool's user, as in real life (owner rules)
+        for row in rows:  # binaries an attacker dropped: they exist and are executable
+            for word in " ".join(row.resolve(**places).argv).split():
+                if word.startswith(("/var/www", "/srv")) and "miner" in word or word.endswith("/cwebp"):
+                    p = tree / word.lstrip("/")
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_text("#!/bin/sh\necho pwned\n")
+                    p.chmod(0o755)
+    proc = subprocess.run([sys.executable, "-m", "php_fpm_apparmor", "--root", str(tree), "generate"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The VM brings the real php-fpm8.2, cwebp and bash; the tree's stand-ins must not shadow them.
+    for stub in (tree / "usr/sbin").glob("php-fpm*"):
+        stub.unlink()
+    shutil.copy2("/usr/bin/cwebp", tree / (BLOG + BUNDLED).lstrip("/"))
+    (tree / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/bin/bash", tree / "usr/bin/bash")
+
+
+@pytest.mark.vm
+def test_expectations_in_a_real_kernel(tmp_path):
+    harness = vm()
+    if not shutil.which("cwebp"):
+        pytest.skip("cwebp not installed (apt install webp)")
+    tree = tmp_path / "tree"
+    prepare_tree(tree)
+    probes = []
+    for name, (places, rows) in TABLES.items():
+        for row in rows:
+            exp = row.resolve(**places)
+            target = json.dumps(list(exp.argv or (exp.target,))) if exp.op == "exec" else exp.target
+            probes.append(harness.Probe(pool=name, socket=f"/run/php/{name}.sock",
+                                        script=f"{places['root']}/probe.php", op=exp.op,
+                                        target=target, expect=exp.expect, why=exp.why))
+    summary = harness.run(harness.Scenario(
+        name="app-tables", tree=str(tree),
+        phases=[harness.Phase("enforce", load=["/etc/apparmor.d/php-fpm-apparmor"], probes=probes,
+                              shell=["cat /sys/kernel/security/apparmor/profiles"])]),
+        artefacts=str(REPO / "artifacts/vm"))
+    assert summary["booted"], summary
+    results = summary["phases"][0]["results"]
+    print(f"{len(results)} probes, boot {summary.get('boot_seconds')} s, total {summary['seconds']:.1f} s")
+    failed = [f"{r['pool']} {r['op']} {r['target']} expect {r['expect']}: ok={r['ok']} "
+              f"errno={r['errno']} label={r.get('label')} {r['detail'][:160]}"
+              for r in results if not r.get("passed")]
+    assert not failed, "\n".join(failed)
+    # every refusal was AppArmor's, in the pool's own profile (or one of its children)
+    denied = {(d.get("profile"), d.get("operation")) for d in summary["denials"]
+              if d.get("apparmor") == "DENIED"}
+    assert any(p and p.startswith("php-fpm//blog") for p, _ in denied)
+    assert any(p and p.startswith("php-fpm//cloud") for p, _ in denied)
