@@ -308,6 +308,11 @@ def _parse(serial: str, ids: dict, scenario: Scenario) -> dict:
             ph["commands"].append(entry)
             if kind == "shell":
                 ph["shell"][entry["what"]] = entry
+    for ph in phases.values():
+        # php-fpm's worker exit code when aa_change_profile() fails (fpm_unix.c).
+        if "exited with code 70" in ph["fpm_log"]:
+            log.warnings.append(f"{ph['name']}: workers exit with code 70: their hat is "
+                                "missing or the change to it was refused")
     denials = [d for ph in phases.values() for d in ph["denials"]]
     return {"phases": list(phases.values()), "denials": denials, "booted": log.booted,
             "completed": log.done, "warnings": log.warnings}

@@ -37,6 +37,7 @@ run_cmd() {  # run_cmd ID CMD...: run, capture output and status
 
 phase() {
     PHASE=$1
+    LOGSTART=$(cat /var/log/php*-fpm.log 2>/dev/null | wc -l)
     say "PHASE $1"
 }
 
@@ -89,6 +90,7 @@ fpm_start() {  # fpm_start ID BINARY=CONF... -- SOCKET...: (re)start the masters
         shift
     done
     shift
+    frc=0
     for sock in "$@"; do
         was=
         for o in $old; do [ "${o%=*}" = "$sock" ] && was=${o#*=}; done
@@ -97,18 +99,18 @@ fpm_start() {  # fpm_start ID BINARY=CONF... -- SOCKET...: (re)start the masters
             [ -S "$sock" ] && [ "$(stat -c %i "$sock")" != "$was" ] && break
             sleep 0.1; i=$((i+1))
         done
-        [ -S "$sock" ] && [ "$(stat -c %i "$sock")" != "$was" ] || say "NOSOCKET $id $sock"
+        [ -S "$sock" ] && [ "$(stat -c %i "$sock")" != "$was" ] || { say "NOSOCKET $id $sock"; frc=1; }
     done
-    for pid in $FPM_PIDS; do kill -0 "$pid" 2>/dev/null || say "FPMDIED $id $pid"; done
+    for pid in $FPM_PIDS; do kill -0 "$pid" 2>/dev/null || { say "FPMDIED $id $pid"; frc=1; }; done
     cp /run/harness/fpm.out /run/harness/out; emit "$id"
-    say "RC $id 0"
+    say "RC $id $frc"
 }
 
 probe() {  # probe ID SOCKET SCRIPT QUERY
     id=$1
     env -i SCRIPT_FILENAME="$3" SCRIPT_NAME="/probe.php" REQUEST_METHOD=GET \
         QUERY_STRING="$4" SERVER_PROTOCOL=HTTP/1.1 GATEWAY_INTERFACE=CGI/1.1 \
-        timeout 30 cgi-fcgi -bind -connect "$2" > /run/harness/out 2>&1
+        timeout 10 cgi-fcgi -bind -connect "$2" > /run/harness/out 2>&1
     rc=$?
     line=$(grep -m1 '^PROBE-JSON ' /run/harness/out)
     if [ -n "$line" ]; then
@@ -130,9 +132,9 @@ dac_open() {
     while [ "$p" != "/" ]; do p=$(dirname "$p"); chmod o+x "$p"; done
 }
 
-phase_end() {  # phase_end ID: the php-fpm master's own output so far, then the audit lines
-    # The master's stdout/stderr, then Debian's usual error_log files.
-    { cat /run/harness/fpm.out; tail -n 40 /var/log/php*-fpm.log; } > /run/harness/out 2>&1
+phase_end() {  # phase_end ID: php-fpm's log lines of this phase, then the audit lines
+    # What php-fpm logged (Debian's usual error_log files) during this phase only.
+    cat /var/log/php*-fpm.log 2>/dev/null | tail -n +$((LOGSTART + 1)) | tail -n 60 > /run/harness/out
     emit "$1"; say "RC $1 0"
     # Only AppArmor records; `dmesg -c` clears, so each line lands in one phase.
     dmesg -c > /run/harness/dmesg
