@@ -25,7 +25,7 @@ PROGRAMS = [
     "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/whoami", "/usr/bin/nice",
     "/usr/bin/env", "/usr/bin/sleep", "/usr/bin/true", "/usr/bin/false", "/usr/bin/echo",
     "/usr/bin/head", "/usr/bin/grep", "/usr/bin/sed", "/usr/bin/which", "/usr/bin/touch",
-    "/usr/bin/rm", "/usr/bin/cwebp",
+    "/usr/bin/rm", "/usr/bin/cwebp", "/usr/bin/bash",
 ]
 # Merged /usr, as on Debian 12.
 USR_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
