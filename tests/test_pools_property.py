@@ -54,9 +54,12 @@ def array_line(draw):
 def scalar_line(draw):
     name = draw(st.sampled_from(["listen.mode", "ping.response", "apparmor_hat", "security.limit_extensions",
                                  "user", "group", "Listen.Mode", "catch_workers_output", "rlimit_files",
-                                 "request_terminate_timeout"]))
+                                 "request_terminate_timeout", "access.format", "access.format"]))
     if name == "user":
         val = draw(st.sampled_from(["www-data", "nobody", '"nobody"', "'www-data'"]))
+    elif name == "access.format":
+        val = '"' + draw(st.text(alphabet="%{}CdMeotTflmnpPqQrRsux ", max_size=10)) + '"'
+        val = draw(st.sampled_from([val, '"%{mili}d %{kilo}M %{user}C %{X}e %{%Y}t"', '"%{giga}M"']))
     elif name == "group":
         val = draw(st.sampled_from(["www-data", "nogroup", "nogroup ; c"]))
     else:
@@ -80,6 +83,8 @@ def tree(draw):
             seen.append(name.lower())
             lines += ["user = www-data", f"listen = @ROOT@/run/{name.lower()}.sock", "pm = static",
                       "pm.max_children = 1"]
+            if draw(st.booleans()):
+                lines.append(f"access.log = @ROOT@/var/log/{name.lower()}.log")
         lines += draw(st.lists(body_line, max_size=5))
         if draw(st.booleans()):
             lines.append(draw(st.sampled_from([

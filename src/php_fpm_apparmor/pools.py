@@ -532,6 +532,49 @@ def _check_value(kind: str, value: str) -> str | None:
     return None
 
 
+_FORMAT_ARGS = {
+    "C": {"total", "user", "system"},
+    "d": {"seconds", "milliseconds", "mili", "microseconds", "micro"},
+    "M": {"bytes", "kilobytes", "kilo", "megabytes", "mega"},
+}
+
+
+def access_format_invalid(fmt: str) -> bool:
+    """fpm_log.c's check of access.format (verified case by case against php-fpm 8.2)."""
+    i, n = 0, len(fmt)
+    while i < n:
+        if fmt[i] != "%":
+            i += 1
+            continue
+        i += 1
+        if i >= n:
+            return False  # a trailing '%' is printed as is
+        arg = None
+        if fmt[i] == "{":
+            end = fmt.find("}", i + 1)
+            if end < 0:
+                return True
+            arg, i = fmt[i + 1 : end], end + 1
+            if i >= n:
+                return True
+        c = fmt[i]
+        i += 1
+        if c in _FORMAT_ARGS:
+            if arg and arg not in _FORMAT_ARGS[c]:
+                return True
+        elif c in "eo":
+            if not arg:
+                return True
+        elif c in "tT":
+            pass
+        elif c in "%flmnpPqQrRsu":
+            if arg:
+                return True
+        else:
+            return True
+    return False
+
+
 def time_seconds(value: str) -> int:
     """fpm_conf_set_time's result for an accepted value."""
     mult = {"m": 60, "h": 3600, "d": 86400, "s": 1}.get(value[-1])
@@ -828,6 +871,8 @@ class _Reader:
                     fail(key, f"the {what} path '{value}' is not long enough")
         if s.get("access.log"):
             s["access.log"] = self.full_path(s["access.log"], p)
+            if "access.format" in s and access_format_invalid(s["access.format"]):
+                fail("access.format", f"wrong format for access.format '{s['access.format']}'")
         if s.get("slowlog"):
             s["slowlog"] = self.full_path(s["slowlog"], p)
         slow = "request_slowlog_timeout" in s and time_seconds(s["request_slowlog_timeout"])
