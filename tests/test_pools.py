@@ -180,8 +180,8 @@ def test_thousand_pools_well_under_a_second(sysroot):
     for i in range(1000):
         write(sysroot, f"/etc/php/8.2/fpm/pool.d/p{i}.conf", pool_conf(
             f"p{i}", extra=f"php_admin_value[open_basedir] = /var/www/p{i}:/tmp\nenv[TMPDIR] = /tmp/p{i}\n"))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on a shared CI box must not fail this
     pools = read_all(str(sysroot), environ={})
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(pools) == 1000
     assert elapsed < 1.0, elapsed  # the budget; bench/bench_pools.py prints the real number
