@@ -185,3 +185,16 @@ def test_thousand_pools_well_under_a_second(sysroot):
     elapsed = time.process_time() - start
     assert len(pools) == 1000
     assert elapsed < 1.0, elapsed  # the budget; bench/bench_pools.py prints the real number
+
+
+def test_symlinks_resolve_inside_the_root(sysroot):
+    # An absolute link target names a path of the system tree, not of the host running us.
+    write(sysroot, "/etc/shared/pools/a.conf", pool_conf("a", extra="apparmor_hat = from-the-root\n"))
+    (sysroot / "etc/php/8.2/fpm/pool.d").mkdir()
+    os.symlink("/etc/shared/pools/a.conf", sysroot / "etc/php/8.2/fpm/pool.d/a.conf")
+    os.symlink("/etc/shared/pools", sysroot / "etc/php/8.2/fpm/linked")
+    write(sysroot, "/etc/php/8.2/fpm/php-fpm.conf", MAIN + "include=/etc/php/8.2/fpm/linked/*.cnf\n")
+    write(sysroot, "/etc/shared/pools/b.cnf", pool_conf("b"))
+    pools = read_all(str(sysroot), environ={})
+    assert [(p.name, p.hat) for p in pools] == [("a", "from-the-root"), ("b", None)]
+    assert pools[0].config_file == str(sysroot / "etc/php/8.2/fpm/pool.d/a.conf")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .discover import Installation, disk, find_installations
 from .errors import ConfigError
+from .sites import canonical
 
 MAX_LINE = 64 * 1024  # bytes; real configs stay far below, and it bounds parse time
 MAX_FILE = 16 * 1024 * 1024
@@ -619,6 +620,12 @@ class _Reader:
     def disk(self, path: str) -> str:
         return disk(self.sysroot, path)
 
+    def real(self, path: str) -> str:
+        """On-disk path with symlinks resolved inside the system root, never on the host."""
+        if self.sysroot in ("", "/"):
+            return path
+        return disk(self.sysroot, canonical(self.sysroot, path))
+
     def getvar(self, name: str) -> str:
         value = self.php_ini.get(name)
         if isinstance(value, str):
@@ -628,7 +635,7 @@ class _Reader:
     def load(self, path: str, from_file: str | None = None, from_line: int = 0):
         """fpm_conf_load_ini_file for system path `path`."""
         where = self.disk(path)
-        data = read_config_bytes(where, from_file, from_line)
+        data = read_config_bytes(self.real(path), from_file, from_line, shown=where)
         self.depth += 1
         try:
             if self.depth > MAX_NESTING:
@@ -662,7 +669,7 @@ class _Reader:
         if status == "abort":
             raise ConfigError(where, lineno, f"include={pattern}: directory does not exist or is unreadable")
         for path in paths:
-            if os.path.isdir(self.disk(path)):
+            if os.path.isdir(self.real(path)):
                 continue  # GLOB_MARK'd directories are skipped
             self.load(path, where, lineno)
 
@@ -682,7 +689,7 @@ class _Reader:
                 found = []
                 for base in bases:
                     try:
-                        names = os.listdir(self.disk(base or "/"))
+                        names = os.listdir(self.real(base or "/"))
                     except OSError as e:
                         if e.errno == errno.ENOTDIR:
                             continue
@@ -797,7 +804,7 @@ class _Reader:
         return full
 
     def isdir(self, path):
-        return os.path.isdir(self.disk(path))
+        return os.path.isdir(self.real(path))
 
     def finish(self) -> list[Pool]:
         g, go = self.globals, self.global_origins
@@ -997,19 +1004,24 @@ def glob_magic(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def read_config_bytes(path: str, from_file=None, from_line=0) -> bytes:
-    """The bytes of a config file, refusing what is not a plain readable file."""
-    blame = (from_file, from_line) if from_file else (path, 0)
+def read_config_bytes(path: str, from_file=None, from_line=0, shown=None) -> bytes:
+    """The bytes of a config file, refusing what is not a plain readable file.
+
+    `shown` is the name for messages when `path` is a symlink-resolved copy of it.
+    """
+    name = shown or path
+    blame = (from_file, from_line) if from_file else (name, 0)
     try:
+        # O_NONBLOCK: opening a FIFO must not hang (php-fpm itself would block there).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
-        raise ConfigError(*blame, f"cannot open {path}: {e.strerror}") from None
+        raise ConfigError(*blame, f"cannot open {name}: {e.strerror}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(*blame, f"{path} is not a regular file")
+            raise ConfigError(*blame, f"{name} is not a regular file")
         if st.st_size > MAX_FILE:
-            raise ConfigError(path, 0, f"file larger than {MAX_FILE} bytes")
+            raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)
@@ -1017,11 +1029,11 @@ def read_config_bytes(path: str, from_file=None, from_line=0) -> bytes:
                 break
             total += len(chunk)
             if total > MAX_FILE:
-                raise ConfigError(path, 0, f"file larger than {MAX_FILE} bytes")
+                raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError as e:
-        raise ConfigError(*blame, f"cannot read {path}: {e.strerror}") from None
+        raise ConfigError(*blame, f"cannot read {name}: {e.strerror}") from None
     finally:
         os.close(fd)
 
