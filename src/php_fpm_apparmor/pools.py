@@ -311,7 +311,7 @@ class _Parser:
             return ""
         return self.expr()
 
-    def expr(self, min_prec=0):
+    def expr(self):
         # bison: %left '|' '&' '^' (one level), prefix '~' '!' bind tighter.
         left = self.unary()
         while self.peek() in ("|", "&", "^"):
