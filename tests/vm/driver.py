@@ -22,6 +22,7 @@ from . import initramfs, kernel
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = kernel.CACHE
 BOOT_TIMEOUT = int(os.environ.get("PFA_VM_TIMEOUT", "180"))
+SMP = os.environ.get("PFA_VM_SMP", "2")  # TCG runs one host thread per vCPU
 OPS = ("read", "write", "exec", "mail", "list")
 EACCES, EPERM = 13, 1
 
@@ -361,7 +362,7 @@ def run(scenario: Scenario, artefacts: str) -> dict:
                     shutil.copyfileobj(f, out, 1 << 20)
         t_boot = time.monotonic()
         serial_path = os.path.join(outdir, "serial.log")
-        cmd = ["qemu-system-x86_64", "-accel", accel, "-m", "1024", "-smp", "2",
+        cmd = ["qemu-system-x86_64", "-accel", accel, "-m", "1024", "-smp", SMP,
                "-nographic", "-no-reboot", "-nic", "none",
                "-kernel", vmlinuz, "-initrd", initrd, "-append",
                "console=ttyS0 apparmor=1 security=apparmor rdinit=/init panic=-1 "
