@@ -198,3 +198,11 @@ def test_symlinks_resolve_inside_the_root(sysroot):
     pools = read_all(str(sysroot), environ={})
     assert [(p.name, p.hat) for p in pools] == [("a", "from-the-root"), ("b", None)]
     assert pools[0].config_file == str(sysroot / "etc/php/8.2/fpm/pool.d/a.conf")
+
+
+def test_trailing_dollar_keeps_the_newline_like_php_fpm(sysroot):
+    # Verified: php-fpm 8.2 -tt created the access log as "acc$\n" ("$" + any char is a
+    # literal pair in the Zend scanner, the line's newline included).
+    write(sysroot, "/var/log/.keep", "")
+    write(sysroot, "/etc/php/8.2/fpm/pool.d/a.conf", pool_conf("a", extra="access.log = /var/log/acc$\n"))
+    assert read_all(str(sysroot), environ={})[0].access_log == "/var/log/acc$\n"
