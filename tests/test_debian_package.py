@@ -478,9 +478,6 @@ def test_purge_leaves_no_files_behind(built, tmp_path):
     assert (root_dir / "etc/apparmor.d/local/README").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "generate.TEMPLATES does not look beside the installed module, so the unpacked .deb's "
-    "program cannot find the template: see the debian report"))
 def test_autopkgtest_smoke(built, tmp_path):
     """debian/tests/smoke against the unpacked package (autopkgtest runs it installed)."""
     if shutil.which("apparmor_parser") is None:
@@ -514,9 +511,6 @@ def php_fpm_profiles(root: Path) -> list[str]:
                   if p.is_file() and "profile php-fpm " in p.read_text(errors="replace"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "generate.TEMPLATES does not look beside the installed module, so under dpkg --root the "
-    "real program cannot find the template: see the debian report"))
 @pytest.mark.parametrize("stock_first", [False, True], ids=["ours-first", "stock-first"])
 def test_exactly_one_php_fpm_profile_in_both_install_orders(built, tmp_path, stock_first):
     """The real program under dpkg: Debian's profile (apparmor-profiles) coming and going."""

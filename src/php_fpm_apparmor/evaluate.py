@@ -121,6 +121,9 @@ def _file_rule(line: str, vars_: dict):
     head = re.sub(r"^(deny|owner|other)\s+", "", head)
     if not head.startswith(("/", '"/', "@{", '"@{', "file ")):
         return None
+    # Debian 12's FileRule.parse cannot read \" or \\ inside quotes: encode them first,
+    # as encode_path() does for paths.
+    line = line.replace("\\\\", _PUA["\\"]).replace('\\"', _PUA['"'])
     left, arrow, target = expand_vars(line, vars_).partition(" -> ")
     left = re.sub(r"/{2,}", "/", left)  # variables end in "/" too; AppArmor collapses "//"
     try:
@@ -179,6 +182,9 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if rule is not None:
             stack[-1].rules.append(rule)
             stack[-1].ours.append(rule)
+        elif line.startswith(('"', "/", "owner ", "deny ")):
+            # A rule of ours we cannot read is a rule nobody checked: refuse it.
+            raise ValueError(f"cannot evaluate rule: {line}")
     return profiles
 
 
@@ -283,9 +289,16 @@ def witnesses(pattern: str) -> list[str]:
     return out
 
 
-def reaches(pattern: str, root: str) -> bool:
-    """Could a rule with `pattern` touch anything inside `root` (a canonical directory)?"""
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def reaches(pattern: str, root: str, own=()) -> bool:
+    """Could a rule with `pattern` touch anything inside `root` (a canonical directory)?
+
+    Paths inside `own` (the rule's pool's own roots, nested in `root`) do not count.
+    """
     probes = [root, root + "/", root + "/x", root + "/x/x", root + "/index.php", root + "/wp-config.php"]
-    if any(matches(pattern, p) for p in probes):
-        return True
-    return any(w == root or w.startswith(root + "/") for w in witnesses(pattern))
+    found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if _inside(w, root)]
+    nested = [o for o in own if o != root and _inside(o, root)]
+    return any(not any(_inside(p, o) for o in nested) for p in found)

@@ -9,7 +9,9 @@ the other pools still get theirs.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .errors import ConfigError
 from .policy import SAFE_NAME
 
 TEMPLATES = ("/usr/share/php-fpm-apparmor/php-fpm.profile",
+             # an installed package under another root (dpkg --root, an unpacked .deb)
+             str(Path(__file__).resolve().parents[4] / "share/php-fpm-apparmor/php-fpm.profile"),
              str(Path(__file__).resolve().parents[2] / "etc/apparmor.d/php-fpm-apparmor.profile"))
 _PROFILE_PHP_FPM = re.compile(r"^\s*profile\s+php-fpm\s", re.M)
 
@@ -146,6 +150,10 @@ def _literal_prefix(pattern: str) -> str:
     return evaluate.decode(evaluate.encode_pattern(pattern[: m.start()] if m else pattern))
 
 
+def _inside(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
 def check_invariants(result: Plan) -> None:
     entries = [e for e in result.ready]
     roots = sorted(((r, e) for e in entries for r in e.site.roots), key=lambda t: t[0])
@@ -163,8 +171,10 @@ def check_invariants(result: Plan) -> None:
                     continue
                 if name != "php-fpm" and {"w", "a"} & rule.perms and pattern not in allowed:
                     for w in evaluate.witnesses(pattern):
-                        if evaluate.is_forbidden_name(w) and evaluate.matches(pattern, w) \
-                                and evaluate.allows(prof, "write", w):
+                        # Web-reachable code is what matters: a .php written under the
+                        # site's roots can be requested or included; a mail queue file cannot.
+                        if evaluate.is_forbidden_name(w) and _inside(w, e.site.roots) \
+                                and evaluate.matches(pattern, w) and evaluate.allows(prof, "write", w):
                             problems.append(f"{name}: {pattern} would let PHP write {w}; no plugin "
                                             f"declared this exception")
                             break
@@ -183,7 +193,7 @@ def check_invariants(result: Plan) -> None:
                 for root, other in candidates:
                     if other is e or root in e.site.roots:
                         continue
-                    if evaluate.reaches(pattern, root):
+                    if evaluate.reaches(pattern, root, e.site.roots):
                         problems.append(f"{name}: {pattern} reaches pool {other.pool.name}'s root {root}")
         if problems:
             uniq = list(dict.fromkeys(problems))
@@ -227,47 +237,74 @@ class Outcome:
     load_skipped: str | None = None
 
 
-def apply(result: Plan, dry_run: bool = False) -> Outcome:
-    """Validate, install and load. Nothing live changes unless the whole profile compiles."""
-    sysroot = result.sysroot
-    out = Outcome(problems=list(result.problems))
-    includes = validate.search_dirs(sysroot)
-    ready = result.ready
-    errors = validate.compile_pools({e.hat: e.text for e in ready}, includes)
-    for e in ready:
-        if errors[e.hat]:
-            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: apparmor_parser refused hat {e.hat}: {errors[e.hat]}"
-            out.problems.append(e.problem)
-    ready = [e for e in ready if not e.problem]
-    existing = install.ours(sysroot)
-    claimed = {e.hat for e in result.entries if e.hat}
-    # A pool we could not generate keeps its previous file: its hat must stay loaded.
-    keep = {h: p for h, p in existing.items() if h in claimed and h not in {e.hat for e in ready}}
-    stale = {h: p for h, p in existing.items() if h not in claimed}
-    main, ours_main = main_profile(sysroot)
-    main_text = template() if ours_main else None
-
-    # The whole profile as it will be after install, compiled once before anything moves.
-    import tempfile
-
+def _compile_whole(main_text: str, files: dict[str, str], includes: list[str]) -> str | None:
+    """Compile the php-fpm profile as it will be after install; None if it compiles."""
     with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-stage-") as stage:
         staged = Path(stage, "php-fpm.d")
         staged.mkdir()
-        for h, p in keep.items():
-            (staged / h).write_text(p.read_text())
-        for e in ready:
-            (staged / e.hat).write_text(e.text)
+        for name, text in files.items():
+            (staged / name).write_text(text)
         whole = Path(stage, "php-fpm-main")
-        whole.write_text(main_text if ours_main else main.read_text())
-        error = validate.compile_file(str(whole), [stage] + includes)
-    if error:
-        out.problems.append(f"{main}: the php-fpm profile with all pools does not compile, nothing "
-                            f"was changed: {error}")
-        return out
-    if dry_run:
-        return out
+        whole.write_text(main_text)
+        return validate.compile_file(str(whole), [stage] + includes)
 
-    with install.lock(sysroot):
+
+def main_text_for(result: Plan, ours_main: bool, main: Path) -> str:
+    if not ours_main:
+        return main.read_text()
+    text = template()
+    # A pool without apparmor_hat runs PHP in the master's profile: enforcing it would
+    # break that site, so the master stays in complain mode until every pool has a hat.
+    if any(not e.pool.hat for e in result.entries if e.site and e.site.roots):
+        text = re.sub(r"flags=\(([^)]*)\)", lambda m: f"flags=({m.group(1)},complain)", text, count=1)
+    return text
+
+
+def apply(result: Plan, dry_run: bool = False) -> Outcome:
+    """Validate, install and load. Nothing live changes unless the whole profile compiles.
+
+    The whole profile is compiled once (compile time is what costs on big hosts); only
+    when it fails are the pools compiled one by one, to name the culprits and leave
+    them out (a culprit's previous file, if any, stays).
+    """
+    sysroot = result.sysroot
+    out = Outcome(problems=list(result.problems))
+    with (install.lock(sysroot) if not dry_run else contextlib.nullcontext()):
+        includes = validate.search_dirs(sysroot)
+        existing = install.ours(sysroot)
+        claimed = {e.hat for e in result.entries if e.hat}
+        stale = {h: p for h, p in existing.items() if h not in claimed}
+        main, ours_main = main_profile(sysroot)
+        main_text = main_text_for(result, ours_main, main)
+        ready = list(result.ready)
+
+        def files() -> dict[str, str]:
+            # A pool we could not generate keeps its previous file: its hat must stay loaded.
+            fresh = {e.hat: e.text for e in ready}
+            kept = {h: p.read_text() for h, p in existing.items() if h in claimed and h not in fresh}
+            return {**kept, **fresh}
+
+        changed = [e for e in ready if not (e.hat in existing and existing[e.hat].read_text() == e.text)]
+        main_changed = ours_main and not (main.exists() and main.read_text() == main_text)
+        if not changed and not stale and not main_changed and (ours_main or not install.at(sysroot, install.MAIN_PROFILE).exists()):
+            pass  # everything installed is what we would install: it compiled when installed
+        else:
+            error = _compile_whole(main_text, files(), includes)
+            if error:
+                errors = validate.compile_pools({e.hat: e.text for e in ready}, includes)
+                for e in ready:
+                    if errors[e.hat]:
+                        e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: apparmor_parser refused "
+                                     f"hat {e.hat}: {errors[e.hat]}")
+                        out.problems.append(e.problem)
+                ready = [e for e in ready if not e.problem]
+                error = _compile_whole(main_text, files(), includes) if len(ready) < len(result.ready) else error
+            if error:
+                out.problems.append(f"{main}: the php-fpm profile with all pools does not compile, "
+                                    f"nothing was changed: {error}")
+                return out
+        if dry_run:
+            return out
         install.clean_temp(sysroot)
         pool_dir = install.at(sysroot, install.POOL_DIR)
         if ours_main and install.write_atomic(main, main_text):
@@ -286,16 +323,15 @@ def apply(result: Plan, dry_run: bool = False) -> Outcome:
         if not load.enabled(sysroot):
             out.load_skipped = "AppArmor is not enabled in this kernel (or --root is not /): files installed, nothing loaded"
             return out
-        if out.written or out.removed:
+        present = load.loaded()
+        missing = [e.hat for e in ready if f"{load.PARENT}//{e.hat}" not in present]
+        if out.written or out.removed or missing:
             error = load.reload(str(main))
             if error:
                 out.problems.append(f"loading {main} failed: {error}")
                 return out
             out.loaded = True
-        gone = []
-        for h in stale:
-            gone += [h] + [f"{h}_{c}" for c in ("sh", "sendmail")]
-        error = load.unload(gone + _children_loaded(stale))
+        error = load.unload(sorted(set(stale) | set(_children_loaded(stale))))
         if error:
             out.problems.append(f"unloading removed hats failed: {error}")
     return out

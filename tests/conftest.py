@@ -1,0 +1,29 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real command line in a subprocess: what an admin types."""
+
+    def run(*args, root=None, env=None, timeout=300):
+        cmd = [sys.executable, "-m", "php_fpm_apparmor"]
+        if root is not None:
+            cmd += ["--root", str(root)]
+        proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        return proc
+
+    return run
+
+
+needs_parser = pytest.mark.skipif(not shutil.which("apparmor_parser") and not os.path.exists("/sbin/apparmor_parser"),
+                                  reason="apparmor_parser not installed")

@@ -1,0 +1,133 @@
+"""The plugin API: every hook documented and exercised; broken plugins skipped, not fatal."""
+
+import inspect
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from php_fpm_apparmor import generate, hookspecs, plugins as plugins_mod
+from php_fpm_apparmor.apps import App
+from php_fpm_apparmor.hookspecs import hookimpl
+from php_fpm_apparmor.policy import ExecRule, FileRule, WriteException, under
+from systree import make_tree, pool_conf
+
+HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("php_fpm_apparmor_") and callable(f))
+
+
+def test_every_hook_is_documented():
+    assert HOOKS == ["php_fpm_apparmor_check", "php_fpm_apparmor_detect",
+                     "php_fpm_apparmor_exceptions", "php_fpm_apparmor_rules"]
+    for name in HOOKS:
+        doc = inspect.getdoc(getattr(hookspecs, name))
+        assert doc and len(doc.splitlines()[0]) > 20, name
+    assert "entry_points" in hookspecs.__doc__ and "hookimpl" in hookspecs.__doc__
+
+
+class Recorder:
+    """A third-party-style plugin implementing every hook, recording its calls."""
+
+    calls = []
+
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        Recorder.calls.append("detect")
+        if site.disk(site.roots[0], "shop.txt").exists() and not any(a.name == "shop" for a in found):
+            return [App("shop", site.roots[0], version="1.0", plugin="recorder")]
+        return []
+
+    @hookimpl
+    def php_fpm_apparmor_rules(site, app):
+        Recorder.calls.append("rules")
+        if app.name != "shop":
+            return []
+        return [FileRule(path=under(app.root, "/var/**"), perms="rw", why="shop data"),
+                FileRule(path=under(app.root, "/compiled/*.php"), perms="w", why="templates"),
+                ExecRule(path="/usr/bin/convert", mode="Px", target="im", why="thumbnails"),
+                FileRule(path="/usr/bin/convert", perms="mr", profile="im", why="itself")]
+
+    @hookimpl
+    def php_fpm_apparmor_exceptions(site, app):
+        Recorder.calls.append("exceptions")
+        return [WriteException(path=under(app.root, "/compiled/*.php"), why="the shop compiles templates to PHP")]
+
+    @hookimpl
+    def php_fpm_apparmor_check(site, app):
+        Recorder.calls.append("check")
+        return ["shop: cache dir is world-writable: chmod o-w"] if app.name == "shop" else []
+
+
+def test_every_hook_is_exercised_and_shapes_the_policy(tmp_path, cli):
+    root = make_tree(tmp_path, {"s": pool_conf("s", "/var/www/shop", hat="s")})
+    (root / "var/www/shop/shop.txt").write_text("1.0")
+    Recorder.calls.clear()
+    plugins = plugins_mod.load(entry_points=[], extra=[Recorder])
+    result = generate.plan(str(root), plugins)
+    assert not result.problems, result.problems
+    e = result.ready[0]
+    assert [a.name for a in e.policy.apps] == ["shop"]
+    assert '"/usr/bin/convert" mrPx -> php-fpm//s_im,' in e.text
+    assert "profile s_im flags=" in e.text
+    assert "# recorder: shop data" in e.text or "# Recorder: shop data" in e.text
+    assert "exception (Recorder): writes /var/www/shop/compiled/*.php" in e.text
+    from php_fpm_apparmor import check
+    import argparse
+    findings = check.findings(argparse.Namespace(root=str(root), json=False), plugins)
+    assert any("world-writable" in f for f in findings)
+    assert set(Recorder.calls) == {"detect", "rules", "exceptions", "check"}
+
+
+class Broken:
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        raise RuntimeError("boom")
+
+
+def test_a_plugin_that_raises_is_reported_and_skipped(tmp_path):
+    root = make_tree(tmp_path, {"s": pool_conf("s", "/var/www/shop", hat="s")})
+    (root / "var/www/shop/shop.txt").write_text("1.0")
+    plugins = plugins_mod.load(entry_points=[], extra=[Broken, Recorder])
+    result = generate.plan(str(root), plugins)
+    assert [a.name for a in result.ready[0].policy.apps] == ["shop"]
+    assert any("Broken: php_fpm_apparmor_detect failed" in w and "boom" in w for w in result.warnings)
+
+
+def test_provenance_cannot_be_faked(tmp_path):
+    class Liar:
+        @hookimpl
+        def php_fpm_apparmor_detect(site, found):
+            return [App("x", site.roots[0], plugin="liar")]
+
+        @hookimpl
+        def php_fpm_apparmor_rules(site, app):
+            return [FileRule(path=under(app.root, "/x"), perms="r", source="core", why="trust me")]
+
+    root = make_tree(tmp_path, {"s": pool_conf("s", "/var/www/x", hat="s")})
+    result = generate.plan(str(root), plugins_mod.load(entry_points=[], extra=[Liar]))
+    assert "# Liar: trust me" in result.ready[0].text
+
+
+def test_unloadable_entry_point_is_skipped_and_env_switch_disables_externals():
+    good = metadata.EntryPoint("wordpress", "php_fpm_apparmor_plugins.wordpress", "php_fpm_apparmor")
+    bad = metadata.EntryPoint("broken", "no_such_module_xyz", "php_fpm_apparmor")
+    ext = metadata.EntryPoint("external", "json", "php_fpm_apparmor")
+    plugins = plugins_mod.load(entry_points=[good, bad, ext])
+    assert [i.name for i in plugins.info] == ["external", "wordpress"]
+    assert any("broken" in p and "No module named" in p for p in plugins.problems)
+    import os
+    os.environ[plugins_mod.NO_EXTERNAL_ENV] = "1"
+    try:
+        plugins = plugins_mod.load(entry_points=[good, bad, ext])
+    finally:
+        del os.environ[plugins_mod.NO_EXTERNAL_ENV]
+    assert [i.name for i in plugins.info] == ["wordpress"] and not plugins.problems
+
+
+def test_first_party_plugins_register_through_the_entry_point_group(cli):
+    names = {ep.name for ep in metadata.entry_points(group="php_fpm_apparmor")}
+    assert {"wordpress", "webp_express", "wp_super_cache", "nextcloud"} <= names
+    proc = cli("plugins")
+    assert proc.returncode == 0
+    for name in ("wordpress", "webp_express", "wp_super_cache", "nextcloud"):
+        assert name in proc.stdout and "first-party" in proc.stdout
