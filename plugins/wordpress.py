@@ -1,11 +1,13 @@
-"""WordPress: uploads, fonts and cache writes; code writes (updates, installs) off by default.
+"""WordPress: uploads and fonts writes; code writes (updates, installs) off by default.
 
 What WordPress writes, from its own source (wp-includes/functions.php wp_upload_dir() and
 wp_get_mime_types(), wp-admin/includes/file.php, class-wp-upgrader.php, l10n):
 - uploads: WP_CONTENT_DIR/uploads, or ABSPATH.UPLOADS; multisite adds uploads/sites/N/,
   old multisites wp-content/blogs.dir/N/files/. Only the extensions WordPress accepts for
   upload (any letter case) are writable, so uploads/shell.php stays impossible.
-- fonts (6.5+): WP_CONTENT_DIR/fonts (or uploads/fonts).
+- fonts (6.5+): WP_CONTENT_DIR/fonts.
+- wp-content/cache/ is not WordPress's: cache plugins declare their own files there
+  (see wp_super_cache.py), everything else stays read-only.
 - updates and installs: wp-content/upgrade/ (unpacking), upgrade-temp-backup/ (rollback
   copies), plugins/, themes/, languages/ (.po/.mo/.json and, since 6.5, .l10n.php which
   is PHP), and ABSPATH/.maintenance (included as PHP). All of that is code, so it is off
@@ -46,8 +48,6 @@ UPLOAD_EXTS = (
     "odt odp ods odg odc odb odf wp wpd key numbers pages"
 ).split()
 FONT_EXTS = ("woff", "woff2", "ttf", "otf")
-# What page caches (WP Super Cache's siblings: Autoptimize, Cache Enabler...) store.
-CACHE_EXTS = ("html", "html.gz", "gz", "css", "js", "json", "txt", "tmp", "xml")
 LANG_EXTS = ("po", "mo", "json")
 
 
@@ -208,10 +208,6 @@ def php_fpm_apparmor_rules(site, app):
         _rule(under(content, "/fonts/"), "w", "font library (6.5+)", owner=True),
         _rule(under(content, "/fonts/**." + ext_glob(FONT_EXTS)), "rw",
               "fonts installed from the font library (6.5+)", owner=True),
-        _rule(under(content, "/cache/"), "w", "page caches keep their files here", owner=True),
-        _rule(under(content, "/cache/**/"), "w", "page cache directories", owner=True),
-        _rule(under(content, "/cache/**." + ext_glob(CACHE_EXTS)), "rw",
-              "page caches (static HTML, minified CSS/JS): never PHP", owner=True),
     ]
     if info["blogs_dir"]:
         rules.append(_rule(under(content, "/blogs.dir/*/files/**/"), "w",
@@ -346,8 +342,8 @@ EXPECTATIONS = [
     Expectation("write", "{content}/themes/evil/functions.php", "deny", "install a theme"),
     Expectation("write", "{content}/languages/de_DE.l10n.php", "deny", "PHP translation file"),
     Expectation("write", "{content}/upgrade/evil/evil.php", "deny", "stage code for an update"),
-    Expectation("write", "{content}/cache/supercache/x/index.php", "deny",
-                "generic cache dirs never take PHP"),
+    Expectation("write", "{content}/cache/page/index.html", "deny",
+                "wp-content/cache belongs to cache plugins, not WordPress"),
     Expectation("read", "{other}/wp-config.php", "deny", "read another site's secrets"),
     Expectation("write", "{other}/index.php", "deny", "backdoor another site"),
     Expectation("read", "/etc/shadow", "deny", "read system secrets"),
