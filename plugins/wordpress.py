@@ -51,10 +51,6 @@ FONT_EXTS = ("woff", "woff2", "ttf", "otf")
 LANG_EXTS = ("po", "mo", "json")
 
 
-def _site_dirs(site, root: str) -> list[str]:
-    return [root] if root in site.roots else []
-
-
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
@@ -342,7 +338,7 @@ EXPECTATIONS = [
     Expectation("write", "{content}/themes/evil/functions.php", "deny", "install a theme"),
     Expectation("write", "{content}/languages/de_DE.l10n.php", "deny", "PHP translation file"),
     Expectation("write", "{content}/upgrade/evil/evil.php", "deny", "stage code for an update"),
-    Expectation("write", "{content}/cache/page/index.html", "deny",
+    Expectation("write", "{content}/cache/autoptimize/css/style.css", "deny",
                 "wp-content/cache belongs to cache plugins, not WordPress"),
     Expectation("read", "{other}/wp-config.php", "deny", "read another site's secrets"),
     Expectation("write", "{other}/index.php", "deny", "backdoor another site"),

@@ -1,7 +1,6 @@
 """The shared plugin helpers: the PHP config reader must never execute, hang or raise."""
 
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st

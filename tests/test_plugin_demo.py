@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import apptrees as at
-from php_fpm_apparmor import evaluate, generate, plugins as plugins_mod
+from php_fpm_apparmor import evaluate, generate
 from test_plugin_vm import TABLES
 
 REPO = Path(__file__).resolve().parents[1]

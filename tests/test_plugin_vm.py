@@ -7,7 +7,6 @@ open_basedir and doc_root are taken out of the pools first, so AppArmor alone de
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
