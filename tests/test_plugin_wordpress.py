@@ -253,3 +253,22 @@ def test_not_wordpress_without_marker(tmp_path):
     (tmp_path / "var/www/plain/wp-config.php").write_text("<?php define('WP_CONTENT_DIR', '/srv');")
     found, pol, text = at.build(at.site(tmp_path, "plain", ["/var/www/plain"]))
     assert found == []
+
+
+@needs_parser
+@pytest.mark.parametrize("value", [
+    '/var/www/blog/c\\" /etc/shadow r, \\"',            # a quote to end the path early
+    "/var/www/blog/c} /etc/** rw, {",                   # braces and a glob
+    "/var/www/blog/c\\n/etc/** rw,",                    # a newline (refused, never escaped)
+    "/var/www/blog/@{HOME}/x",                          # an AppArmor variable
+])
+def test_hostile_config_values_cannot_inject_rules(tmp_path, value):
+    at.wordpress(tmp_path, "/var/www/blog", extra=f'define("WP_CONTENT_DIR", "{value}");')
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    assert at.compile_error(text, "blog", tmp_path) is None
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert not evaluate.allows(hat, "read", "/etc/shadow")
+    assert not evaluate.allows(hat, "write", "/etc/passwd")
+    assert not evaluate.allows(hat, "write", "/root/x.jpg")
+    assert at.invariant_problems((s, pol, text)) == []
