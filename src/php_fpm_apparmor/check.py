@@ -181,7 +181,7 @@ def cmd_enable(args, plugins) -> int:
         print("php-fpm-apparmor: AppArmor is not enabled (or --root is not /): setting apparmor_hat "
               "now would make php-fpm's workers fail in a loop; nothing changed", file=sys.stderr)
         return PROBLEMS
-    outcome = generate.apply(result)
+    outcome = generate.apply(result, want_main=True)
     if f"php-fpm//{e.hat}" not in load.loaded():
         print(f"php-fpm-apparmor: hat {e.hat} is not loaded ({'; '.join(outcome.problems) or 'unknown'}); "
               "nothing changed", file=sys.stderr)

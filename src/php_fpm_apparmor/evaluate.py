@@ -33,6 +33,8 @@ _HEAD = re.compile(r"^(\^|profile\s+)([^\s{]+)(\s+flags=\([^)]*\))?\s*\{$")
 
 
 def encode_pattern(aare: str) -> str:
+    if "\\" not in aare and "|" not in aare:
+        return aare
     out, i = [], 0
     while i < len(aare):
         c = aare[i]
@@ -50,9 +52,11 @@ def encode_path(path: str) -> str:
     return path.translate(_ENCODE_PATH)
 
 
+_DECODE = str.maketrans({v: k for k, v in _PUA.items()})
+
+
 def decode(text: str) -> str:
-    back = {v: k for k, v in _PUA.items()}
-    return "".join(back.get(c, c) for c in text)
+    return text.translate(_DECODE)
 
 
 @lru_cache(maxsize=None)
@@ -112,7 +116,10 @@ class Profile:
     ours: list = field(default_factory=list)  # the subset written in our own text
 
 
-def _file_rule(line: str, vars_: dict):
+@lru_cache(maxsize=65536)
+def _file_rule(line: str, base: str = APPARMOR_DIR):
+    """One file rule parsed by python3-apparmor (cached: most lines recur in every pool)."""
+    vars_ = tunables(base)
     line = line.strip()
     if not line or line.startswith("#"):
         return None
@@ -150,7 +157,7 @@ def abstraction(name: str, base: str = APPARMOR_DIR) -> tuple:
             if m:
                 rules.extend(abstraction(m.group(2), base))
                 continue
-            r = _file_rule(line, tunables(base))
+            r = _file_rule(line, base)
             if r is not None:
                 rules.append(r)
     return tuple(rules)
@@ -160,7 +167,6 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
     """Split one rendered php-fpm.d file into {profile name: Profile}; parent rules under `parent`."""
     profiles = {parent: Profile(parent)}
     stack = [profiles[parent]]
-    vars_ = tunables(base)
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -178,7 +184,7 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if m:
             stack[-1].rules.extend(abstraction(m.group(2), base))
             continue
-        rule = _file_rule(line, vars_)
+        rule = _file_rule(line, base)
         if rule is not None:
             stack[-1].rules.append(rule)
             stack[-1].ours.append(rule)
@@ -255,7 +261,8 @@ _GLOB = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
 _FORBIDDEN_TAILS = ["x" + s for s in FORBIDDEN_SUFFIXES] + list(FORBIDDEN_NAMES)
 
 
-def witnesses(pattern: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def witnesses(pattern: str) -> tuple[str, ...]:
     """Concrete paths a pattern matches, chosen to end in every forbidden name it can reach.
 
     Globs are filled with plain names; the LAST glob is also filled with each forbidden
@@ -286,7 +293,7 @@ def witnesses(pattern: str) -> list[str]:
                 pos = tok.end()
             s.append(alt[pos:])
             out.append(decode("".join(s)))
-    return out
+    return tuple(out)
 
 
 def _inside(path: str, root: str) -> bool:

@@ -281,12 +281,16 @@ def shell_rules(site, sendmail_cmd: str | None) -> list:
         rules.append(ExecRule(path=lit(sendmail), mode="Px", target="sendmail", profile="sh",
                               **why(f"mail() via sendmail_path {sendmail_cmd or DEFAULT_SENDMAIL}")))
         rules += [IncludeRule(name="abstractions/base", profile="sendmail", **why("libc")),
-                  IncludeRule(name="abstractions/nameservice", profile="sendmail", **why("MTA looks up users and hosts")),
+
                   FileRule(path=lit(sendmail), perms="mr", profile="sendmail", **why("the sendmail binary")),
                   NetworkRule(domain="inet", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)")),
                   NetworkRule(domain="inet6", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)"))]
         for s in SHELLS:  # sendmail stand-ins and wrappers are often scripts
             rules.append(ExecRule(path=lit(s), mode="ix", profile="sendmail", **why("sendmail wrapper scripts")))
+        # The few name-service files an MTA front end reads, not abstractions/nameservice:
+        # that include alone costs ~0.14 s of compile per pool.
+        for path in ("/etc/passwd", "/etc/group") + RESOLVER_FILES:
+            rules.append(FileRule(path=lit(path), perms="r", profile="sendmail", **why("MTA looks up users and hosts")))
         for d in MTA_READ:
             glob = "**" if d.endswith("/") else ""
             rules.append(FileRule(path=lit(d) + glob, perms="r", profile="sendmail", **why("MTA configuration")))

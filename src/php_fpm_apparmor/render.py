@@ -33,8 +33,10 @@ _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*\*?$")
 
 def comment(text: str) -> str:
     """One comment line; anything unprintable (from a config value) is shown escaped."""
-    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return "# " + safe
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "# " + text
 
 
 def _word(value: str, what: str) -> str:
