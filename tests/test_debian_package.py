@@ -522,6 +522,9 @@ def test_exactly_one_php_fpm_profile_in_both_install_orders(built, tmp_path, sto
     for sub in ("abi", "abstractions", "tunables"):
         shutil.copytree(Path("/etc/apparmor.d", sub), root / "etc/apparmor.d" / sub)
     stock = dummy_deb(tmp_path, "apparmor-profiles-fake", {"/etc/apparmor.d/php-fpm": STOCK_PROFILE})
+    # Our master profile is only installed once a pool uses a hat.
+    from systree import make_tree, pool_conf
+    make_tree(root, {"blog": pool_conf("blog", "/var/www/blog", hat="blog")})
 
     def dpkg(*args):
         res = fr.dpkg(*args)

@@ -42,7 +42,7 @@ class Recorder:
         Recorder.calls.append("rules")
         if app.name != "shop":
             return []
-        return [FileRule(path=under(app.root, "/var/**"), perms="rw", why="shop data"),
+        return [FileRule(path=under(app.root, "/var/*.dat"), perms="rw", why="shop data"),
                 FileRule(path=under(app.root, "/compiled/*.php"), perms="w", why="templates"),
                 ExecRule(path="/usr/bin/convert", mode="Px", target="im", why="thumbnails"),
                 FileRule(path="/usr/bin/convert", perms="mr", profile="im", why="itself")]

@@ -89,7 +89,10 @@ def findings(args, plugins) -> list[str]:
         if e.policy:
             for app in e.policy.apps:
                 for line in plugins.call("php_fpm_apparmor_check", site=e.site, app=app):
-                    out.append(f"pool {p.name} ({app.name}): {line}")
+                    if line.startswith("note: "):  # informational: never fails `check`
+                        out.append(f"note: pool {p.name} ({app.name}): {line[6:]}")
+                    else:
+                        out.append(f"pool {p.name} ({app.name}): {line}")
     for (key, path), users in sorted(shared.items()):
         if len(users) > 1:
             out.append(f"pools {', '.join(users)} share {key} {path}: each can read the others' "

@@ -55,6 +55,11 @@ def reload(profile_file: str) -> str | None:
     return _run(["-r", "-W", "-T", profile_file])
 
 
+def removal_text(names: list[str]) -> str:
+    """A file naming hats/children for `apparmor_parser -R` (only the names matter)."""
+    return "".join(f"profile {PARENT}//{n} {{\n}}\n" for n in names)
+
+
 def unload(names: list[str]) -> str | None:
     """Remove hats/child profiles the parent no longer defines (replacing it keeps them)."""
     present = loaded()
@@ -62,8 +67,7 @@ def unload(names: list[str]) -> str | None:
     if not names:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".remove", delete=False) as f:
-        for n in names:
-            f.write(f"profile {PARENT}//{n} {{\n}}\n")
+        f.write(removal_text(names))
     try:
         return _run(["-R", f.name])
     finally:
