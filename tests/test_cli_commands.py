@@ -1,0 +1,81 @@
+"""check, complain/enforce, enable: what an admin types, on fake system trees."""
+
+import json
+
+from php_fpm_apparmor.check import set_in_section
+from systree import make_tree, pool_conf
+
+
+def tree(tmp_path, **extra):
+    return make_tree(tmp_path, {
+        "a": pool_conf("a", "/var/www/a", hat="a", extra=extra.get("a", "")),
+        "b": pool_conf("b", "/var/www/b", extra=extra.get("b", "")),
+    })
+
+
+def test_complain_then_enforce_edits_config_and_policy(tmp_path, cli):
+    root = tree(tmp_path)
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("# my notes\n[defaults]\nmode = enforce\n\n[a]\n; keep me\nroot = /var/www/a\n")
+    proc = cli("complain", "a", root=root)
+    assert proc.returncode == 0, proc.stderr
+    text = cfg.read_text()
+    assert "# my notes" in text and "; keep me" in text and "mode = complain" in text.split("[a]")[1]
+    hat = (root / "etc/apparmor.d/php-fpm.d/a").read_text()
+    assert "^a flags=(attach_disconnected,complain) {" in hat
+    assert "profile a_sh flags=(attach_disconnected,complain)" in hat
+    assert "^b flags=(attach_disconnected) {" in (root / "etc/apparmor.d/php-fpm.d/b").read_text()
+    assert cli("enforce", "8.2/a", root=root).returncode == 0
+    assert "^a flags=(attach_disconnected) {" in (root / "etc/apparmor.d/php-fpm.d/a").read_text()
+    assert cli("--json", "status", root=root).returncode == 0
+
+
+def test_unknown_pool_is_a_usage_error(tmp_path, cli):
+    root = tree(tmp_path)
+    proc = cli("complain", "nope", root=root)
+    assert proc.returncode == 2 and "no such pool" in proc.stderr and "8.2/a" in proc.stderr
+
+
+def test_enable_refuses_without_apparmor_and_changes_nothing(tmp_path, cli):
+    root = tree(tmp_path)
+    conf = root / "etc/php/8.2/fpm/pool.d/b.conf"
+    before = conf.read_text()
+    proc = cli("enable", "b", root=root)
+    assert proc.returncode == 1
+    assert "would make php-fpm's workers fail in a loop" in proc.stderr
+    assert conf.read_text() == before
+
+
+def test_set_in_section_is_a_minimal_edit():
+    text = "; head\n[www]\nuser = x ; trailing\n\n[other]\nuser = y\n"
+    out = set_in_section(text, "www", "apparmor_hat", "www", after_line=2)
+    assert out == "; head\n[www]\napparmor_hat = www\nuser = x ; trailing\n\n[other]\nuser = y\n"
+    assert set_in_section(out, "WWW", "apparmor_hat", "w2").count("apparmor_hat") == 1
+    assert set_in_section("[x]\n", "y", "k", "v") == "[x]\n\n[y]\nk = v\n"
+
+
+def test_check_names_each_problem_with_a_fix(tmp_path, cli):
+    shared = "php_admin_value[session.save_path] = /var/lib/php/sessions\n"
+    root = tree(tmp_path, a=shared, b=shared)
+    unit = root / "lib/systemd/system/php8.2-fpm.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize\nNoNewPrivileges=yes\n")
+    proc = cli("--json", "check", root=root)
+    assert proc.returncode == 1
+    found = json.loads(proc.stdout)
+    text = "\n".join(found)
+    assert "php8.2-fpm.service:3: NoNewPrivileges=yes" in text and "systemctl edit" in text
+    assert "pool b has no apparmor_hat" in text and "php-fpm-apparmor enable 8.2/b" in text
+    assert "pools 8.2/a, 8.2/b share session.save_path /var/lib/php/sessions" in text
+    assert "built without AppArmor" in text  # the tree's php-fpm8.2 is an empty stand-in
+
+
+def test_clean_removes_only_generated_files(tmp_path, cli):
+    root = tree(tmp_path)
+    assert cli("generate", root=root).returncode == 0
+    mine = root / "etc/apparmor.d/php-fpm.d/admin"
+    mine.write_text("# the admin's own\n")
+    assert cli("clean", root=root).returncode == 0
+    assert sorted(p.name for p in (root / "etc/apparmor.d/php-fpm.d").iterdir()) == ["admin"]
+    assert not (root / "etc/apparmor.d/php-fpm-apparmor").exists()
