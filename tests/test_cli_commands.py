@@ -79,3 +79,16 @@ def test_clean_removes_only_generated_files(tmp_path, cli):
     assert cli("clean", root=root).returncode == 0
     assert sorted(p.name for p in (root / "etc/apparmor.d/php-fpm.d").iterdir()) == ["admin"]
     assert not (root / "etc/apparmor.d/php-fpm-apparmor").exists()
+
+
+def test_execstartpre_fails_only_for_a_hatted_pool_without_its_hat(tmp_path, cli):
+    root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"),
+                                "nohat": pool_conf("nohat", None, hat="lost")})
+    make_tree(root, {"c": pool_conf("c", "/var/www/c", hat="c")}, version="8.1")
+    proc = cli("generate", "--php", "8.2", "--quiet", root=root)
+    assert proc.returncode == 1
+    assert "pool nohat: no hat could be generated: php-fpm 8.2 would respawn" in proc.stderr
+    # another version's php-fpm starts; its pools got their hats
+    proc = cli("generate", "--php", "8.1", "--quiet", root=root)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "etc/apparmor.d/php-fpm.d/c").exists() and (root / "etc/apparmor.d/php-fpm.d/a").exists()

@@ -372,3 +372,27 @@ def test_status_json_keys(tmp_path, cli):
 def test_usage_errors_exit_2(cli, tmp_path):
     assert cli("frobnicate").returncode == 2
     assert cli("status", root=tmp_path / "missing").returncode == 2
+
+
+def test_chrooted_pool_paths_are_below_the_chroot(tmp_path, cli):
+    conf = pool_conf("j", None, hat="j", extra="chroot = /srv/jail\nchdir = /web\n"
+                     "php_admin_value[session.save_path] = /sessions\n")
+    root = make_tree(tmp_path, {"j": conf}, sites=False)
+    (root / "srv/jail/web").mkdir(parents=True)
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stderr
+    text = (root / "etc/apparmor.d/php-fpm.d/j").read_text()
+    assert '"/srv/jail/web/**" r,' in text
+    assert 'owner "/srv/jail/sessions/sess_*" rwk,' in text
+    assert '"/srv/jail/dev/urandom" rw,' in text
+    assert "capability sys_chroot," in text
+    assert '"/run/php/j.sock" rwkl,' in text  # the master binds it before the chroot
+
+
+def test_hat_named_like_another_pools_child_is_refused(tmp_path, cli):
+    root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="blog"),
+                                "b": pool_conf("b", "/var/www/b", hat="blog_sh")})
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    assert "php-fpm//blog_sh is also defined" in proc.stderr
+    assert "nothing was changed" not in proc.stderr  # refused before the parser saw it

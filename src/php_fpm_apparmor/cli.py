@@ -126,10 +126,24 @@ def cmd_generate(args, plugins) -> int:
                    + ("" if args.dry_run else "; loaded" if outcome.loaded else
                       f"; {outcome.load_skipped}" if outcome.load_skipped else "; nothing changed"))
     if args.php:
-        # As ExecStartPre: fail only if a pool of this version would start without its hat.
-        bad = [e for e in result.entries if e.pool.version == args.php and e.pool.hat and e.problem
-               and not install.at(args.root, f"{install.POOL_DIR}/{e.hat}").exists()]
-        return PROBLEMS if bad or any("nothing was changed" in p for p in outcome.problems) else OK
+        # As ExecStartPre: fail (so php-fpm does not start) only if a pool of this version
+        # sets apparmor_hat and its hat will not be there: its workers would exit 70 and be
+        # respawned in a tight loop. Any other problem is reported and php-fpm starts.
+        hatted = [e for e in result.entries if e.pool.version == args.php and e.pool.hat]
+        live = args.root in ("/", "")
+        present = load.loaded() if live and load.enabled(args.root) else None
+        bad = []
+        for e in hatted:
+            if live and present is None:
+                bad.append(f"pool {e.pool.name}: apparmor_hat = {e.pool.hat} but AppArmor is not enabled")
+            elif present is not None and f"php-fpm//{e.pool.hat}" not in present:
+                bad.append(f"pool {e.pool.name}: hat {e.pool.hat} is not loaded")
+            elif e.problem and not install.at(args.root, f"{install.POOL_DIR}/{e.hat}").exists():
+                bad.append(f"pool {e.pool.name}: no hat could be generated")
+        for b in bad:
+            _err(f"{b}: php-fpm {args.php} would respawn its workers in a loop; not starting it "
+                 f"(fix the problem above, or remove apparmor_hat from the pool)")
+        return PROBLEMS if bad else OK
     return PROBLEMS if outcome.problems else OK
 
 

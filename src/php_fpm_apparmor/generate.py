@@ -163,6 +163,18 @@ def _inside(path: str, roots) -> bool:
 
 
 def check_invariants(result: Plan) -> None:
+    # Child profiles are <hat>_<helper>: a hat named like another pool's child would
+    # define one profile twice and fail the whole php-fpm profile.
+    owners: dict[str, list[Entry]] = {}
+    for e in result.ready:
+        for prof in e.policy.profiles:
+            owners.setdefault(prof.name.lower(), []).append(e)
+    for name, group in owners.items():
+        if len(group) > 1:
+            for e in group:
+                others = ", ".join(o.pool.name for o in group if o is not e)
+                e.problem = (f"{where(e.pool, 'apparmor_hat')}: pool {e.pool.name}: profile name "
+                             f"php-fpm//{name} is also defined for pool {others}; rename one apparmor_hat")
     entries = [e for e in result.ready]
     roots = sorted(((r, e) for e in entries for r in e.site.roots), key=lambda t: t[0])
     keys = [r for r, _ in roots]

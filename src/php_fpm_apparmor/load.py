@@ -55,6 +55,20 @@ def reload(profile_file: str) -> str | None:
     return _run(["-r", "-W", "-T", profile_file])
 
 
+def in_use() -> set[str]:
+    """Profile names some running process is confined by (from /proc/*/attr/current)."""
+    names = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        for attr in ("attr/apparmor/current", "attr/current"):
+            try:
+                label = (proc / attr).read_text().strip().rstrip("\x00")
+            except OSError:
+                continue
+            names.add(label.rsplit(" (", 1)[0])
+            break
+    return names
+
+
 def removal_text(names: list[str]) -> str:
     """A file naming hats/children for `apparmor_parser -R` (only the names matter)."""
     return "".join(f"profile {PARENT}//{n} {{\n}}\n" for n in names)
@@ -63,7 +77,10 @@ def removal_text(names: list[str]) -> str:
 def unload(names: list[str]) -> str | None:
     """Remove hats/child profiles the parent no longer defines (replacing it keeps them)."""
     present = loaded()
-    names = [n for n in names if f"{PARENT}//{n}" in present]
+    busy = in_use()
+    # A worker whose hat is removed runs unconfined, and its master can no longer signal
+    # it (seen in a real kernel): such hats stay until php-fpm has dropped the pool.
+    names = [n for n in names if f"{PARENT}//{n}" in present and f"{PARENT}//{n}" not in busy]
     if not names:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".remove", delete=False) as f:

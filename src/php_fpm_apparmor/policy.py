@@ -162,6 +162,8 @@ FPM_SIGNALS = ("term", "kill", "quit", "int", "usr1", "usr2")
 RESOLVER_FILES = ("/etc/hosts", "/etc/host.conf", "/etc/resolv.conf", "/etc/nsswitch.conf",
                   "/etc/gai.conf", "/run/systemd/resolve/stub-resolv.conf",
                   "/run/systemd/resolve/resolv.conf", "/etc/ssl/openssl.cnf")
+CA_DIRS = ("/etc/ssl/certs/{,**}", "/etc/ca-certificates/{,**}", "/usr/share/ca-certificates/{,**}",
+           "/usr/local/share/ca-certificates/{,**}")
 # Mail transfer agents' sendmail front ends need their own config and spool.
 MTA_READ = ("/etc/mailname", "/etc/aliases", "/etc/postfix/", "/etc/exim4/", "/etc/msmtprc",
             "/etc/ssmtp/")
@@ -216,7 +218,10 @@ def core_rules(site, hat: str) -> tuple[list, list]:
         master.append(CapabilityRule(name="sys_nice", **why("pool sets process.priority")))
 
     hat_rules.append(IncludeRule(name="abstractions/base", **why("libc, locale, /dev/null and friends")))
-    hat_rules.append(IncludeRule(name="abstractions/ssl_certs", **why("TLS for outgoing HTTP")))
+    # The CA store only, not abstractions/ssl_certs: its ACME/certbot lines are of no use
+    # to PHP and it adds compile time to every pool.
+    for d in CA_DIRS:
+        hat_rules.append(FileRule(path=d, perms="r", **why("CA certificates for outgoing HTTPS")))
     for path in RESOLVER_FILES:
         hat_rules.append(FileRule(path=lit(path), perms="r", **why("name resolution and TLS config")))
     hat_rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
@@ -229,6 +234,12 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     hat_rules.append(NetworkRule(domain="unix", type="dgram", **why("syslog()")))
     hat_rules.append(NetworkRule(domain="netlink", type="raw", **why("getaddrinfo() interface lookup")))
 
+    if pool.chroot:
+        jail = site.canonical(pool.chroot)
+        for dev in ("null", "zero", "random", "urandom"):
+            hat_rules.append(FileRule(path=under(jail, f"/dev/{dev}"), perms="rw", **why("devices inside the chroot")))
+        for path in RESOLVER_FILES:
+            hat_rules.append(FileRule(path=under(jail, path), perms="r", **why("name resolution inside the chroot")))
     for root in site.roots:
         hat_rules.append(FileRule(path=under(root, "/"), perms="r", **why("site root")))
         hat_rules.append(FileRule(path=under(root, "/**"), perms="r", **why("site code and data (read only)")))
@@ -250,7 +261,7 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     for key, value in sorted(dirs.items()):
         if not value.startswith("/"):
             continue
-        d = site.canonical(value)
+        d = site.worker(value)
         if key == "session.save_path":
             # Debian's default dir is shared by every pool: sess_* only, never list it.
             hat_rules.append(FileRule(path=under(d, "/sess_*"), perms="rwk", owner=True, **why(key)))
@@ -259,10 +270,10 @@ def core_rules(site, hat: str) -> tuple[list, list]:
             hat_rules.append(FileRule(path=under(d, "/*"), perms="rwk", owner=True, **why(key)))
     error_log = pool.ini("error_log")
     if error_log and error_log.startswith("/"):
-        hat_rules.append(FileRule(path=lit(site.canonical(error_log)), perms="w", **why("error_log")))
+        hat_rules.append(FileRule(path=lit(site.worker(error_log)), perms="w", **why("error_log")))
     cache = pool.ini("opcache.file_cache")
     if cache and cache.startswith("/"):
-        d = site.canonical(cache)
+        d = site.worker(cache)
         hat_rules.append(FileRule(path=under(d, "/**/"), perms="rw", **why("opcache.file_cache dirs")))
         hat_rules.append(FileRule(path=under(d, "/**.bin"), perms="rw", owner=True, **why("opcache.file_cache")))
     return [replace(r, profile=MASTER) for r in master], hat_rules

@@ -46,6 +46,14 @@ class Site:
         """realpath of a system path, following symlinks inside the system root only."""
         return canonical(self.sysroot, path)
 
+    def worker(self, path: str) -> str:
+        """A path as the pool's worker names it, as AppArmor sees it: a chrooted worker's
+        paths are below its chroot (profiles match namespace-relative paths)."""
+        chroot = getattr(self.pool, "chroot", None)
+        if chroot and path.startswith("/"):
+            path = chroot.rstrip("/") + path
+        return canonical(self.sysroot, path)
+
 
 def canonical(sysroot: str, path: str) -> str:
     """Resolve `path` as the live system would, treating `sysroot` as "/"."""
@@ -149,6 +157,9 @@ def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     for p in raw + _paths(settings.get("read", "")) + _paths(settings.get("write", "")):
         if not p.startswith("/"):
             raise ConfigError(cfile, None, f"{where}: path {p!r} is not absolute")
+    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
+    if chroot and "root" not in settings:  # inferred roots are chroot-relative, like php-fpm's
+        raw = [chroot + p for p in raw]
     roots = sorted({canonical(sysroot, p) for p in raw})
     for r in roots:
         if r == "/" or r in SYSTEM_DIRS:
