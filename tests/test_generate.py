@@ -143,6 +143,7 @@ def test_hostile_docroot_yields_exactly_the_intended_rules(tmp_path, cli, docroo
     proc = cli("generate", root=root)
     if "\t" in docroot:
         assert proc.returncode == 1 and "control character" in proc.stderr, proc.stderr
+        assert "pool.d/s.conf:10: pool s: chdir" in proc.stderr
         return
     assert proc.returncode == 0, proc.stderr
     text = (root / "etc/apparmor.d/php-fpm.d/s").read_text()
@@ -396,3 +397,25 @@ def test_hat_named_like_another_pools_child_is_refused(tmp_path, cli):
     assert proc.returncode == 1
     assert "php-fpm//blog_sh is also defined" in proc.stderr
     assert "nothing was changed" not in proc.stderr  # refused before the parser saw it
+
+
+@pytest.mark.parametrize("profile", ["ours", "stock"])
+def test_demo_tree_compiles_in_both_main_profiles(tmp_path, cli, profile):
+    import shutil
+    root = tmp_path / "demo"
+    shutil.copytree(REPO / "demo", root, symlinks=True)
+    if profile == "stock":
+        (root / "etc/apparmor.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/apparmor.d/php-fpm").write_text(STOCK.read_text())
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (root / "etc/apparmor.d/php-fpm.d").iterdir())
+    assert names == ["blog", "cloud", "plain", "web1"]
+    main = root / "etc/apparmor.d" / ("php-fpm" if profile == "stock" else "php-fpm-apparmor")
+    dump = subprocess.run(["apparmor_parser", "-Q", "-K", "-N", "-M", validate.FEATURES,
+                           "-I", str(root / "etc/apparmor.d"), "-I", "/etc/apparmor.d", str(main)],
+                          capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    loaded = set(dump.stdout.split())
+    assert {"php-fpm//blog", "php-fpm//blog_sh", "php-fpm//blog_webp", "php-fpm//cloud",
+            "php-fpm//plain", "php-fpm//web1"} <= loaded, loaded

@@ -139,8 +139,30 @@ def infer_roots(pool) -> tuple[list[str], str]:
     return [], "no root: set root = in the pool's section of " + CONFIG
 
 
+# Pool values that end up as paths in the policy.
+PATH_KEYS = ("listen", "access.log", "slowlog", "chdir", "chroot")
+PATH_INI = ("doc_root", "open_basedir", "upload_tmp_dir", "sys_temp_dir", "session.save_path",
+            "error_log", "opcache.file_cache", "sendmail_path")
+
+
+def check_paths(pool) -> None:
+    """A control character (newline above all) in a path cannot be written as a rule:
+    refuse it here, where the file and line that set it are known."""
+    values = [(k, pool.directives.get(k)) for k in PATH_KEYS]
+    for kind, table in (("php_admin_value", pool.php_admin_values), ("php_value", pool.php_values)):
+        values += [(f"{kind}[{k}]", table.get(k)) for k in PATH_INI]
+    values += [(f"env[{k}]", v) for k, v in pool.env.items() if k == "TMPDIR"]
+    for key, value in values:
+        if value and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            origin = pool.origins.get(key)
+            raise ConfigError(origin.file if origin else pool.config_file, origin.line if origin else None,
+                              f"pool {pool.name}: {key} {value!r} contains a control character, "
+                              "which no AppArmor rule can match safely")
+
+
 def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     """The Site for one pool: its canonical roots and settings. Raises ConfigError."""
+    check_paths(pool)
     name = section_for(conf, pool)
     settings = dict(conf.defaults())
     if name:
