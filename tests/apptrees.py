@@ -372,9 +372,17 @@ def may_exec(profiles: dict, name: str, argv, sysroot: str = "/", depth: int = 0
     return True
 
 
+def shared_profiles(sendmail_cmds=()) -> dict:
+    """The children every pool shares (php-fpm.d/_shared), parsed like a pool's file."""
+    from php_fpm_apparmor import policy, render
+    text = render.render_shared(policy.shared_profiles(list(sendmail_cmds)))
+    return {k: v for k, v in evaluate.parse(text).items() if k != "php-fpm"}
+
+
 def judge(text: str, hat: str, exp, sysroot: str = "/") -> bool:
     """True if the rendered policy allows the (resolved) expectation's operation."""
     profiles = evaluate.parse(text)
+    profiles.update(shared_profiles())
     name = f"php-fpm//{hat}"
     if exp.op in ("read", "write"):
         return evaluate.allows(profiles[name], exp.op, exp.target)

@@ -52,6 +52,7 @@ class Plan:
     sysroot: str
     entries: list[Entry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shared: str = ""  # text of php-fpm.d/_shared
 
     @property
     def ready(self) -> list[Entry]:
@@ -145,6 +146,8 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
         except (ValueError, TypeError) as exc:
             e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
     result.warnings.extend(plugins.problems)
+    result.shared = render.render_shared(policy_mod.shared_profiles(
+        sorted({p.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL for p in pools})))
     if check:  # off only in benchmarks that time the text generation alone
         check_invariants(result)
     return result
@@ -293,6 +296,9 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
         includes = validate.search_dirs(sysroot)
         existing = install.ours(sysroot)
         claimed = {e.hat for e in result.entries if e.hat}
+        # The shared children exist only while some hat may point into them.
+        if result.ready or any(h in claimed for h in existing):
+            claimed.add(render.SHARED_FILE)
         stale = {h: p for h, p in existing.items() if h not in claimed}
         main, ours_main = main_profile(sysroot)
         main_text = main_text_for(result, ours_main, main)
@@ -305,9 +311,13 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
             # A pool we could not generate keeps its previous file: its hat must stay loaded.
             fresh = {e.hat: e.text for e in ready}
             kept = {h: p.read_text() for h, p in existing.items() if h in claimed and h not in fresh}
-            return {**kept, **fresh}
+            shared = {render.SHARED_FILE: result.shared} if render.SHARED_FILE in claimed else {}
+            return {**kept, **fresh, **shared}
 
         changed = [e for e in ready if not (e.hat in existing and existing[e.hat].read_text() == e.text)]
+        shared_path = install.at(sysroot, install.POOL_DIR) / render.SHARED_FILE
+        if render.SHARED_FILE in claimed and not (shared_path.exists() and shared_path.read_text() == result.shared):
+            changed.append(None)
         main_changed = install_main and not (main.exists() and main.read_text() == main_text)
         if not changed and not stale and not main_changed and (ours_main or not install.at(sysroot, install.MAIN_PROFILE).exists()):
             pass  # everything installed is what we would install: it compiled when installed
@@ -337,6 +347,9 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
             if mine.exists() and install.is_ours(mine):  # another php-fpm profile arrived
                 mine.unlink()
                 out.removed.append(str(mine))
+        # The shared children first: hats that run helpers point into them.
+        if render.SHARED_FILE in claimed and install.write_atomic(pool_dir / render.SHARED_FILE, result.shared):
+            out.written.append(str(pool_dir / render.SHARED_FILE))
         for e in sorted(ready, key=lambda e: e.hat):
             if install.write_atomic(pool_dir / e.hat, e.text):
                 out.written.append(str(pool_dir / e.hat))

@@ -15,6 +15,8 @@ from typing import Union
 # is pasted into its body); any other value names a child profile `<hat>_<name>`.
 HAT = "hat"
 MASTER = "master"
+SHARED_SH = "_sh"  # children shared by every pool, in php-fpm.d/_shared
+SHARED_SENDMAIL = "_sendmail"
 
 # Characters with a meaning in AARE; a literal path escapes them with a backslash.
 _AARE_SPECIAL = re.compile(r'([\\*?\[\]{}^"])')
@@ -147,7 +149,8 @@ class PoolPolicy:
         return self.profiles[0]
 
     def child_name(self, helper: str) -> str:
-        return f"{self.hat}_{helper}"
+        # "_name" is a profile every pool shares (hats never start with "_")
+        return helper if helper.startswith("_") else f"{self.hat}_{helper}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,37 +282,50 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     return [replace(r, profile=MASTER) for r in master], hat_rules
 
 
-def shell_rules(site, sendmail_cmd: str | None) -> list:
-    """The `sh` child: where popen()/mail() land, and sendmail in a child of its own."""
+def shell_rules() -> list:
+    """Where popen()/mail() land: the shell, in the `sh` child (shared unless a plugin adds
+    to it), which may run sendmail only into the shared `_sendmail` profile."""
     why = lambda text: {"source": "core", "why": text}  # noqa: E731
     rules = [ExecRule(path=lit(s), mode="Px", target="sh", **why("popen()/mail() run /bin/sh -c"))
              for s in SHELLS]
-    rules.append(IncludeRule(name="abstractions/base", profile="sh", **why("libc")))
-    for s in SHELLS:
-        rules.append(FileRule(path=lit(s), perms="mr", profile="sh", **why("the shell itself")))
-    sendmail = _first_word(sendmail_cmd or DEFAULT_SENDMAIL)
-    if sendmail:
-        rules.append(ExecRule(path=lit(sendmail), mode="Px", target="sendmail", profile="sh",
-                              **why(f"mail() via sendmail_path {sendmail_cmd or DEFAULT_SENDMAIL}")))
-        rules += [IncludeRule(name="abstractions/base", profile="sendmail", **why("libc")),
+    return rules + _shell_body("sh")
 
-                  FileRule(path=lit(sendmail), perms="mr", profile="sendmail", **why("the sendmail binary")),
-                  NetworkRule(domain="inet", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)")),
-                  NetworkRule(domain="inet6", type="stream", profile="sendmail", **why("SMTP relay (msmtp, ssmtp)"))]
-        for s in SHELLS:  # sendmail stand-ins and wrappers are often scripts
-            rules.append(ExecRule(path=lit(s), mode="ix", profile="sendmail", **why("sendmail wrapper scripts")))
-        # The few name-service files an MTA front end reads, not abstractions/nameservice:
-        # that include alone costs ~0.14 s of compile per pool.
-        for path in ("/etc/passwd", "/etc/group") + RESOLVER_FILES:
-            rules.append(FileRule(path=lit(path), perms="r", profile="sendmail", **why("MTA looks up users and hosts")))
-        for d in MTA_READ:
-            glob = "**" if d.endswith("/") else ""
-            rules.append(FileRule(path=lit(d) + glob, perms="r", profile="sendmail", **why("MTA configuration")))
-        for d in MTA_WRITE:
-            rules.append(FileRule(path=lit(d) + "**", perms="rwk", profile="sendmail", **why("MTA queue")))
-        for prog in ("/usr/sbin/postdrop", "/usr/sbin/exim4"):
-            rules.append(ExecRule(path=lit(prog), mode="ix", profile="sendmail", **why("MTA queue helper")))
+
+def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,)) -> list:
+    why = lambda text: {"source": "core", "why": text, "profile": profile}  # noqa: E731
+    rules = [IncludeRule(name="abstractions/base", **why("libc"))]
+    rules += [FileRule(path=lit(s), perms="mr", **why("the shell itself")) for s in SHELLS]
+    for cmd in sendmails:
+        binary = _first_word(cmd or DEFAULT_SENDMAIL)
+        if binary:
+            rules.append(ExecRule(path=lit(binary), mode="Px", target=SHARED_SENDMAIL,
+                                  **why(f"mail() via sendmail_path {cmd or DEFAULT_SENDMAIL}")))
     return rules
+
+
+def shared_profiles(sendmail_cmds) -> list[Profile]:
+    """The children every pool shares: no site paths in them, so one copy serves all
+    pools and is compiled once, not once per pool (compile time is the cost that grows)."""
+    cmds = sorted({c or DEFAULT_SENDMAIL for c in sendmail_cmds} | {DEFAULT_SENDMAIL})
+    binaries = sorted({b for b in map(_first_word, cmds) if b})
+    why = lambda text: {"source": "core", "why": text, "profile": SHARED_SENDMAIL}  # noqa: E731
+    mail = [IncludeRule(name="abstractions/base", **why("libc")),
+            NetworkRule(domain="inet", type="stream", **why("SMTP relay (msmtp, ssmtp)")),
+            NetworkRule(domain="inet6", type="stream", **why("SMTP relay (msmtp, ssmtp)"))]
+    mail += [FileRule(path=lit(b), perms="mr", **why("the sendmail binaries of the pools")) for b in binaries]
+    # sendmail stand-ins and wrappers are often scripts
+    mail += [ExecRule(path=lit(s), mode="ix", **why("sendmail wrapper scripts")) for s in SHELLS]
+    # The few name-service files an MTA front end reads, not abstractions/nameservice:
+    # that include alone costs ~0.14 s of compile.
+    mail += [FileRule(path=lit(p), perms="r", **why("MTA looks up users and hosts"))
+             for p in ("/etc/passwd", "/etc/group") + RESOLVER_FILES]
+    mail += [FileRule(path=lit(d) + ("**" if d.endswith("/") else ""), perms="r", **why("MTA configuration"))
+             for d in MTA_READ]
+    mail += [FileRule(path=lit(d) + "**", perms="rwk", **why("MTA queue")) for d in MTA_WRITE]
+    mail += [ExecRule(path=lit(p), mode="ix", **why("MTA queue helper"))
+             for p in ("/usr/sbin/postdrop", "/usr/sbin/exim4")]
+    return [Profile(SHARED_SH, "profile", rules=_shell_body(SHARED_SH, cmds), local_include=f"local/php-fpm.d/{SHARED_SH}"),
+            Profile(SHARED_SENDMAIL, "profile", rules=mail, local_include=f"local/php-fpm.d/{SHARED_SENDMAIL}")]
 
 
 def build(site, apps, plugins) -> PoolPolicy:
@@ -317,7 +333,7 @@ def build(site, apps, plugins) -> PoolPolicy:
     hat = site.hat
     policy = PoolPolicy(hat=hat, pool=site.pool, site=site, apps=list(apps))
     master, hat_rules = core_rules(site, hat)
-    rules = [*master, *hat_rules, *shell_rules(site, site.pool.ini("sendmail_path"))]
+    rules = [*master, *hat_rules, *shell_rules()]
     for app in apps:
         for plugin, rule in plugins.call("php_fpm_apparmor_rules", with_names=True, site=site, app=app):
             if not isinstance(rule, Rule):
@@ -326,6 +342,14 @@ def build(site, apps, plugins) -> PoolPolicy:
             rules.append(_restamp(rule, plugin))
         for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
+    sendmail = site.pool.ini("sendmail_path")
+    if site.mode == "complain" or any(r.profile == "sh" and r.source != "core" for r in rules):
+        # A plugin widened this pool's shell, or the pool is learning (complain must not
+        # block what its shell runs): it gets a `<hat>_sh` of its own.
+        rules = [r for r in rules if not (r.profile == "sh" and r.source == "core")] + _shell_body("sh", [sendmail])
+    else:
+        rules = [r for r in rules if r.profile != "sh"]
+        rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
     profiles: dict[str, Profile] = {}
 
     def profile(name: str) -> Profile:
@@ -344,7 +368,7 @@ def build(site, apps, plugins) -> PoolPolicy:
             policy.master.append(rule)
         else:
             profile(rule.profile).rules.append(rule)
-        if isinstance(rule, ExecRule) and rule.mode != "ix":
+        if isinstance(rule, ExecRule) and rule.mode != "ix" and not rule.target.startswith("_"):
             profile(rule.target)  # every transition target exists, even if empty
     policy.profiles = [profiles[HAT]] + [profiles[k] for k in sorted(profiles) if k != HAT]
     return policy

@@ -140,3 +140,19 @@ def render(policy: PoolPolicy) -> str:
 
 
 __all__ = ["render", "rule_text", "HEADER", "PARENT", "HAT", "MASTER", "comment"]
+
+
+SHARED_FILE = "_shared"  # php-fpm.d/_shared: no hat can be named so (hats start alphanumeric)
+
+
+def render_shared(profiles: list[Profile]) -> str:
+    """php-fpm.d/_shared: the child profiles every pool's hat may run helpers in."""
+    holder = PoolPolicy(hat="", pool=None, site=None)
+    lines = [f"{HEADER} {__version__}: do not edit, it is rewritten.",
+             comment("Child profiles shared by every pool: the shell popen()/mail() start and the"),
+             comment("sendmail it runs. They hold no site paths; local additions go to"),
+             comment("/etc/apparmor.d/local/php-fpm.d/_sh and _sendmail."), ""]
+    for profile in profiles:
+        lines += _profile(profile, holder)
+        lines.append("")
+    return "\n".join(lines)
