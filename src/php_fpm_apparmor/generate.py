@@ -115,6 +115,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
     from . import plugins as plugins_mod
 
     plugins = plugins or plugins_mod.load()
+    sites._readlink.cache_clear()  # a run sees the disk as it is now
     result = Plan(sysroot)
     # php-fpm runs under systemd's environment, not the admin's shell: ${VAR} in a pool
     # must expand as the service sees it.

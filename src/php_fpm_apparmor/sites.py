@@ -8,6 +8,7 @@ matches resolved paths, so every root is realpath'd inside the system root.
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,15 @@ class Site:
         return canonical(self.sysroot, path)
 
 
+@functools.lru_cache(maxsize=65536)
+def _readlink(path: str) -> str | None:
+    # One run sees the same /var, /var/www, /run/php... for every pool: ask the disk once.
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def canonical(sysroot: str, path: str) -> str:
     """Resolve `path` as the live system would, treating `sysroot` as "/"."""
     if sysroot in ("/", ""):
@@ -69,12 +79,11 @@ def canonical(sysroot: str, path: str) -> str:
             if resolved:
                 resolved.pop()
             continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
+        target = _readlink(root + "/" + "/".join(resolved + [part]))
+        if target is not None:
             hops += 1
             if hops > 40:  # same bound as the kernel's symlink loop limit
                 raise ConfigError(path, None, "too many levels of symbolic links")
-            target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
