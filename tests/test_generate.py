@@ -331,12 +331,35 @@ def test_lock_held_means_clear_error(tmp_path):
                 pass
 
 
-def test_apparmor_absent_installs_but_does_not_load(tmp_path, cli):
+def test_under_another_root_installs_but_never_loads(tmp_path, cli):
     root = two_pools(tmp_path)
     proc = cli("--json", "generate", root=root)
     assert proc.returncode == 0
     out = json.loads(proc.stdout)
-    assert out["loaded"] is False and "not enabled" in out["load_skipped"]
+    assert out["loaded"] is False and "--root is not /" in out["load_skipped"]
+
+
+@pytest.mark.skipif(__import__("php_fpm_apparmor.load").load.enabled("/"),
+                    reason="this kernel has AppArmor: the live run would really load")
+def test_apparmor_absent_on_the_live_system_changes_nothing(cli):
+    """The real / of this machine (its kernel has no AppArmor): validate, install nothing."""
+    live = Path("/etc/apparmor.d")
+    before = {str(p): p.stat().st_mtime_ns for p in live.rglob("*")} if live.exists() else {}
+    proc = cli("generate")
+    assert proc.returncode == 1
+    assert "AppArmor is not enabled in the running kernel: validated only, nothing installed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = {str(p): p.stat().st_mtime_ns for p in live.rglob("*")} if live.exists() else {}
+    assert after == before
+
+
+def test_apparmor_parser_absent_changes_nothing(tmp_path, monkeypatch):
+    root = two_pools(tmp_path)
+    monkeypatch.setattr(validate, "parser", lambda: None)
+    result = generate.plan(str(root), NO_PLUGINS)
+    out = generate.apply(result)
+    assert any("apparmor_parser not found (install the apparmor package)" in p for p in out.problems)
+    assert not out.written and not list((root / "etc/apparmor.d/php-fpm.d").iterdir())
 
 
 def test_removed_pool_file_is_removed(tmp_path, cli):

@@ -339,6 +339,12 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
                 return out
         if dry_run:
             return out
+        if sysroot in ("/", "") and not load.enabled(sysroot):
+            # Policy for a kernel that will not load it is policy nobody checked in use;
+            # at boot with AppArmor on, php-fpm's ExecStartPre runs generate again.
+            out.problems.append("AppArmor is not enabled in the running kernel: validated only, nothing "
+                                "installed or loaded (boot with apparmor=1 security=apparmor)")
+            return out
         install.clean_temp(sysroot)
         pool_dir = install.at(sysroot, install.POOL_DIR)
         if install_main and install.write_atomic(main, main_text):
@@ -361,7 +367,7 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
             out.load_skipped = "no pool uses a hat yet (php-fpm-apparmor enable POOL): nothing loaded"
             return out
         if not load.enabled(sysroot):
-            out.load_skipped = "AppArmor is not enabled in this kernel (or --root is not /): files installed, nothing loaded"
+            out.load_skipped = "--root is not /: files installed, nothing loaded"
             return out
         present = load.loaded()
         missing = [e.hat for e in ready if f"{load.PARENT}//{e.hat}" not in present]
