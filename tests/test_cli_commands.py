@@ -67,7 +67,8 @@ def test_check_names_each_problem_with_a_fix(tmp_path, cli):
     text = "\n".join(found)
     assert "php8.2-fpm.service:3: NoNewPrivileges=yes" in text and "systemctl edit" in text
     assert "pool b has no apparmor_hat" in text and "php-fpm-apparmor enable 8.2/b" in text
-    assert "pools 8.2/a, 8.2/b share session.save_path /var/lib/php/sessions" in text
+    assert "pools 8.2/a, 8.2/b run as www-data and share /var/lib/php/sessions (session.save_path)" in text
+    assert "share /tmp (sys_temp_dir, upload_tmp_dir)" in text
     assert "built without AppArmor" in text  # the tree's php-fpm8.2 is an empty stand-in
 
 

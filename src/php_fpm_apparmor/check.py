@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import generate, install, load, sites
+from . import generate, install, load, policy, sites
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -75,17 +75,18 @@ def findings(args, plugins) -> list[str]:
         if nnp:
             out.append(f"{nnp}: NoNewPrivileges=yes on {inst.service} blocks the change into a hat; "
                        f"remove it (systemctl edit {inst.service})")
-    shared: dict[tuple, list[str]] = {}
+    shared: dict[tuple, tuple[set, set]] = {}
     for e in result.entries:
         p = e.pool
         if not p.hat and e.hat and not e.note:
             out.append(f"{p.config_file}: pool {p.name} has no apparmor_hat, so its PHP runs in the "
                        f"master's profile: run php-fpm-apparmor enable {p.version}/{p.name}")
-        for key in ("session.save_path", "upload_tmp_dir"):
-            value = p.ini(key) or ""
-            path = value.split(";")[-1].strip() if key == "session.save_path" else value
-            if path:
-                shared.setdefault((key, path), []).append(f"{p.version}/{p.name}")
+        if e.site:
+            # `owner` rules keep pools apart in a shared dir only if they run as different users.
+            for key, path in policy.runtime_dirs(p).items():
+                keys, names = shared.setdefault((e.site.worker(path), p.user), (set(), set()))
+                keys.add(key)
+                names.add(f"{p.version}/{p.name}")
         if e.policy:
             for app in e.policy.apps:
                 for line in plugins.call("php_fpm_apparmor_check", site=e.site, app=app):
@@ -93,10 +94,12 @@ def findings(args, plugins) -> list[str]:
                         out.append(f"note: pool {p.name} ({app.name}): {line[6:]}")
                     else:
                         out.append(f"pool {p.name} ({app.name}): {line}")
-    for (key, path), users in sorted(shared.items()):
-        if len(users) > 1:
-            out.append(f"pools {', '.join(users)} share {key} {path}: each can read the others' "
-                       f"files there; give each pool its own (php_admin_value[{key}])")
+    for (path, user), (keys, names) in sorted(shared.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if len(names) > 1:
+            key = sorted(keys)[0]
+            out.append(f"pools {', '.join(sorted(names))} run as {user} and share {path} "
+                       f"({', '.join(sorted(keys))}): each can read the others' files there; give "
+                       f"each pool its own (php_admin_value[{key}] = {path}/<pool>) or its own user")
     out += [f"warning: {w}" for w in result.warnings + plugins.problems]
     return list(dict.fromkeys(out))
 

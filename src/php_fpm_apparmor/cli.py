@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, generate, install, load, plugins as plugins_mod, sites
+from . import __version__, generate, install, load, plugins as plugins_mod, render
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -94,11 +94,14 @@ def _cell(value) -> str:
 def cmd_generate(args, plugins) -> int:
     result = generate.plan(args.root, plugins)
     if args.diff:
-        for e in result.ready:
-            path = install.at(args.root, f"{install.POOL_DIR}/{e.hat}")
+        files = [(e.hat, e.text) for e in result.ready]
+        if files:
+            files.append((render.SHARED_FILE, result.shared))
+        for name, text in files:
+            path = install.at(args.root, f"{install.POOL_DIR}/{name}")
             old = path.read_text() if path.exists() else ""
             sys.stdout.writelines(difflib.unified_diff(
-                old.splitlines(True), e.text.splitlines(True), str(path), f"{path} (new)"))
+                old.splitlines(True), text.splitlines(True), str(path), f"{path} (new)"))
     outcome = generate.apply(result, dry_run=args.dry_run or args.diff)
     for w in result.warnings:
         _err(f"warning: {w}")

@@ -186,6 +186,16 @@ def _first_word(cmd: str) -> str | None:
     return word if word.startswith("/") else None
 
 
+def runtime_dirs(pool) -> dict[str, str]:
+    """The dirs PHP itself writes for a pool, each from the setting that names it (or
+    PHP's and Debian's defaults), as the worker names them."""
+    tmp = pool.env.get("TMPDIR") or pool.ini("sys_temp_dir") or "/tmp"
+    dirs = {"upload_tmp_dir": pool.ini("upload_tmp_dir") or tmp, "sys_temp_dir": tmp}
+    if (pool.ini("session.save_handler") or "files").strip() == "files":
+        dirs["session.save_path"] = _session_dir(pool.ini("session.save_path")) or "/var/lib/php/sessions"
+    return {k: v.rstrip("/") or "/" for k, v in dirs.items() if v.startswith("/")}
+
+
 def core_rules(site, hat: str) -> tuple[list, list]:
     """(master rules, hat rules) that any pool needs, from its php-fpm and php.ini settings."""
     pool = site.pool
@@ -252,18 +262,7 @@ def core_rules(site, hat: str) -> tuple[list, list]:
         hat_rules.append(FileRule(path=under(path, "/"), perms="r", source="config", why="write = in php-fpm-apparmor.conf"))
         hat_rules.append(FileRule(path=under(path, "/**"), perms="rwk", owner=False, source="config", why="write = in php-fpm-apparmor.conf"))
 
-    # Writable PHP runtime dirs, each from the setting that names it.
-    session_handler = (pool.ini("session.save_handler") or "files").strip()
-    tmp = pool.env.get("TMPDIR") or pool.ini("sys_temp_dir") or "/tmp"
-    dirs = {
-        "upload_tmp_dir": pool.ini("upload_tmp_dir") or tmp,
-        "sys_temp_dir": tmp,
-    }
-    if session_handler == "files":
-        dirs["session.save_path"] = _session_dir(pool.ini("session.save_path")) or "/var/lib/php/sessions"
-    for key, value in sorted(dirs.items()):
-        if not value.startswith("/"):
-            continue
+    for key, value in sorted(runtime_dirs(pool).items()):
         d = site.worker(value)
         if key == "session.save_path":
             # Debian's default dir is shared by every pool: sess_* only, never list it.
