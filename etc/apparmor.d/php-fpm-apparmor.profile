@@ -33,7 +33,7 @@ profile php-fpm /usr/sbin/php-fpm* flags=(attach_disconnected) {
   capability dac_override,
   # Not granted: net_admin. Debian's stock profile has it without a reason; Simon
   # Deziel's published php-fpm profile (voxpupuli/puppet-php#524) works without it, and a
-  # denial is logged, so `learn` shows it if a setup really needs it.
+  # denial is logged, so the audit log (aa-logprof) shows it if a setup really needs it.
 
   # The binary itself: a reload (SIGUSR2) re-executes it.
   /usr/sbin/php-fpm* mrix,

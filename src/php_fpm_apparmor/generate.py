@@ -22,10 +22,13 @@ from . import policy as policy_mod
 from .errors import ConfigError
 from .policy import SAFE_NAME
 
+_HERE = Path(__file__).resolve()
 TEMPLATES = ("/usr/share/php-fpm-apparmor/php-fpm.profile",
-             # an installed package under another root (dpkg --root, an unpacked .deb)
-             str(Path(__file__).resolve().parents[4] / "share/php-fpm-apparmor/php-fpm.profile"),
-             str(Path(__file__).resolve().parents[2] / "etc/apparmor.d/php-fpm-apparmor.profile"))
+             # an installed package under another root (dpkg --root, an unpacked .deb):
+             # <usr>/lib/python3/dist-packages/php_fpm_apparmor/generate.py
+             str(_HERE.parents[min(4, len(_HERE.parents) - 1)] / "share/php-fpm-apparmor/php-fpm.profile"),
+             # a source checkout: <repo>/src/php_fpm_apparmor/generate.py
+             str(_HERE.parents[min(2, len(_HERE.parents) - 1)] / "etc/apparmor.d/php-fpm-apparmor.profile"))
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROFILE_PHP_FPM = re.compile(r"^\s*profile\s+php-fpm\s", re.M)
 
