@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
         c.add_argument("pool", help="pool name, or X.Y/name")
+    lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
+    lr.add_argument("--log", action="append", metavar="FILE",
+                    help="audit or kernel log to read (default: the usual ones); repeatable")
+    lr.add_argument("--write", action="store_true",
+                    help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate")
     sub.add_parser("plugins", help="list app plugins")
     sub.add_parser("clean", help="remove every generated file and unload its hats")
     return p
@@ -150,6 +155,39 @@ def cmd_generate(args, plugins) -> int:
     return PROBLEMS if outcome.problems else OK
 
 
+def cmd_learn(args, plugins) -> int:
+    from . import learn
+
+    logs = args.log or [str(install.at(args.root, p)) for p in learn.LOGS]
+    result = generate.plan(args.root, plugins)
+    proposal = learn.propose(learn.read_events(logs), result)
+    if args.json:
+        print(json.dumps({"rules": proposal.rules,
+                          "refused": [{"profile": p, "what": w, "why": y} for p, w, y in proposal.refused]},
+                         indent=2))
+    else:
+        for name, lines in proposal.rules.items():
+            print(f"# {install.LOCAL_DIR}/{name}")
+            print("\n".join(lines))
+        for profile, what, why in sorted(set(proposal.refused)):
+            print(f"not learned: {profile}: {what}: {why}")
+        if not proposal.rules and not proposal.refused:
+            print(f"nothing to learn from {', '.join(logs)}")
+    if not args.write or not proposal.rules:
+        return OK
+    backup = learn.write(proposal, args.root, ", ".join(logs))
+    outcome = generate.apply(generate.plan(args.root, plugins))
+    if any("does not compile" in p for p in outcome.problems):
+        learn.undo(backup)  # the admin's files go back to what they were
+        for p in outcome.problems:
+            _err(p)
+        _err("learned rules removed again: the profile did not compile with them")
+        return PROBLEMS
+    for name, (path, _) in backup.items():
+        _say(args, f"appended to {path}")
+    return PROBLEMS if outcome.problems else OK
+
+
 def cmd_plugins(args, plugins) -> int:
     rows = [vars(i) for i in plugins.info]
     if args.json:
@@ -201,7 +239,7 @@ def main(argv=None) -> int:
 
     commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
                 "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
-                "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable}
+                "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable, "learn": cmd_learn}
     try:
         plugins = plugins_mod.load()
         return commands[args.command](args, plugins)

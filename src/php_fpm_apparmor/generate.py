@@ -323,7 +323,9 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
         if render.SHARED_FILE in claimed and not (shared_path.exists() and shared_path.read_text() == result.shared):
             changed.append(None)
         main_changed = install_main and not (main.exists() and main.read_text() == main_text)
-        if not changed and not stale and not main_changed and (ours_main or not install.at(sysroot, install.MAIN_PROFILE).exists()):
+        local = install.local_digest(sysroot)  # the admin's overrides count as a change too
+        if (not changed and not stale and not main_changed and local == install.read_state(sysroot)
+                and (ours_main or not install.at(sysroot, install.MAIN_PROFILE).exists())):
             pass  # everything installed is what we would install: it compiled when installed
         else:
             error = _compile_whole(main_text, files(), includes)
@@ -366,6 +368,8 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
         for h, p in sorted(stale.items()):
             p.unlink()
             out.removed.append(str(p))
+        local_changed = local != install.read_state(sysroot)
+        install.write_state(sysroot, local)
         if not main.exists():
             out.load_skipped = "no pool uses a hat yet (php-fpm-apparmor enable POOL): nothing loaded"
             return out
@@ -374,7 +378,7 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
             return out
         present = load.loaded()
         missing = [e.hat for e in ready if f"{load.PARENT}//{e.hat}" not in present]
-        if out.written or out.removed or missing:
+        if out.written or out.removed or missing or local_changed:
             error = load.reload(str(main))
             if error:
                 out.problems.append(f"loading {main} failed: {error}")

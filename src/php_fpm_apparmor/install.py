@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ LOCAL_DIR = "/etc/apparmor.d/local/php-fpm.d"
 MAIN_PROFILE = "/etc/apparmor.d/php-fpm-apparmor"  # ours, only when no other php-fpm profile
 STOCK_PROFILE = "/etc/apparmor.d/php-fpm"  # Debian's apparmor-profiles
 LOCK = "/run/lock/php-fpm-apparmor.lock"
+STATE = "/var/lib/php-fpm-apparmor/local.sha256"  # digest of the admin's overrides last loaded
 
 
 def at(sysroot: str, path: str) -> Path:
@@ -102,3 +104,24 @@ def clean_temp(sysroot: str) -> None:
     if d.is_dir():
         for p in d.glob(".*.tmp-*"):
             p.unlink(missing_ok=True)
+
+
+def local_digest(sysroot: str) -> str:
+    """Digest of the admin's override files: editing one must recompile and reload."""
+    h = hashlib.sha256()
+    base = at(sysroot, "/etc/apparmor.d/local")
+    for p in [base / "php-fpm", *sorted(at(sysroot, LOCAL_DIR).glob("*"))]:
+        if p.is_file():
+            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def read_state(sysroot: str) -> str | None:
+    try:
+        return at(sysroot, STATE).read_text().strip()
+    except OSError:
+        return None
+
+
+def write_state(sysroot: str, digest: str) -> None:
+    write_atomic(at(sysroot, STATE), digest + "\n")
