@@ -19,7 +19,9 @@ Mail goes through /bin/sh -> sendmail, which the core already confines.
 
 from __future__ import annotations
 
+import os
 import posixpath
+from pathlib import Path
 
 from php_fpm_apparmor.apps import App
 from php_fpm_apparmor.expect import Expectation
@@ -51,11 +53,27 @@ FONT_EXTS = ("woff", "woff2", "ttf", "otf")
 LANG_EXTS = ("po", "mo", "json")
 
 
+# Other subdirectories (example.com/blog/) are looked at one level deep, at most this
+# many: one directory listing and a stat each, never a walk.
+MAX_SUBDIRS = 64
+
+
+def _candidates(site, site_root: str):
+    yield from SUBDIRS
+    try:
+        with os.scandir(site.disk(site_root)) as it:
+            names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False)
+                           and not e.name.startswith(".") and e.name not in SUBDIRS)
+    except OSError:
+        return
+    yield from names[:MAX_SUBDIRS]
+
+
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
     for site_root in site.roots:
-        for sub in SUBDIRS:
+        for sub in _candidates(site, site_root):
             root = posixpath.join(site_root, sub) if sub else site_root
             version_php = site.disk(root, MARKER)
             if not version_php.is_file():
@@ -138,12 +156,16 @@ def _layout(site, root: str) -> dict:
         debug_log = None
     multisite = bool(const("MULTISITE", False))
     mods = const("DISALLOW_FILE_MODS", False)
-    text = b""
-    if config:
-        try:
-            text = site.disk(config).read_bytes()[:65536]
-        except OSError:
-            pass
+    host_configs = []
+    if config and b"/etc/wordpress/config-" in _head(site, config):
+        # Debian's wordpress package: the admin's settings live in the per-host files.
+        host_configs = sorted(str(p) for p in site.disk("/etc/wordpress").glob("config-*.php"))
+        for disk_path in host_configs:
+            system_path = "/" + os.path.relpath(disk_path, site.sysroot)
+            host = read_php(Path(disk_path), system_path, abspath=abspath)
+            if host.defines.get("DISALLOW_FILE_MODS") in (True, 1, "1"):
+                mods = True
+    text = _head(site, config) if config else b""
     return {
         "abspath": abspath,
         "config": config,
@@ -160,6 +182,13 @@ def _layout(site, root: str) -> dict:
         "debian_config": b"/etc/wordpress/config-" in text,
         "problems": problems,
     }
+
+
+def _head(site, config: str) -> bytes:
+    try:
+        return site.disk(config).read_bytes()[:65536]
+    except OSError:
+        return b""
 
 
 def _rule(path, perms, why, owner=False, profile="hat"):

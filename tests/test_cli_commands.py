@@ -93,3 +93,34 @@ def test_execstartpre_fails_only_for_a_hatted_pool_without_its_hat(tmp_path, cli
     proc = cli("generate", "--php", "8.1", "--quiet", root=root)
     assert proc.returncode == 0, proc.stderr
     assert (root / "etc/apparmor.d/php-fpm.d/c").exists() and (root / "etc/apparmor.d/php-fpm.d/a").exists()
+
+
+def test_check_finds_pools_that_can_reach_each_others_fastcgi_socket(tmp_path, cli):
+    # Debian's default: every pool runs as www-data, sockets owned by www-data, mode 0660
+    root = tree(tmp_path, b="apparmor_hat = b\n")
+    found = "\n".join(json.loads(cli("--json", "check", root=root).stdout))
+    assert "pool a (user www-data) may connect to the FastCGI socket of 8.2/b (/run/php/b.sock)" in found
+    # one user per pool, sockets owned by the web server: no pool can open another's socket
+    per_user = {n: pool_conf(n, f"/var/www/{n}", hat=n).replace("user = www-data", f"user = {n}")
+                .replace("group = www-data\nlisten", f"group = {n}\nlisten") for n in ("c", "d")}
+    root2 = make_tree(tmp_path / "t2", per_user)
+    with open(root2 / "etc/passwd", "a") as f:
+        f.write("c:x:1001:1001::/nonexistent:/usr/sbin/nologin\nd:x:1002:1002::/nonexistent:/usr/sbin/nologin\n")
+    with open(root2 / "etc/group", "a") as f:
+        f.write("c:x:1001:\nd:x:1002:\n")
+    found = "\n".join(json.loads(cli("--json", "check", root=root2).stdout))
+    assert "may connect to the FastCGI socket" not in found, found
+
+
+def test_write_paths_never_cover_php_or_server_config(tmp_path, cli):
+    from php_fpm_apparmor import evaluate
+    root = tree(tmp_path)
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[a]\nwrite = /var/www/a-storage\n")
+    (root / "var/www/a-storage").mkdir(parents=True)
+    assert cli("generate", root=root).returncode == 0
+    hat = evaluate.parse((root / "etc/apparmor.d/php-fpm.d/a").read_text())["php-fpm//a"]
+    assert evaluate.allows(hat, "write", "/var/www/a-storage/app/cache/data.json")
+    for bad in ("app/public/shell.php", "x.PHP", "a/b.phtml", "c.phar", "d.php7", ".htaccess", "e/.user.ini"):
+        assert not evaluate.allows(hat, "write", f"/var/www/a-storage/{bad}"), bad

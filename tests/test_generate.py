@@ -181,11 +181,11 @@ def test_duplicate_hats_across_versions_are_refused(tmp_path, cli):
 
 
 def test_overlapping_roots_are_refused(tmp_path, cli):
-    root = make_tree(tmp_path, {"outer": pool_conf("outer", "/var/www", hat="outer"),
-                                "inner": pool_conf("inner", "/var/www/inner", hat="inner")})
+    root = make_tree(tmp_path, {"outer": pool_conf("outer", "/var/www/site", hat="outer"),
+                                "inner": pool_conf("inner", "/var/www/site/inner", hat="inner")})
     proc = cli("generate", root=root)
     assert proc.returncode == 1
-    assert "reaches pool inner's root /var/www/inner" in proc.stderr
+    assert "reaches pool inner's root /var/www/site/inner" in proc.stderr
     assert (root / "etc/apparmor.d/php-fpm.d/inner").exists()
     assert not (root / "etc/apparmor.d/php-fpm.d/outer").exists()
 

@@ -188,9 +188,6 @@ def test_hestia_with_roots_set_compiles_and_keeps_customers_apart(tmp_path, cli)
     assert not evaluate.allows(alice, "read", "/home/bob/tmp/sess_abc")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: open_basedir inference takes the pool's own tmp dir "
-                   "(upload_tmp_dir/session.save_path/TMPDIR) and /opt for code roots, then refuses "
-                   "the pool for writing sessions there: every HestiaCP and Froxlor pool fails")
 @pytest.mark.parametrize("panel", ["hestia", "froxlor"])
 def test_panel_pools_with_tmp_in_open_basedir_generate_without_config(tmp_path, cli, panel):
     if panel == "hestia":
@@ -326,9 +323,6 @@ def test_debian_stock_www_conf_is_a_note_not_a_failure(tmp_path, cli):
     assert cli("check", root=tmp_path).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: two PHP versions each with a pool of the same name "
-                   "and no apparmor_hat (every multi-version host: www in 7.4 and 8.2) are both refused "
-                   "as a hat collision, so generate/check fail on an untouched system")
 def test_same_pool_name_in_two_php_versions_gets_two_hats(tmp_path, cli):
     root = tree(tmp_path, {"www": pool("www", "/var/www/old", hat=None)}, version="7.4")
     tree(root, {"www": pool("www", "/var/www/new", hat=None)}, version="8.2")
@@ -458,9 +452,6 @@ def test_wordpress_config_up_multisite_and_debian_package(tmp_path, cli):
     assert not evaluate.allows(deb, "write", "/usr/share/wordpress/index.php")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Debian's wordpress package sets DISALLOW_FILE_MODS in "
-                   "/etc/wordpress/config-<host>.php, which the plugin never reads: check tells the "
-                   "admin to edit the dpkg-owned /usr/share/wordpress/wp-config.php")
 def test_debian_wordpress_host_config_counts_for_disallow_file_mods(tmp_path, cli):
     files = {"usr/share/wordpress/wp-includes/version.php": WP_VERSION,
              "usr/share/wordpress/wp-settings.php": "<?php\n",
@@ -476,9 +467,6 @@ def test_debian_wordpress_host_config_counts_for_disallow_file_mods(tmp_path, cl
     assert "DISALLOW_FILE_MODS" not in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: WordPress in a subdirectory other than wordpress/ or "
-                   "wp/ (example.com/blog/) is not detected and check says nothing: uploads fail "
-                   "in enforce mode with no hint")
 def test_wordpress_in_a_subdirectory_is_detected_or_reported(tmp_path, cli):
     files = {}
     wordpress(files, "var/www/site/blog")
@@ -513,9 +501,6 @@ SKIPPED_BY_APPARMOR = ("README", "a.dpkg-old", "b.dpkg-new", "c.dpkg-dist", "d.d
                        "f.rej", "g.rpmnew", "h.pacsave")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a hat named README, *.dpkg-*, *.orig, *.rej, *.rpmnew... "
-                   "is written as php-fpm.d/<hat>, a name apparmor_parser's directory include skips: "
-                   "generate reports success, the hat never exists, php-fpm respawn-loops")
 @needs_parser
 def test_hat_names_that_apparmor_directory_includes_skip(tmp_path, cli):
     root = tree(tmp_path, {n: pool(n, f"/var/www/{n}") for n in SKIPPED_BY_APPARMOR})
@@ -567,8 +552,6 @@ def test_docroots_with_spaces_quotes_globs_unicode_match_only_themselves(tmp_pat
         assert not evaluate.allows(h, "read", "/var/www/my site/index.php") or n == "sp", n
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a symlink loop in a pool's root is reported as "
-                   "'/var/www/loop: too many levels of symbolic links': no pool, no config file:line")
 def test_symlink_loop_in_a_root_names_the_pool_and_its_file(tmp_path, cli):
     root = tree(tmp_path, {"lo": pool("lo", None, "chdir=/var/www/loop\n"), "ok": pool("ok", "/var/www/ok")})
     os.symlink("/var/www/loop2", root / "var/www/loop")
@@ -622,8 +605,6 @@ def test_paths_that_write_php_or_reach_another_pool_are_refused(tmp_path, cli):
     assert not evaluate.allows(sane, "write", "/var/www/sane/a/b.php")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a pool whose root is a symlink into another pool's "
-                   "site is installed with read access to that site; the OTHER pool is refused")
 def test_docroot_symlinked_into_another_pools_site_is_refused(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/a"), "b": pool("b", None, "chdir=/var/www/b\n")},
                 {"var/www/a/sub/index.php": "<?php\n"})
@@ -634,8 +615,6 @@ def test_docroot_symlinked_into_another_pools_site_is_refused(tmp_path, cli):
     assert "b" not in hats(root)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: two pools with the same root are both installed and "
-                   "check says nothing: each reads (and with write= writes) the other's site")
 def test_two_pools_sharing_a_root_are_reported(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/shared"), "b": pool("b", "/var/www/shared")})
     proc = cli("check", root=root)
@@ -654,9 +633,6 @@ def test_root_that_is_slash_or_covers_other_pools_is_refused(tmp_path, cli):
     assert set(hats(root)) == {"_shared", "a"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sendmail_path naming a program inside another pool's "
-                   "root lands in the shared _sh/_sendmail profiles unchecked: every pool's mail() "
-                   "may run it")
 def test_sendmail_path_inside_another_pools_root_is_refused(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/a", "php_admin_value[sendmail_path] = /var/www/b/mail.sh -t\n"),
                            "b": pool("b", "/var/www/b")}, {"var/www/b/mail.sh": "#!/bin/sh\n"})
@@ -682,8 +658,6 @@ def test_broken_tool_config_is_one_line_and_changes_nothing(tmp_path, cli, name,
     assert not hats(root) and not (root / "etc/apparmor.d/php-fpm-apparmor").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bad values in php-fpm-apparmor.conf (mode, relative "
-                   "path) are reported without a line number")
 def test_bad_value_in_tool_config_names_its_line(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/a"), "b": pool("b", "/var/www/b")},
                 conf="[a]\n\n\nmode = paranoid\n[b]\nroot = var/www/b\n")
@@ -693,8 +667,6 @@ def test_bad_value_in_tool_config_names_its_line(tmp_path, cli):
     assert f"{conf}:4: " in proc.stderr and f"{conf}:6: " in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a control character in root = of the tool config is "
-                   "blamed on the pool's .conf file, which does not contain it")
 def test_control_character_in_tool_config_names_the_tool_config(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/a")}, conf=b"[a]\nroot = /var/www/a\x1b[31m\n")
     proc = cli("generate", root=root)
@@ -703,8 +675,6 @@ def test_control_character_in_tool_config_names_the_tool_config(tmp_path, cli):
     assert "php-fpm-apparmor.conf" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a section naming no pool ([blgo] for [blog]) and a "
-                   "flag that is neither yes nor no are silently ignored")
 def test_mistyped_tool_config_is_reported_by_check(tmp_path, cli):
     root = tree(tmp_path, {"blog": pool("blog", "/var/www/blog")},
                 conf="[blgo]\nroot = /var/www/blog\n[blog]\ncode_writes = maybe\n")
@@ -712,8 +682,6 @@ def test_mistyped_tool_config_is_reported_by_check(tmp_path, cli):
     assert "blgo" in out and "code_writes" in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug: write = /etc/cron.d (or any system dir) in the tool "
-                   "config is granted, while the same dir as root = is refused")
 def test_write_into_a_system_directory_is_refused(tmp_path, cli):
     root = tree(tmp_path, {"a": pool("a", "/var/www/a")}, conf="[a]\nwrite = /etc/cron.d\n")
     proc = cli("generate", root=root)

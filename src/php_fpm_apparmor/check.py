@@ -100,8 +100,84 @@ def findings(args, plugins) -> list[str]:
             out.append(f"pools {', '.join(sorted(names))} run as {user} and share {path} "
                        f"({', '.join(sorted(keys))}): each can read the others' files there; give "
                        f"each pool its own (php_admin_value[{key}] = {path}/<pool>) or its own user")
+    groups = _groups(args.root)
+    confined = [e for e in result.entries if e.site]
+    for e in confined:
+        reach = [o for o in confined if o is not e and can_connect(e.pool, o.pool, groups)]
+        if reach:
+            names = ", ".join(f"{o.pool.version}/{o.pool.name} ({o.pool.listen})" for o in reach)
+            out.append(f"{e.pool.config_file}: pool {e.pool.name} (user {e.pool.user}) may connect to the "
+                       f"FastCGI socket of {names} and so run PHP in that pool's hat; give each pool "
+                       f"its own user, and sockets owned by the web server (listen.owner = www-data, "
+                       f"listen.mode = 0660) that no pool user can open")
+    by_root: dict[str, list[str]] = {}
+    for e in result.entries:
+        for r in (e.site.roots if e.site else []):
+            by_root.setdefault(r, []).append(f"{e.pool.version}/{e.pool.name}")
+    for r, names in sorted(by_root.items()):
+        if len(names) > 1:
+            out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
+                       f"with write = writes) what the other does; fine for one site served twice")
+    out += config_findings(args.root, result)
     out += [f"warning: {w}" for w in result.warnings + plugins.problems]
     return list(dict.fromkeys(out))
+
+
+KNOWN_KEYS = {"root", "read", "write", "mode", *sites.FLAGS}
+
+
+def _groups(sysroot: str) -> dict[str, set]:
+    """{group: members} from the system's /etc/group (primary groups are added by the caller)."""
+    out = {}
+    try:
+        for line in install.at(sysroot, "/etc/group").read_text(errors="replace").splitlines():
+            parts = line.split(":")
+            if len(parts) >= 4:
+                out[parts[0]] = {m for m in parts[3].split(",") if m}
+    except OSError:
+        pass
+    return out
+
+
+def can_connect(a, b, groups: dict) -> bool:
+    """May pool a's worker connect() to pool b's unix socket, by Unix permissions alone?
+
+    AppArmor on Debian 12's kernel does not mediate connect() to a path socket, and php-fpm
+    honours PHP_ADMIN_VALUE from any FastCGI client: whoever may connect runs code in b."""
+    if not (b.listen or "").startswith("/") or a is b:
+        return False
+    owner = b.listen_owner or b.user or "root"
+    group = b.listen_group or b.group or owner
+    try:
+        mode = int(b.listen_mode or "0660", 8)
+    except ValueError:
+        mode = 0o660
+    member = a.group == group or (a.user or "") in groups.get(group, set())
+    acl_users = {u.strip() for u in (b.listen_acl_users or "").split(",") if u.strip()}
+    acl_groups = {g.strip() for g in (b.listen_acl_groups or "").split(",") if g.strip()}
+    if acl_users or acl_groups:  # php-fpm then ignores owner/group/mode
+        return a.user in acl_users or a.group in acl_groups or \
+            any((a.user or "") in groups.get(g, set()) for g in acl_groups)
+    return bool(mode & 0o002 or (a.user == owner and mode & 0o200) or (member and mode & 0o020))
+
+
+def config_findings(sysroot: str, result) -> list[str]:
+    """Sections that name no pool, and keys nobody reads: a typo there is silently ignored."""
+    conf = sites.load_config(sysroot)
+    pools = {e.pool.name.lower() for e in result.entries}
+    pools |= {f"{e.pool.version}/{e.pool.name}".lower() for e in result.entries}
+    out = []
+    lines = getattr(conf, "lines", {})
+    for section in conf.sections():
+        line = lines.get((section.lower(), ""))
+        at = f"{conf.path}:{line}" if line else conf.path
+        if section.lower() not in pools:
+            out.append(f"{at}: [{section}] names no pool (pools: {', '.join(sorted(pools)) or 'none'})")
+        for key in conf[section]:
+            if key not in KNOWN_KEYS and key not in conf.defaults():
+                out.append(f"note: {at}: [{section}] {key} is not a setting of php-fpm-apparmor "
+                           f"(a third-party plugin may read it)")
+    return out
 
 
 def cmd_check(args, plugins) -> int:

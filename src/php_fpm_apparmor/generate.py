@@ -70,7 +70,7 @@ def suggest_hat(pool, taken: set) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", pool.name).strip("-._") or "pool"
     base = base[:40]
     for candidate in (base, f"{base}-php{pool.version}"):
-        if candidate.lower() not in taken and SAFE_NAME.match(candidate):
+        if candidate.lower() not in taken and SAFE_NAME.match(candidate) and not _SKIPPED.search(candidate):
             return candidate
     return f"{base}-php{pool.version}-{len(taken)}"
 
@@ -80,19 +80,23 @@ def where(pool, key: str) -> str:
     return f"{origin.file}:{origin.line}" if origin else pool.config_file
 
 
+# File names apparmor_parser's directory include skips: a hat named so would never load.
+_SKIPPED = re.compile(r"^README$|\.(dpkg-(new|old|dist|bak|remove)|pacsave|pacnew|rpmnew|rpmsave|orig|rej)$|~$")
+
+
 def assign_hats(entries: list[Entry]) -> None:
     """apparmor_hat, or the pool name; refuse unsafe names and collisions across versions."""
     by_hat: dict[str, list[Entry]] = {}
     for e in entries:
         pool = e.pool
         if pool.hat is not None:
-            if not SAFE_NAME.match(pool.hat):
+            if not SAFE_NAME.match(pool.hat) or _SKIPPED.search(pool.hat):
                 e.problem = (f"{where(pool, 'apparmor_hat')}: pool {pool.name}: apparmor_hat "
                              f"{pool.hat!r} is not a safe name (letters, digits, . _ -, at most 63); "
                              f"use e.g. apparmor_hat = {suggest_hat(pool, set())}")
                 continue
             e.hat = pool.hat
-        elif SAFE_NAME.match(pool.name):
+        elif SAFE_NAME.match(pool.name) and not _SKIPPED.search(pool.name):
             e.hat = pool.name
         else:
             e.note = (f"{pool.config_file}: pool {pool.name!r} has a name AppArmor cannot use and no "
@@ -104,8 +108,10 @@ def assign_hats(entries: list[Entry]) -> None:
             continue
         explicit = [e for e in group if e.pool.hat]
         for e in group:
-            if not e.pool.hat and explicit:  # a derived name yields to an explicit apparmor_hat
+            if not e.pool.hat:  # a derived name yields: www in 7.4 and 8.2 -> www-php7.4, www-php8.2
                 e.hat = f"{e.hat}-php{e.pool.version}"
+                continue
+            if len(explicit) < 2:
                 continue
             others = ", ".join(f"{o.pool.name} (PHP {o.pool.version}, {o.pool.config_file})"
                                for o in group if o is not e)
@@ -150,10 +156,11 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
         except (ValueError, TypeError) as exc:
             e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
     result.warnings.extend(plugins.problems)
-    result.shared = render.render_shared(policy_mod.shared_profiles(
-        sorted({p.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL for p in pools})))
     if check:  # off only in benchmarks that time the text generation alone
         check_invariants(result)
+    # Only pools that passed: a refused pool's sendmail_path must not reach the shared profile.
+    result.shared = render.render_shared(policy_mod.shared_profiles(
+        sorted({e.pool.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL for e in result.ready})))
     return result
 
 
@@ -182,6 +189,25 @@ def check_invariants(result: Plan) -> None:
                 others = ", ".join(o.pool.name for o in group if o is not e)
                 e.problem = (f"{where(e.pool, 'apparmor_hat')}: pool {e.pool.name}: profile name "
                              f"php-fpm//{name} is also defined for pool {others}; rename one apparmor_hat")
+    entries = [e for e in result.ready]
+    all_roots = [(r, e) for e in entries for r in e.site.roots]
+    for e in entries:
+        # A root reached through a symlink that lands in another pool's site is that
+        # site's files under another name, not a site of its own.
+        for root, configured in e.site.symlinked.items():
+            for r, other in all_roots:
+                if other is not e and root != r and evaluate._inside(root, r):
+                    e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
+                                 f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
+        # mail() runs sendmail_path in the children every pool shares: never a site's file.
+        binary = policy_mod._first_word(e.pool.ini("sendmail_path") or "")
+        if binary:
+            real = e.site.worker(binary)
+            hit = next(((r, o) for r, o in all_roots if evaluate._inside(real, r)), None)
+            if hit:
+                e.problem = (f"{where(e.pool, 'php_admin_value[sendmail_path]')}: pool {e.pool.name}: "
+                             f"sendmail_path {binary} is inside pool {hit[1].pool.name}'s root {hit[0]}: "
+                             f"a site's file must not run as every pool's mail helper")
     entries = [e for e in result.ready]
     roots = sorted(((r, e) for e in entries for r in e.site.roots), key=lambda t: t[0])
     keys = [r for r, _ in roots]

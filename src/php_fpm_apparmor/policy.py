@@ -56,6 +56,7 @@ class FileRule(Rule):
     perms: str = "r"  # subset of "rwaklm"; exec is ExecRule
     owner: bool = False
     deny: bool = False
+    audit: bool = False  # log it even when allowed, or (with deny) when it refuses: deny alone is silent
 
     def __post_init__(self):
         if not self.path.startswith("/") and not self.path.startswith("@{"):
@@ -165,6 +166,9 @@ FPM_SIGNALS = ("term", "kill", "quit", "int", "usr1", "usr2")
 RESOLVER_FILES = ("/etc/hosts", "/etc/host.conf", "/etc/resolv.conf", "/etc/nsswitch.conf",
                   "/etc/gai.conf", "/run/systemd/resolve/stub-resolv.conf",
                   "/run/systemd/resolve/resolv.conf", "/etc/ssl/openssl.cnf")
+NEVER_WRITE_GLOBS = ("/**.[pP][hH][pP]", "/**.[pP][hH][pP][0-9]", "/**.[pP][hH][tT]",
+                     "/**.[pP][hH][tT][mM][lL]", "/**.[pP][hH][aA][rR]", "{,/**}/.htaccess",
+                     "{,/**}/.user.ini", "{,/**}/.maintenance")
 CA_DIRS = ("/etc/ssl/certs/{,**}", "/etc/ca-certificates/{,**}", "/usr/share/ca-certificates/{,**}",
            "/usr/local/share/ca-certificates/{,**}")
 # Mail transfer agents' sendmail front ends need their own config and spool.
@@ -261,6 +265,11 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     for path in site.write_paths:
         hat_rules.append(FileRule(path=under(path, "/"), perms="r", source="config", why="write = in php-fpm-apparmor.conf"))
         hat_rules.append(FileRule(path=under(path, "/**"), perms="rwk", owner=False, source="config", why="write = in php-fpm-apparmor.conf"))
+        # A writable dir may be web-served through a symlink (Laravel's public/storage):
+        # code and server config stay unwritable there, whatever else is allowed.
+        for glob in NEVER_WRITE_GLOBS:
+            hat_rules.append(FileRule(path=under(path, glob), perms="wl", deny=True, audit=True, source="config",
+                                      why="write = never covers PHP code or server config"))
 
     for key, value in sorted(runtime_dirs(pool).items()):
         d = site.worker(value)

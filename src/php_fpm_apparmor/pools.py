@@ -804,7 +804,10 @@ class _Reader:
         return full
 
     def isdir(self, path):
-        return os.path.isdir(self.real(path))
+        try:
+            return os.path.isdir(self.real(path))
+        except ConfigError:  # a symlink loop: php-fpm's chdir() fails with ELOOP
+            return False
 
     def finish(self) -> list[Pool]:
         g, go = self.globals, self.global_origins

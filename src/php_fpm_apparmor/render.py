@@ -61,7 +61,7 @@ def quote(aare: str) -> str:
 def rule_text(rule, policy: PoolPolicy | None = None) -> str:
     """The AppArmor statement for one rule (without indentation or comment)."""
     if isinstance(rule, FileRule):
-        prefix = ("deny " if rule.deny else "") + ("owner " if rule.owner else "")
+        prefix = ("audit " if rule.audit else "") + ("deny " if rule.deny else "") + ("owner " if rule.owner else "")
         perms = "".join(p for p in "rwaklm" if p in rule.perms)
         return f"{prefix}{quote(rule.path)} {perms},"
     if isinstance(rule, ExecRule):

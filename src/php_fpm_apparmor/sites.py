@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Site:
     read_paths: list[str] = field(default_factory=list)  # extra canonical paths, read-only
     write_paths: list[str] = field(default_factory=list)  # extra canonical paths, writable
     origin: str = ""  # where the roots came from (config section or inferred from which key)
+    symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
 
     def disk(self, path: str, *more: str) -> Path:
         """The file on disk for a system path (below --root when testing or demoing)."""
@@ -94,7 +96,13 @@ def canonical(sysroot: str, path: str) -> str:
 
 # Directories that appear in open_basedir for PHP's own sake, never a site's code.
 SYSTEM_DIRS = ("/tmp", "/var/tmp", "/usr", "/dev", "/etc", "/proc", "/var/lib/php", "/bin",
-               "/lib", "/run", "/var/run", "/var/log")
+               "/lib", "/run", "/var/run", "/var/log", "/sbin", "/sys", "/boot", "/root",
+               "/var/spool", "/var/cache", "/var/mail")
+# Parents of sites: never a root when inferred from open_basedir (panels list them).
+_PARENTS = ("/opt", "/home", "/srv", "/var/www", "/var/lib")
+# Too broad or too dangerous to be written to by a pool (`write =`), whatever is below.
+NO_WRITE = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/boot", "/root", "/proc", "/sys", "/dev",
+            "/var/spool/cron", "/var/lib/dpkg", "/var/lib/apt", "/var/log", "/run/systemd")
 
 
 def load_config(sysroot: str = "/") -> configparser.ConfigParser:
@@ -111,7 +119,28 @@ def load_config(sysroot: str = "/") -> configparser.ConfigParser:
         raise ConfigError(path, line, str(exc).splitlines()[0]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"cannot read: {exc}") from None
+    conf.lines = _key_lines(path)  # configparser forgets where a value was: errors need it
+    conf.path = str(path)
     return conf
+
+
+def _key_lines(path: Path) -> dict:
+    """{(section lower-case, key lower-case): line number} of the tool's config."""
+    lines, section = {}, "defaults"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return lines
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"^\s*\[([^\]]*)\]", line)
+        if m:
+            section = m.group(1).strip().lower()
+            lines.setdefault((section, ""), n)
+            continue
+        m = re.match(r"^\s*([^#;=:\s][^=:]*?)\s*[=:]", line)
+        if m:
+            lines[(section, m.group(1).strip().lower())] = n
+    return lines
 
 
 def section_for(conf, pool) -> str | None:
@@ -128,8 +157,12 @@ def _paths(value: str) -> list[str]:
     return [p.strip() for chunk in value.splitlines() for p in chunk.split(":") if p.strip()]
 
 
+# Below these a site may live (/var/www/site, /home/u/public_html, /srv/app); the dirs
+# themselves, and everything below the others, are never a site's code.
+
+
 def _is_system(path: str) -> bool:
-    return any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS) or path == "/"
+    return path == "/" or path in _PARENTS or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
 
 
 def infer_roots(pool) -> tuple[list[str], str]:
@@ -141,8 +174,13 @@ def infer_roots(pool) -> tuple[list[str], str]:
         return [pool.chdir], "inferred from chdir"
     basedir = pool.ini("open_basedir")
     if basedir:
+        # open_basedir also lists the pool's own temp and session dirs (HestiaCP, Froxlor,
+        # ISPConfig): those are PHP's scratch space, not code.
+        from .policy import runtime_dirs
+        scratch = set(runtime_dirs(pool).values())
         roots = [p.rstrip("/") for p in basedir.split(":") if p.startswith("/")]
-        roots = [p for p in roots if p and not _is_system(p)]
+        roots = [p for p in roots if p and not _is_system(p)
+                 and not any(p == d or p.startswith(d + "/") for d in scratch)]
         if roots:
             return roots, "inferred from open_basedir"
     return [], "no root: set root = in the pool's section of " + CONFIG
@@ -169,6 +207,9 @@ def check_paths(pool) -> None:
                               "which no AppArmor rule can match safely")
 
 
+FLAGS = ("code_writes", "config_writes")  # the first-party plugins' yes/no switches
+
+
 def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     """The Site for one pool: its canonical roots and settings. Raises ConfigError."""
     check_paths(pool)
@@ -176,29 +217,58 @@ def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     settings = dict(conf.defaults())
     if name:
         settings.update(conf[name])
-    cfile = str(Path(sysroot, CONFIG.lstrip("/")))
-    where = f"[{name}]" if name else "defaults"
-    if "root" in settings:
-        raw, origin = _paths(settings["root"]), f"root = in {where}"
-    else:
-        raw, origin = infer_roots(pool)
+    cfile = getattr(conf, "path", str(Path(sysroot, CONFIG.lstrip("/"))))
+    where = f"[{name}]" if name else "[defaults]"
+
+    def conf_error(key: str, message: str) -> ConfigError:
+        lines = getattr(conf, "lines", {})
+        line = lines.get(((name or "defaults").lower(), key)) or lines.get(("defaults", key))
+        return ConfigError(cfile, line, f"{where} {key}: {message}")
+
+    def canon(path: str, key: str | None) -> str:
+        try:
+            return canonical(sysroot, path)
+        except ConfigError as exc:
+            if key:
+                raise conf_error(key, f"{path}: {exc.message}") from None
+            o = pool.origins.get("chdir") or pool.origins.get("php_admin_value[open_basedir]")
+            raise ConfigError(o.file if o else pool.config_file, o.line if o else None,
+                              f"pool {pool.name}: {path}: {exc.message}") from None
+
+    values = {k: _paths(settings.get(k, "")) for k in ("root", "read", "write")}
+    for key, paths in values.items():
+        for p in paths:
+            if any(ord(c) < 32 or ord(c) == 127 for c in p):
+                raise conf_error(key, f"{p!r} contains a control character")
+            if not p.startswith("/"):
+                raise conf_error(key, f"path {p!r} is not absolute")
     mode = settings.get("mode", "enforce").strip().lower()
     if mode not in MODES:
-        raise ConfigError(cfile, None, f"{where}: mode must be enforce or complain, not {mode!r}")
-    for p in raw + _paths(settings.get("read", "")) + _paths(settings.get("write", "")):
-        if not p.startswith("/"):
-            raise ConfigError(cfile, None, f"{where}: path {p!r} is not absolute")
-    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
-    if chroot and "root" not in settings:  # inferred roots are chroot-relative, like php-fpm's
-        raw = [chroot + p for p in raw]
-    roots = sorted({canonical(sysroot, p) for p in raw})
+        raise conf_error("mode", f"must be enforce or complain, not {mode!r}")
+    for flag in FLAGS:
+        if flag in settings and settings[flag].strip().lower() not in TRUE + FALSE:
+            raise conf_error(flag, f"must be yes or no, not {settings[flag]!r}")
+    if "root" in settings:
+        raw, origin, key = values["root"], f"root = in {where}", "root"
+    else:
+        raw, origin = infer_roots(pool)
+        key = None
+        chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
+        if chroot:  # inferred roots are chroot-relative, like php-fpm's
+            raw = [chroot + p for p in raw]
+    resolved = {p: canon(p, key) for p in raw}
+    roots = sorted(set(resolved.values()))
     for r in roots:
         if r == "/" or r in SYSTEM_DIRS:
             raise ConfigError(pool.config_file, None,
                               f"pool {pool.name}: site root {r} is a system directory; set root = in {CONFIG}")
+    writes = sorted({canon(p, "write") for p in values["write"]})
+    for w in writes:
+        if w == "/" or w in SYSTEM_DIRS or w in _PARENTS or any(w == d or w.startswith(d + "/") for d in NO_WRITE):
+            raise conf_error("write", f"{w} is a system directory: a pool must never write there")
     return Site(
         pool=pool, hat=hat, roots=roots, sysroot=sysroot, settings=settings, mode=mode,
-        read_paths=sorted({canonical(sysroot, p) for p in _paths(settings.get("read", ""))}),
-        write_paths=sorted({canonical(sysroot, p) for p in _paths(settings.get("write", ""))}),
-        origin=origin,
+        read_paths=sorted({canon(p, "read") for p in values["read"]}),
+        write_paths=writes, origin=origin,
+        symlinked={r: p for p, r in resolved.items() if p.rstrip("/") != r},
     )
