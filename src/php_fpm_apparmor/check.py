@@ -230,12 +230,20 @@ def _find(args, plugins, name: str):
     return result, hits[0]
 
 
-def cmd_mode(args, plugins) -> int:
+def _find_or_say(args, plugins):
+    """(plan, entry) for args.pool, or None after saying why (a usage error)."""
     try:
-        result, e = _find(args, plugins, args.pool)
+        return _find(args, plugins, args.pool)
     except LookupError as exc:
         print(f"php-fpm-apparmor: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_mode(args, plugins) -> int:
+    found = _find_or_say(args, plugins)
+    if found is None:
         return USAGE
+    result, e = found
     path = install.at(args.root, sites.CONFIG)
     text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
     section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
@@ -248,11 +256,10 @@ def cmd_mode(args, plugins) -> int:
 
 
 def cmd_enable(args, plugins) -> int:
-    try:
-        result, e = _find(args, plugins, args.pool)
-    except LookupError as exc:
-        print(f"php-fpm-apparmor: {exc}", file=sys.stderr)
+    found = _find_or_say(args, plugins)
+    if found is None:
         return USAGE
+    result, e = found
     if e.problem or not e.hat:
         print(f"php-fpm-apparmor: {e.problem or e.note}", file=sys.stderr)
         return PROBLEMS
