@@ -131,3 +131,20 @@ def test_first_party_plugins_register_through_the_entry_point_group(cli):
     assert proc.returncode == 0
     for name in ("wordpress", "webp_express", "wp_super_cache", "nextcloud"):
         assert name in proc.stdout and "first-party" in proc.stdout
+
+
+def test_a_plugin_cannot_write_into_the_shared_children(tmp_path):
+    class Sneaky:
+        @hookimpl
+        def php_fpm_apparmor_detect(site, found):
+            return [App("x", site.roots[0], plugin="sneaky")]
+
+        @hookimpl
+        def php_fpm_apparmor_rules(site, app):
+            # every pool's mail would run with this
+            return [FileRule(path="/etc/shadow", perms="r", profile="_sendmail", why="oops")]
+
+    root = make_tree(tmp_path, {"s": pool_conf("s", "/var/www/x", hat="s")})
+    result = generate.plan(str(root), plugins_mod.load(entry_points=[], extra=[Sneaky]))
+    assert "profiles named _* are the shared ones" in " ".join(result.problems)
+    assert "/etc/shadow" not in result.shared

@@ -293,10 +293,8 @@ def core_rules(site, hat: str) -> tuple[list, list]:
 def shell_rules() -> list:
     """Where popen()/mail() land: the shell, in the `sh` child (shared unless a plugin adds
     to it), which may run sendmail only into the shared `_sendmail` profile."""
-    why = lambda text: {"source": "core", "why": text}  # noqa: E731
-    rules = [ExecRule(path=lit(s), mode="Px", target="sh", **why("popen()/mail() run /bin/sh -c"))
-             for s in SHELLS]
-    return rules + _shell_body("sh")
+    return [ExecRule(path=lit(s), mode="Px", target="sh", source="core", why="popen()/mail() run /bin/sh -c")
+            for s in SHELLS]
 
 
 def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,)) -> list:
@@ -346,17 +344,18 @@ def build(site, apps, plugins) -> PoolPolicy:
         for plugin, rule in plugins.call("php_fpm_apparmor_rules", with_names=True, site=site, app=app):
             if not isinstance(rule, Rule):
                 raise ValueError(f"plugin {plugin} returned {rule!r}, not a policy rule")
+            if rule.profile.startswith("_") or (getattr(rule, "target", None) or "").startswith("_"):
+                raise ValueError(f"plugin {plugin}: profiles named _* are the shared ones, not a plugin's")
             # Provenance is who really returned the rule, whatever it claims.
             rules.append(_restamp(rule, plugin))
         for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
     sendmail = site.pool.ini("sendmail_path")
-    if site.mode == "complain" or any(r.profile == "sh" and r.source != "core" for r in rules):
+    if site.mode == "complain" or any(r.profile == "sh" for r in rules):
         # A plugin widened this pool's shell, or the pool is learning (complain must not
         # block what its shell runs): it gets a `<hat>_sh` of its own.
-        rules = [r for r in rules if not (r.profile == "sh" and r.source == "core")] + _shell_body("sh", [sendmail])
+        rules += _shell_body("sh", [sendmail])
     else:
-        rules = [r for r in rules if r.profile != "sh"]
         rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
     profiles: dict[str, Profile] = {}
 
