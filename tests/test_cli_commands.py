@@ -124,3 +124,20 @@ def test_write_paths_never_cover_php_or_server_config(tmp_path, cli):
     assert evaluate.allows(hat, "write", "/var/www/a-storage/app/cache/data.json")
     for bad in ("app/public/shell.php", "x.PHP", "a/b.phtml", "c.phar", "d.php7", ".htaccess", "e/.user.ini"):
         assert not evaluate.allows(hat, "write", f"/var/www/a-storage/{bad}"), bad
+
+
+def test_mode_edit_keeps_the_config_files_mode_owner_and_symlink(tmp_path, cli):
+    import os
+    root = tree(tmp_path)
+    real = root / "srv/config-management/php-fpm-apparmor.conf"
+    real.parent.mkdir(parents=True)
+    real.write_text("[a]\nroot = /var/www/a\n")
+    real.chmod(0o640)
+    os.chown(real, 0, 33)
+    link = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    assert cli("complain", "a", root=root).returncode == 0
+    assert link.is_symlink() and "mode = complain" in real.read_text()
+    st = real.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 0, 33)

@@ -445,3 +445,80 @@ def test_demo_tree_compiles_in_both_main_profiles(tmp_path, cli, profile):
     loaded = set(dump.stdout.split())
     assert {"php-fpm//blog", "php-fpm//blog_sh", "php-fpm//blog_webp", "php-fpm//cloud",
             "php-fpm//plain", "php-fpm//web1"} <= loaded, loaded
+
+
+def _plugin_with(rules):
+    from php_fpm_apparmor.apps import App
+    from php_fpm_apparmor.hookspecs import hookimpl
+
+    class Given:
+        @hookimpl
+        def php_fpm_apparmor_detect(site, found):
+            return [App("given", site.roots[0], plugin="given")] if site.hat == "a" else []
+
+        @hookimpl
+        def php_fpm_apparmor_rules(site, app):
+            return rules(app.root)
+
+    return plugins_mod.load(entry_points=[], extra=[Given])
+
+
+@pytest.mark.parametrize("glob,perms", [
+    ("/**", "a"), ("/**", "l"), ("/*p", "w"), ("/x.phtm?", "w"), ("/.htacces?", "w"),
+    ("/[a-z]*.ph[a-z]", "w"), ("/**.{txt,php}", "w"), ("/u/**", "wl"),
+])
+def test_invariants_catch_code_writes_however_globbed(tmp_path, glob, perms):
+    from php_fpm_apparmor.policy import FileRule, under
+    root = two_pools(tmp_path)
+    pm = _plugin_with(lambda r: [FileRule(path=under(r, glob), perms=perms, why="test")])
+    result = generate.plan(str(root), pm)
+    assert any("pool a: policy refused" in p and "would let PHP write" in p for p in result.problems), \
+        result.problems
+    assert [e.hat for e in result.ready] == ["b"]
+
+
+@pytest.mark.parametrize("pattern", ["/var/www/*/config.php", "/var/www/**/.env", "/var/www/[b]/secret/x",
+                                     "/var/www/{a,b}/index.php", "/var/www/?/x"])
+def test_invariants_catch_globs_that_name_another_pool(tmp_path, pattern):
+    from php_fpm_apparmor.policy import FileRule
+    root = two_pools(tmp_path)
+    pm = _plugin_with(lambda r: [FileRule(path=pattern, perms="r", why="test")])
+    result = generate.plan(str(root), pm)
+    assert any("reaches pool b's root /var/www/b" in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("bad", ["\u2028", "\x85", "\udcff"])
+def test_unicode_line_breaks_and_undecodable_bytes_are_refused_per_pool(tmp_path, cli, bad):
+    root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"),
+                                "b": pool_conf("b", "/var/www/b", hat="b")})
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    up = root / "var/www/a/uploads"
+    up.mkdir()
+    target = "up" + bad + "x"
+    os.symlink(os.fsencode(target) if bad == "\udcff" else target, os.fsencode(up) + b"2")
+    (root / "var/www/a" / os.fsdecode(os.fsencode(target))).mkdir()
+    cfg.write_text("[a]\nwrite = /var/www/a/uploads2\n")
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "control character" in proc.stderr
+    assert (root / "etc/apparmor.d/php-fpm.d/b").exists()  # the other pool still gets its hat
+
+
+def test_admins_own_files_in_php_fpm_d_are_kept_and_compiled_with_ours(tmp_path, cli):
+    root = two_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    (d / "b").write_text("# the admin's hand-made hat\n^b {\n}\n")
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1 and "php-fpm.d/b exists and was not written by php-fpm-apparmor" in proc.stderr
+    assert (d / "b").read_text().startswith("# the admin's")  # never overwritten
+    assert (d / "a").exists()
+    before = snapshot(root)
+    (d / "zz-handmade").write_text("^a {\n}\n")  # defines pool a's hat a second time
+    (d / "b").unlink()
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1 and "nothing was changed" in proc.stderr
+    after = snapshot(root)
+    del after["php-fpm.d/zz-handmade"]
+    del before["php-fpm.d/b"]
+    assert after == before

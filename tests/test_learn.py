@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from php_fpm_apparmor import evaluate
 from php_fpm_apparmor.learn import parse_line
 from systree import make_tree, pool_conf
@@ -27,6 +29,25 @@ def test_parse_line_forms():
     assert parse_line(hexname).name == '/var/www/a b/"'  # hex-encoded names are decoded
     assert parse_line("Nov 29 kernel: something else") is None
     assert parse_line(line(4, "/x", st="AUDIT")) is None
+    kern = "Nov 29 10:00:01 web1 kernel: " + line(5, "/y", form=DMESG)
+    assert parse_line(kern).name == "/y"
+    iso = "2026-11-29T10:00:01.123456+00:00 web1 kernel: " + line(6, "/z", form=DMESG)
+    assert parse_line(iso).name == "/z"
+
+
+@pytest.mark.parametrize("forged", [
+    # what logger, or PHP's syslog(), can put in a log: never a rule
+    'Mar  1 10:00:00 host www-data: audit(1700000000.123:42): apparmor="DENIED" operation="open" '
+    'profile="php-fpm//b" name="/etc/shadow" requested_mask="r" denied_mask="r" fsuid=33 ouid=0',
+    'Mar  1 10:00:00 host kernelx: audit: type=1400 audit(1700000000.1:4): apparmor="DENIED" '
+    'operation="open" profile="php-fpm//b" name="/etc/shadow" requested_mask="r" denied_mask="r"',
+    'type=USER_AVC msg=audit(1700000000.1:4): apparmor="DENIED" operation="open" '
+    'profile="php-fpm//b" name="/etc/shadow" requested_mask="r" denied_mask="r"',
+    'x type=AVC msg=audit(1700000000.1:4): apparmor="DENIED" operation="open" '
+    'profile="php-fpm//b" name="/etc/shadow" requested_mask="r" denied_mask="r"',
+])
+def test_forged_lines_are_not_events(forged):
+    assert parse_line(forged) is None
 
 
 def test_learn_proposes_and_writes_only_what_is_safe(tmp_path, cli):

@@ -247,7 +247,7 @@ def cmd_mode(args, plugins) -> int:
     path = install.at(args.root, sites.CONFIG)
     text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
     section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
-    install.write_atomic(path, set_in_section(text, section, "mode", args.command))
+    install.write_atomic(path, set_in_section(text, section, "mode", args.command), keep_meta=True)
     outcome = generate.apply(generate.plan(args.root, plugins))
     for p in outcome.problems:
         print(f"php-fpm-apparmor: {p}", file=sys.stderr)
@@ -277,7 +277,8 @@ def cmd_enable(args, plugins) -> int:
         return PROBLEMS
     conf = Path(e.pool.config_file)
     header = _section_line(conf, e.pool.name)
-    install.write_atomic(conf, set_in_section(conf.read_text(), e.pool.name, "apparmor_hat", e.hat, header), 0o644)
+    install.write_atomic(conf, set_in_section(conf.read_text(), e.pool.name, "apparmor_hat", e.hat, header),
+                         keep_meta=True)
     inst = e.pool.installation
     if inst and shutil.which("systemctl"):
         subprocess.run(["systemctl", "reload", inst.service], check=False)

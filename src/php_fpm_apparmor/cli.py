@@ -235,6 +235,8 @@ def main(argv=None) -> int:
     if not Path(args.root).is_dir():
         _err(f"--root {args.root}: not a directory")
         return USAGE
+    # "//" or "/." is the live system too: it must get the live system's checks.
+    args.root = os.path.realpath(args.root)
     from . import check as check_mod
 
     commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
@@ -253,4 +255,7 @@ def main(argv=None) -> int:
         return PROBLEMS
     except OSError as exc:  # full disk, read-only fs, permissions: say it in one line
         _err(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return PROBLEMS
+    except (ValueError, UnicodeError) as exc:  # a value no step expected: one line, no traceback
+        _err(f"cannot handle this input: {exc}")
         return PROBLEMS

@@ -259,6 +259,10 @@ def _alternatives(pattern: str, limit=64) -> list[str]:
 
 _GLOB = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
 _FORBIDDEN_TAILS = ["x" + s for s in FORBIDDEN_SUFFIXES] + list(FORBIDDEN_NAMES)
+# Every prefix of every forbidden tail: the last glob may be followed by literal text that
+# completes the name ("*p" needs "x.ph", ".htacces?" needs one letter).
+_TAIL_PREFIXES = sorted({t[:k] for t in _FORBIDDEN_TAILS for k in range(len(t) + 1)})
+_LETTERS = sorted(set("".join(_FORBIDDEN_TAILS)))
 
 
 @lru_cache(maxsize=65536)
@@ -279,13 +283,13 @@ def witnesses(pattern: str) -> tuple[str, ...]:
             t = tok.group(0)
             last = i == len(tokens) - 1
             if t == "**":
-                c = ["x/x"] + (["x/" + f for f in _FORBIDDEN_TAILS] + _FORBIDDEN_TAILS if last else [])
+                c = ["x/x"] + (_TAIL_PREFIXES + ["x/" + f for f in _TAIL_PREFIXES] if last else [])
             elif t == "*":
-                c = ["x"] + (_FORBIDDEN_TAILS + [s.lstrip("x") for s in _FORBIDDEN_TAILS] if last else [])
+                c = ["x"] + (_TAIL_PREFIXES if last else [])
             else:
-                c = list("phtarx.")
+                c = _LETTERS
             choices.append(c)
-        for combo in itertools.islice(itertools.product(*choices), 2000):
+        for combo in itertools.islice(itertools.product(*choices), 5000):
             s, pos = [], 0
             for tok, fill in zip(tokens, combo):
                 s.append(alt[pos:tok.start()])
@@ -306,6 +310,13 @@ def reaches(pattern: str, root: str, own=()) -> bool:
     Paths inside `own` (the rule's pool's own roots, nested in `root`) do not count.
     """
     probes = [root, root + "/", root + "/x", root + "/x/x", root + "/index.php", root + "/wp-config.php"]
+    # A glob standing for the other root's own name ("/var/www/*/config.php"): put the root
+    # in place of the first glob and keep the rule's own tail.
+    enc = encode_pattern(pattern)
+    first = _GLOB.search(enc)
+    if first:
+        for tail in witnesses(decode(enc[first.end():]) or "/"):
+            probes += [root + tail, root + "/x" + tail]
     found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if _inside(w, root)]
     nested = [o for o in own if o != root and _inside(o, root)]
     return any(not any(_inside(p, o) for o in nested) for p in found)

@@ -44,6 +44,7 @@ class Entry:
     text: str | None = None
     problem: str | None = None  # why this pool gets no (new) hat
     note: str | None = None  # skipped harmlessly (no apparmor_hat and nothing to go on)
+    unsafe_sendmail: bool = False  # its sendmail_path must not enter the shared profiles
 
     @property
     def needs_hat(self) -> bool:
@@ -158,9 +159,11 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
     result.warnings.extend(plugins.problems)
     if check:  # off only in benchmarks that time the text generation alone
         check_invariants(result)
-    # Only pools that passed: a refused pool's sendmail_path must not reach the shared profile.
+    # Every pool that has (or keeps) a hat may mail through the shared profiles, except one
+    # whose sendmail_path was refused.
     result.shared = render.render_shared(policy_mod.shared_profiles(
-        sorted({e.pool.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL for e in result.ready})))
+        sorted({e.pool.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL
+                for e in result.entries if e.hat and e.site and not e.unsafe_sendmail})))
     return result
 
 
@@ -205,6 +208,7 @@ def check_invariants(result: Plan) -> None:
             real = e.site.worker(binary)
             hit = next(((r, o) for r, o in all_roots if evaluate._inside(real, r)), None)
             if hit:
+                e.unsafe_sendmail = True
                 e.problem = (f"{where(e.pool, 'php_admin_value[sendmail_path]')}: pool {e.pool.name}: "
                              f"sendmail_path {binary} is inside pool {hit[1].pool.name}'s root {hit[0]}: "
                              f"a site's file must not run as every pool's mail helper")
@@ -213,7 +217,11 @@ def check_invariants(result: Plan) -> None:
     keys = [r for r, _ in roots]
     for e in entries:
         problems = []
-        profiles = evaluate.parse(e.text)
+        try:
+            profiles = evaluate.parse(e.text)
+        except ValueError as exc:  # a rule nobody can evaluate is a rule nobody checked
+            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+            continue
         allowed = {x.path for x in e.policy.exceptions}
         for name, prof in profiles.items():
             for rule in prof.ours:
@@ -222,12 +230,14 @@ def check_invariants(result: Plan) -> None:
                     problems.append(f"{name}: {pattern} runs unconfined ({rule.exec_perms})")
                 if rule.deny:
                     continue
-                if name != "php-fpm" and {"w", "a"} & rule.perms and pattern not in allowed:
+                if name != "php-fpm" and {"w", "a", "l"} & rule.perms and pattern not in allowed:
                     for w in evaluate.witnesses(pattern):
                         # Web-reachable code is what matters: a .php written under the
                         # site's roots can be requested or included; a mail queue file cannot.
+                        # Appending to one or hard-linking one is writing it too.
                         if evaluate.is_forbidden_name(w) and _inside(w, e.site.roots) \
-                                and evaluate.matches(pattern, w) and evaluate.allows(prof, "write", w):
+                                and evaluate.matches(pattern, w) \
+                                and any(evaluate.allows(prof, op, w) for op in ("write", "append", "link")):
                             problems.append(f"{name}: {pattern} would let PHP write {w}; no plugin "
                                             f"declared this exception")
                             break
@@ -332,6 +342,18 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
         stale = {h: p for h, p in existing.items() if h not in claimed}
         main, ours_main = main_profile(sysroot)
         main_text = main_text_for(result, ours_main, main)
+        pool_dir = install.at(sysroot, install.POOL_DIR)
+        # The admin's own files in php-fpm.d are part of the profile too: never overwritten,
+        # and compiled with ours (a hat they define twice must fail here, not at boot).
+        theirs = {p.name: p.read_text(errors="replace") for p in sorted(pool_dir.iterdir())
+                  if p.is_file() and not p.name.startswith(".") and p.name not in existing}\
+            if pool_dir.is_dir() else {}
+        for e in result.ready:
+            if e.hat in theirs:
+                e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: {pool_dir / e.hat} exists and "
+                             f"was not written by php-fpm-apparmor: move it to "
+                             f"{install.LOCAL_DIR}/{e.hat} or choose another apparmor_hat")
+                out.problems.append(e.problem)
         # Until some pool uses a hat (or `enable` asks), confining the master would only
         # change what runs today: our profile stays out; the hat files wait, unloaded.
         install_main = ours_main and (want_main or main.exists() or any(e.pool.hat for e in result.entries))
@@ -342,7 +364,7 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
             fresh = {e.hat: e.text for e in ready}
             kept = {h: p.read_text() for h, p in existing.items() if h in claimed and h not in fresh}
             shared = {render.SHARED_FILE: result.shared} if render.SHARED_FILE in claimed else {}
-            return {**kept, **fresh, **shared}
+            return {**theirs, **kept, **fresh, **shared}
 
         changed = [e for e in ready if not (e.hat in existing and existing[e.hat].read_text() == e.text)]
         shared_path = install.at(sysroot, install.POOL_DIR) / render.SHARED_FILE
@@ -377,7 +399,6 @@ def apply(result: Plan, dry_run: bool = False, want_main: bool = False) -> Outco
                                 "installed or loaded (boot with apparmor=1 security=apparmor)")
             return out
         install.clean_temp(sysroot)
-        pool_dir = install.at(sysroot, install.POOL_DIR)
         if install_main and install.write_atomic(main, main_text):
             out.written.append(str(main))
         elif not ours_main:

@@ -67,8 +67,16 @@ def ours(sysroot: str) -> dict[str, Path]:
             if not p.name.startswith(".") and p.is_file() and is_ours(p)}
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Write `text` to `path` unless it already holds it; True if the file changed."""
+def write_atomic(path: Path, text: str, mode: int = 0o644, keep_meta: bool = False) -> bool:
+    """Write `text` to `path` unless it already holds it; True if the file changed.
+
+    keep_meta: an admin's file (a pool .conf): write through a symlink to the real file and
+    keep its mode and owner (pool files often hold env[] secrets)."""
+    owner = None
+    if keep_meta and path.exists():
+        path = Path(os.path.realpath(path))
+        st = path.stat()
+        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
@@ -80,6 +88,9 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
+            os.fchmod(fd, mode)  # not narrowed by the umask: the mode asked for, or the old one
+            if owner:
+                os.fchown(fd, *owner)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

@@ -21,8 +21,14 @@ import LibAppArmor
 from . import evaluate, install, render
 from .policy import SHARED_SENDMAIL, SHARED_SH, lit
 
-LOGS = ("/var/log/audit/audit.log", "/var/log/kern.log", "/var/log/syslog")
-_AUDIT = re.compile(r"audit\((\d+\.\d+:\d+)\):\s*(apparmor=.*)$")
+# Only where the kernel's own records land: /var/log/syslog is left out, any process can
+# write a line there that looks like one (logger, PHP's syslog()).
+LOGS = ("/var/log/audit/audit.log", "/var/log/kern.log")
+# The kernel's record forms, anchored: auditd ("type=AVC msg=audit(...)"), the kernel ring
+# buffer as dmesg or kern.log show it ("... kernel: [  1.2] audit: type=1400 audit(...)").
+# auditd's USER_AVC lines and anything else a user process can log do not match.
+_AUDIT = re.compile(r"^(?:type=(?:AVC|1400) msg=|(?:\S+ +\d+ [\d:]+ \S+ kernel: |\S+T\S+ \S+ kernel: )?"
+                    r"(?:\[ *\d+\.\d+\] )?audit: type=1400 )audit\((\d+\.\d+:\d+)\): *(apparmor=.*)$")
 # requested_mask letters -> file rule permissions (c)reate and (d)elete need w
 _PERMS = {"r": "r", "w": "w", "a": "a", "c": "w", "d": "w", "k": "k", "l": "l", "m": "m"}
 _FAMILIES = {"inet", "inet6", "unix", "netlink"}
@@ -43,7 +49,7 @@ class Event:
 
 def parse_line(line: str) -> Event | None:
     """One audit/kernel log line (auditd, dmesg, journal or syslog form) -> Event."""
-    m = _AUDIT.search(line)
+    m = _AUDIT.match(line.rstrip("\n"))
     if not m or "apparmor=" not in line:
         return None
     rec = LibAppArmor.parse_record(f"type=AVC msg=audit({m.group(1)}): {m.group(2)}")

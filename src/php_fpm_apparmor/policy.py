@@ -21,7 +21,9 @@ SHARED_SENDMAIL = "_sendmail"
 # Characters with a meaning in AARE; a literal path escapes them with a backslash.
 _AARE_SPECIAL = re.compile(r'([\\*?\[\]{}^"])')
 # Control characters (newline above all) cannot be expressed safely: refused, not escaped.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0/C1 controls, Unicode line/paragraph separators (str.splitlines() breaks on them) and
+# surrogates (undecodable bytes in a file name)
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 FILE_PERMS = set("rwaklm")
 
@@ -30,7 +32,7 @@ def lit(path: str) -> str:
     """Escape a literal path (from config or disk) so AppArmor matches exactly that path."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise ValueError(f"not an absolute path: {path!r}")
-    if _CONTROL.search(path):
+    if CONTROL.search(path):
         raise ValueError(f"path contains a control character: {path!r}")
     # "@{" would start a variable; escaping "{" already defuses it.
     return _AARE_SPECIAL.sub(r"\\\1", path)

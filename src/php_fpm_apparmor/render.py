@@ -53,7 +53,8 @@ def _peer(name: str) -> str:
 
 def quote(aare: str) -> str:
     # lit() escaped '"' and '\'; a raw one here means a plugin bypassed it.
-    if "\n" in aare or re.search(r'(?<!\\)(\\\\)*"', aare):
+    trailing = len(aare) - len(aare.rstrip("\\"))
+    if "\n" in aare or re.search(r'(?<!\\)(\\\\)*"', aare) or trailing % 2:
         raise ValueError(f"unescaped path pattern: {aare!r}")
     return f'"{aare}"'
 
@@ -79,7 +80,7 @@ def rule_text(rule, policy: PoolPolicy | None = None) -> str:
     if isinstance(rule, PtraceRule):
         return f"ptrace ({_word(rule.access, 'ptrace access')}) peer={_peer(rule.peer)},"
     if isinstance(rule, IncludeRule):
-        if not _INCLUDE.match(rule.name):
+        if not _INCLUDE.match(rule.name) or ".." in rule.name.split("/"):
             raise ValueError(f"bad include name: {rule.name!r}")
         return f"include{' if exists' if rule.if_exists else ''} <{rule.name}>"
     raise TypeError(f"not a rule: {rule!r}")

@@ -192,6 +192,11 @@ PATH_INI = ("doc_root", "open_basedir", "upload_tmp_dir", "sys_temp_dir", "sessi
             "error_log", "opcache.file_cache", "sendmail_path")
 
 
+def _control(value: str) -> bool:
+    from .policy import CONTROL
+    return bool(CONTROL.search(value))
+
+
 def check_paths(pool) -> None:
     """A control character (newline above all) in a path cannot be written as a rule:
     refuse it here, where the file and line that set it are known."""
@@ -200,7 +205,7 @@ def check_paths(pool) -> None:
         values += [(f"{kind}[{k}]", table.get(k)) for k in PATH_INI]
     values += [(f"env[{k}]", v) for k, v in pool.env.items() if k == "TMPDIR"]
     for key, value in values:
-        if value and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if value and _control(value):
             origin = pool.origins.get(key)
             raise ConfigError(origin.file if origin else pool.config_file, origin.line if origin else None,
                               f"pool {pool.name}: {key} {value!r} contains a control character, "
@@ -238,7 +243,7 @@ def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     values = {k: _paths(settings.get(k, "")) for k in ("root", "read", "write")}
     for key, paths in values.items():
         for p in paths:
-            if any(ord(c) < 32 or ord(c) == 127 for c in p):
+            if _control(p):
                 raise conf_error(key, f"{p!r} contains a control character")
             if not p.startswith("/"):
                 raise conf_error(key, f"path {p!r} is not absolute")
