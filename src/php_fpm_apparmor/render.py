@@ -7,6 +7,7 @@ string, start a comment or a variable, or add a rule.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from . import __version__
@@ -59,12 +60,18 @@ def quote(aare: str) -> str:
     return f'"{aare}"'
 
 
+@functools.lru_cache(maxsize=65536)
+def _file_text(rule: FileRule) -> str:
+    # Most file rules recur in every pool (the core's): render each once per run.
+    prefix = ("audit " if rule.audit else "") + ("deny " if rule.deny else "") + ("owner " if rule.owner else "")
+    perms = "".join(p for p in "rwaklm" if p in rule.perms)
+    return f"{prefix}{quote(rule.path)} {perms},"
+
+
 def rule_text(rule, policy: PoolPolicy | None = None) -> str:
     """The AppArmor statement for one rule (without indentation or comment)."""
     if isinstance(rule, FileRule):
-        prefix = ("audit " if rule.audit else "") + ("deny " if rule.deny else "") + ("owner " if rule.owner else "")
-        perms = "".join(p for p in "rwaklm" if p in rule.perms)
-        return f"{prefix}{quote(rule.path)} {perms},"
+        return _file_text(rule)
     if isinstance(rule, ExecRule):
         if rule.mode == "ix":
             return f"{quote(rule.path)} mrix,"

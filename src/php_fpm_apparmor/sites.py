@@ -58,6 +58,11 @@ class Site:
         return canonical(self.sysroot, path)
 
 
+@functools.lru_cache(maxsize=64)
+def _real(sysroot: str) -> str:
+    return os.path.realpath(sysroot)
+
+
 @functools.lru_cache(maxsize=65536)
 def _readlink(path: str) -> str | None:
     # One run sees the same /var, /var/www, /run/php... for every pool: ask the disk once.
@@ -71,7 +76,7 @@ def canonical(sysroot: str, path: str) -> str:
     """Resolve `path` as the live system would, treating `sysroot` as "/"."""
     if sysroot in ("/", ""):
         return os.path.realpath(path)
-    root = os.path.realpath(sysroot)
+    root = _real(sysroot)
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
