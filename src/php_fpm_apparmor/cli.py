@@ -159,8 +159,11 @@ def cmd_learn(args, plugins) -> int:
     from . import learn
 
     logs = args.log or [str(install.at(args.root, p)) for p in learn.LOGS]
+    # On the live system without --log, the kernel's journal too (Debian 12's default).
+    journal = learn.journal_lines() if not args.log and args.root == "/" else []
     result = generate.plan(args.root, plugins)
-    proposal = learn.propose(learn.read_events(logs), result)
+    proposal = learn.propose(learn.read_events(logs, journal), result)
+    logs = logs + (["journalctl -k"] if journal else [])  # what was read, for the messages
     if args.json:
         print(json.dumps({"rules": proposal.rules,
                           "refused": [{"profile": p, "what": w, "why": y} for p, w, y in proposal.refused]},
