@@ -411,6 +411,11 @@ def test_chrooted_pool_paths_are_below_the_chroot(tmp_path, cli):
     assert '"/srv/jail/dev/urandom" rw,' in text
     assert "capability sys_chroot," in text
     assert '"/run/php/j.sock" rwkl,' in text  # the master binds it before the chroot
+    # mail() in the jail: the jail's shell, its own shell child, the jail's sendmail shared
+    assert '"/srv/jail/bin/sh" mrPx -> php-fpm//j_sh,' in text
+    assert '"/srv/jail/usr/sbin/sendmail" mrPx -> php-fpm//_sendmail,' in text
+    shared = (root / "etc/apparmor.d/php-fpm.d/_shared").read_text()
+    assert '"/srv/jail/usr/sbin/sendmail" rm,' in shared
 
 
 def test_hat_named_like_another_pools_child_is_refused(tmp_path, cli):

@@ -162,7 +162,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
     # Every pool that has (or keeps) a hat may mail through the shared profiles, except one
     # whose sendmail_path was refused.
     result.shared = render.render_shared(policy_mod.shared_profiles(
-        sorted({e.pool.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL
+        sorted({policy_mod.jailed(e.pool, e.pool.ini("sendmail_path") or policy_mod.DEFAULT_SENDMAIL)
                 for e in result.entries if e.hat and e.site and not e.unsafe_sendmail})))
     return result
 

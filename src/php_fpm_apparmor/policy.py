@@ -299,10 +299,16 @@ def shell_rules() -> list:
             for s in SHELLS]
 
 
-def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,)) -> list:
+def jailed(pool, cmd: str) -> str:
+    """A command as AppArmor sees the file it runs: below the chroot for a chrooted pool."""
+    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
+    return chroot + cmd if chroot and cmd.startswith("/") else cmd
+
+
+def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,), jail: str = "") -> list:
     why = lambda text: {"source": "core", "why": text, "profile": profile}  # noqa: E731
     rules = [IncludeRule(name="abstractions/base", **why("libc"))]
-    rules += [FileRule(path=lit(s), perms="mr", **why("the shell itself")) for s in SHELLS]
+    rules += [FileRule(path=lit(jail + s), perms="mr", **why("the shell itself")) for s in SHELLS]
     for cmd in sendmails:
         binary = _first_word(cmd or DEFAULT_SENDMAIL)
         if binary:
@@ -352,11 +358,15 @@ def build(site, apps, plugins) -> PoolPolicy:
             rules.append(_restamp(rule, plugin))
         for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
-    sendmail = site.pool.ini("sendmail_path")
-    if site.mode == "complain" or any(r.profile == "sh" for r in rules):
-        # A plugin widened this pool's shell, or the pool is learning (complain must not
-        # block what its shell runs): it gets a `<hat>_sh` of its own.
-        rules += _shell_body("sh", [sendmail])
+    sendmail = jailed(site.pool, site.pool.ini("sendmail_path") or DEFAULT_SENDMAIL)
+    jail = (site.pool.chroot or "").rstrip("/")
+    if jail:  # a chrooted worker's /bin/sh is the jail's
+        rules += [ExecRule(path=lit(jail + s), mode="Px", target="sh", source="core",
+                           why="popen()/mail() run the jail's /bin/sh -c") for s in SHELLS]
+    if site.mode == "complain" or jail or any(r.profile == "sh" for r in rules):
+        # A plugin widened this pool's shell, the pool is learning (complain must not block
+        # what its shell runs) or chrooted: it gets a `<hat>_sh` of its own.
+        rules += _shell_body("sh", [sendmail], jail)
     else:
         rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
     profiles: dict[str, Profile] = {}
