@@ -11,9 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .policy import PARENT
 from .validate import parser
-
-PARENT = "php-fpm"
 KERNEL_PROFILES = "/sys/kernel/security/apparmor/profiles"
 
 

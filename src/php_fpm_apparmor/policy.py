@@ -15,6 +15,7 @@ from typing import Union
 # is pasted into its body); any other value names a child profile `<hat>_<name>`.
 HAT = "hat"
 MASTER = "master"
+PARENT = "php-fpm"  # the one profile that covers every /usr/sbin/php-fpm* binary
 SHARED_SH = "_sh"  # children shared by every pool, in php-fpm.d/_shared
 SHARED_SENDMAIL = "_sendmail"
 
@@ -159,7 +160,6 @@ class PoolPolicy:
 # ---------------------------------------------------------------------------------------
 # Building one pool's policy: the core rules every PHP-FPM worker needs, then the plugins'.
 
-PARENT = "php-fpm"
 SHELLS = ("/usr/bin/dash", "/bin/dash", "/usr/bin/sh", "/bin/sh")  # popen() runs /bin/sh -c
 DEFAULT_SENDMAIL = "/usr/sbin/sendmail -t -i"
 FPM_SIGNALS = ("term", "kill", "quit", "int", "usr1", "usr2")
