@@ -32,23 +32,9 @@ POOL_FILE = """\
   /var/www/{p}/** r,
 }}
 """
-POOL = """\
-[{p}]
-user = {p}
-group = {p}
-listen = /run/php/{p}.sock
-listen.owner = www-data
-listen.group = www-data
-pm = static
-pm.max_children = 1
-apparmor_hat = {p}
-"""
-FPM_CONF = """\
-[global]
-pid = /run/php/php8.2-fpm.pid
-error_log = /var/log/php8.2-fpm.log
-include = /etc/php/8.2/fpm/pool.d/*.conf
-"""
+# the same pools and master config as the hand-written smoke test
+from test_vm_smoke import FPM_CONF, POOL  # noqa: E402
+
 MASTER_LABEL = "cat /proc/$(cat /run/php/php8.2-fpm.pid)/attr/current"
 RELOAD = ("old=$(cat /run/php/php8.2-fpm.pid); kill -USR2 $old; i=0; "
           "while [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); "

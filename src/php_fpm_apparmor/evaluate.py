@@ -300,7 +300,8 @@ def witnesses(pattern: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """Is `path` the directory `root` or below it (plain path comparison, no globs)?"""
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
@@ -317,6 +318,6 @@ def reaches(pattern: str, root: str, own=()) -> bool:
     if first:
         for tail in witnesses(decode(enc[first.end():]) or "/"):
             probes += [root + tail, root + "/x" + tail]
-    found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if _inside(w, root)]
-    nested = [o for o in own if o != root and _inside(o, root)]
-    return any(not any(_inside(p, o) for o in nested) for p in found)
+    found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if inside(w, root)]
+    nested = [o for o in own if o != root and inside(o, root)]
+    return any(not any(inside(p, o) for o in nested) for p in found)

@@ -175,10 +175,6 @@ def _literal_prefix(pattern: str) -> str:
     return evaluate.decode(evaluate.encode_pattern(pattern[: m.start()] if m else pattern))
 
 
-def _inside(path: str, roots) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
 def check_invariants(result: Plan) -> None:
     # Child profiles are <hat>_<helper>: a hat named like another pool's child would
     # define one profile twice and fail the whole php-fpm profile.
@@ -199,14 +195,14 @@ def check_invariants(result: Plan) -> None:
         # site's files under another name, not a site of its own.
         for root, configured in e.site.symlinked.items():
             for r, other in all_roots:
-                if other is not e and root != r and evaluate._inside(root, r):
+                if other is not e and root != r and evaluate.inside(root, r):
                     e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
                                  f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
         # mail() runs sendmail_path in the children every pool shares: never a site's file.
         binary = policy_mod._first_word(e.pool.ini("sendmail_path") or "")
         if binary:
             real = e.site.worker(binary)
-            hit = next(((r, o) for r, o in all_roots if evaluate._inside(real, r)), None)
+            hit = next(((r, o) for r, o in all_roots if evaluate.inside(real, r)), None)
             if hit:
                 e.unsafe_sendmail = True
                 e.problem = (f"{where(e.pool, 'php_admin_value[sendmail_path]')}: pool {e.pool.name}: "
@@ -235,7 +231,7 @@ def check_invariants(result: Plan) -> None:
                         # Web-reachable code is what matters: a .php written under the
                         # site's roots can be requested or included; a mail queue file cannot.
                         # Appending to one or hard-linking one is writing it too.
-                        if evaluate.is_forbidden_name(w) and _inside(w, e.site.roots) \
+                        if evaluate.is_forbidden_name(w) and any(evaluate.inside(w, r) for r in e.site.roots) \
                                 and evaluate.matches(pattern, w) \
                                 and any(evaluate.allows(prof, op, w) for op in ("write", "append", "link")):
                             problems.append(f"{name}: {pattern} would let PHP write {w}; no plugin "

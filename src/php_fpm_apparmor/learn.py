@@ -139,12 +139,11 @@ def propose(events, plan) -> Proposal:
         perms = "".join(sorted({_PERMS[c] for c in ev.requested if c in _PERMS}, key="rwaklm".index))
         if not perms:
             continue
-        other = [h for r, h in all_roots if (ev.name == r or ev.name.startswith(r + "/"))
-                 and r not in roots]
+        other = [h for r, h in all_roots if evaluate.inside(ev.name, r) and r not in roots]
         if other:
             refused.append((ev.profile, f"{perms} {ev.name}", f"inside pool {other[0]}'s root"))
             continue
-        inside = any(ev.name == r or ev.name.startswith(r + "/") for r in roots)
+        inside = any(evaluate.inside(ev.name, r) for r in roots)
         if set(perms) & set("wal") and inside and evaluate.is_forbidden_name(ev.name):
             refused.append((ev.profile, f"{perms} {ev.name}", "writes code or server config into "
                             "the site: only a plugin's named exception may allow that"))
