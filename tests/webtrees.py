@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -55,7 +54,6 @@ def _shadow(root: Path, sub: str, shadow: Path) -> None:
         if real.is_file():
             text = real.read_text(errors="surrogateescape")
             text = text.replace(f"/{sub}", f"{shadow}/{sub}")
-            text = re.sub(r"(?m)^pid .*;", f"pid {shadow}/nginx.pid;", text)
             dst.write_text(text, errors="surrogateescape")
 
 

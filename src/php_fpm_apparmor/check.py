@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import generate, install, load, policy, sites
+from . import generate, install, load, policy, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -119,6 +119,7 @@ def findings(args, plugins) -> list[str]:
             out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
                        f"with write = writes) what the other does; fine for one site served twice")
     out += config_findings(args.root, result)
+    out += webserver.findings(result, args.root)
     out += [f"warning: {w}" for w in result.warnings + plugins.problems]
     return list(dict.fromkeys(out))
 

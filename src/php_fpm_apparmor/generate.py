@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apps as apps_mod
-from . import evaluate, install, load, pools as pools_mod, render, sites, validate
+from . import evaluate, install, load, pools as pools_mod, render, sites, validate, webserver
 from . import policy as policy_mod
 from .errors import ConfigError
 from .policy import SAFE_NAME
@@ -57,6 +57,7 @@ class Plan:
     entries: list[Entry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     shared: str = ""  # text of php-fpm.d/_shared
+    web: object = None  # webserver.WebConfig: the nginx/Apache vhosts found
 
     @property
     def ready(self) -> list[Entry]:
@@ -133,13 +134,15 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
         environ = {"PATH": SERVICE_PATH}
     pools = pools_mod.read_all(sysroot, environ=environ)  # ConfigError: fatal, nothing changes
     conf = sites.load_config(sysroot)
+    result.web = webserver.read(sysroot)  # never raises: its problems become warnings
+    result.warnings.extend(result.web.problems)
     result.entries = [Entry(pool=p) for p in pools]
     assign_hats(result.entries)
     for e in result.entries:
         if e.problem or e.note:
             continue
         try:
-            e.site = sites.build(e.pool, e.hat, conf, sysroot)
+            e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web)
         except ConfigError as exc:
             e.problem = str(exc)
             continue
