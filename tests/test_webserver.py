@@ -3,6 +3,7 @@ readers must agree with them (include expansion) and find the vhosts, roots and 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -191,3 +192,144 @@ def test_addresses():
     assert not same_address(parse_address("10.0.0.2:9000"), parse_address("127.0.0.1:9000"), canon)
     assert not same_address(parse_address("/run/php/a.sock"), parse_address("127.0.0.1:9000"), canon)
     assert parse_address("php-handler") is None
+
+
+# --- end to end: pools with no chdir, doc_root or open_basedir, as a new admin sets them up
+
+def _pools_without_roots(root):
+    from apptrees import nextcloud, wordpress
+    from systree import make_tree, pool_conf
+
+    tcp = pool_conf("plain", hat="plain").replace("listen = /run/php/plain.sock", "listen = 127.0.0.1:9001")
+    make_tree(root, {"blog": pool_conf("blog", hat="blog"), "cloud": pool_conf("cloud", hat="cloud"),
+                     "plain": tcp, "idle": pool_conf("idle")})
+    wordpress(root, "/var/www/blog")
+    nextcloud(root, "/var/www/cloud")
+    (root / "var/www/plain").mkdir(parents=True)
+    (root / "var/www/plain/index.php").write_text("<?php echo 1;\n")
+    (root / "var/run").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+PLAIN_NGINX = """server {
+    listen 80;
+    server_name plain.example;
+    root /var/www/plain;
+    location ~ \\.php$ {
+        include snippets/fastcgi-php.conf;
+        fastcgi_pass 127.0.0.1:9001;
+    }
+}
+"""
+GONE_NGINX = """server {
+    listen 80;
+    server_name old.example;
+    root /var/www/blog/wp-content/uploads;
+    location ~ \\.php$ {
+        include snippets/fastcgi-php.conf;
+        fastcgi_pass unix:/run/php/old.sock;
+    }
+}
+"""
+NESTED_NGINX = """server {
+    listen 80;
+    server_name shop.example;
+    location /shop/ {
+        alias /var/www/blog/shop/;
+        location ~ \\.php$ { include fastcgi.conf; fastcgi_pass 127.0.0.1:9001; }
+    }
+}
+"""
+
+
+@needs_nginx
+def test_nginx_end_to_end_roots_apps_generate_status_check(tmp_path, cli):
+    root = _pools_without_roots(tmp_path / "root")
+    nginx_tree(root, {**corpus("nginx", "blog", "cloud"), "plain": PLAIN_NGINX, "gone": GONE_NGINX})
+    assert real_nginx(root, "-t")[0].returncode == 0
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 pool(s) ready, 0 problem(s)" in proc.stdout, proc.stdout
+    assert "pool idle: no root" in proc.stdout  # no hat asked for, no vhost: skipped, as before
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    assert rows["blog"]["site_root"] == ["/var/www/blog"]
+    assert rows["blog"]["vhosts"] == ["blog.example"]
+    assert rows["blog"]["root_origin"] == "from nginx /etc/nginx/sites-enabled/blog:5"
+    assert [a.split()[0] for a in rows["blog"]["apps"]] == ["wordpress"]
+    assert rows["cloud"]["site_root"] == ["/var/www/cloud"] and rows["cloud"]["apps"][0].startswith("nextcloud")
+    assert rows["plain"]["site_root"] == ["/var/www/plain"] and rows["plain"]["vhosts"] == ["plain.example"]
+    assert rows["idle"]["site_root"] == [] and rows["idle"]["vhosts"] == []
+    text = cli("status", root=root).stdout
+    assert "VHOSTS" in text and "blog.example" in text
+    check = cli("check", root=root).stdout.splitlines()
+    assert ("/etc/nginx/sites-enabled/gone:7: nginx old.example passes PHP to unix:/run/php/old.sock, where "
+            "no pool listens (pools listen on: /run/php/blog.sock, /run/php/cloud.sock, /run/php/idle.sock, "
+            "127.0.0.1:9001); fix the address or the pool's listen") in check
+    assert any(line.startswith("note: ") and "pool idle (/run/php/idle.sock): no nginx vhost passes PHP to it"
+               in line for line in check), check
+
+
+@needs_nginx
+def test_a_vhost_passing_another_pools_site_to_a_pool_is_refused_and_explained(tmp_path, cli):
+    root = _pools_without_roots(tmp_path / "root")
+    (root / "var/www/blog/shop").mkdir()
+    nginx_tree(root, {**corpus("nginx", "blog"), "plain": PLAIN_NGINX, "shop": NESTED_NGINX})
+    assert real_nginx(root, "-t")[0].returncode == 0
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    # a pool served by several vhosts gets all their roots
+    assert rows["plain"]["site_root"] == ["/var/www/blog/shop", "/var/www/plain"]
+    assert rows["plain"]["vhosts"] == ["plain.example", "shop.example"]
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1 and "reaches pool plain's root /var/www/blog/shop" in proc.stderr
+    check = cli("check", root=root).stdout.splitlines()
+    assert ("/etc/nginx/sites-enabled/shop:5: nginx shop.example passes PHP below /var/www/blog/shop to pool "
+            "plain, but that is inside pool blog's site /var/www/blog: its code would run in plain's hat") in check
+
+
+@needs_nginx
+def test_root_in_the_tools_config_still_wins_and_vhosts_are_still_shown(tmp_path, cli):
+    root = _pools_without_roots(tmp_path / "root")
+    nginx_tree(root, corpus("nginx", "blog"))
+    (root / "srv/blog").mkdir(parents=True)
+    conf = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("[blog]\nroot = /srv/blog\n")
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    assert rows["blog"]["site_root"] == ["/srv/blog"] and rows["blog"]["root_origin"] == "root = in [blog]"
+    assert rows["blog"]["vhosts"] == ["blog.example"]
+
+
+HESTIA_APACHE = corpus("apache", "hestia.conf")["hestia.conf"]
+
+
+def _hestia(name: str, docroot: str, sock: str) -> str:
+    return HESTIA_APACHE.replace("/home/alice/web/hestia.example/public_html", docroot).replace(
+        "/run/php/php8.2-fpm-hestia.example.sock", sock).replace("hestia.example", name)
+
+
+@needs_apache
+def test_apache_end_to_end_debian_fpm_conf_and_panel_vhosts(tmp_path, cli):
+    from systree import pool_conf
+    root = _pools_without_roots(tmp_path / "root")
+    www = pool_conf("www").replace("listen = /run/php/www.sock", "listen = /run/php/php8.2-fpm.sock")
+    (root / "etc/php/8.2/fpm/pool.d/www.conf").write_text(www)
+    (root / "var/www/html").mkdir(parents=True)
+    plain = ("<VirtualHost *:80>\nServerName plain.example\nDocumentRoot /var/www/plain\n"
+             "ProxyPassMatch ^/(.*\\.php(/.*)?)$ fcgi://127.0.0.1:9001/var/www/plain/$1\n</VirtualHost>\n")
+    apache_tree(root, {"blog.conf": _hestia("blog.example", "/var/www/blog", "/run/php/blog.sock"),
+                       "cloud.conf": _hestia("cloud.example", "/var/www/cloud", "/run/php/cloud.sock"),
+                       "plain.conf": plain})
+    assert real_apache(root, "-t").returncode == 0
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 pool(s) ready, 0 problem(s)" in proc.stdout
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    # the Hestia stats Alias does not exist here: only the DocumentRoot is a root
+    assert rows["blog"]["site_root"] == ["/var/www/blog"] and rows["blog"]["vhosts"] == ["blog.example"]
+    assert [a.split()[0] for a in rows["blog"]["apps"]] == ["wordpress"]
+    assert rows["cloud"]["apps"][0].startswith("nextcloud") and rows["cloud"]["vhosts"] == ["cloud.example"]
+    assert rows["plain"]["site_root"] == ["/var/www/plain"]
+    assert rows["plain"]["root_origin"] == "from apache /etc/apache2/sites-enabled/plain.conf:4"
+    # Debian's php8.2-fpm.conf serves the vhosts without a handler: here the default one
+    assert rows["www"]["site_root"] == ["/var/www/html"]
+    assert rows["www"]["root_origin"] == "from apache /etc/apache2/sites-enabled/000-default.conf:12"

@@ -229,23 +229,32 @@ def web_roots(pool, vhosts, sysroot: str) -> tuple[list[str], str, list[str]]:
     A root that is a system directory or a parent of sites (`root /var/www;`) is not a
     site: it is left out and said why."""
     roots, why = [], []
+    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
     for v in vhosts:
         why += v.problems
         for path, where in v.roots:
+            if chroot and not (path == chroot or path.startswith(chroot + "/")):
+                path = chroot + path  # the web server names host paths; a literal SCRIPT_FILENAME jailed ones
             if _control(path):
                 why.append(f"{where}: root {path!r} contains a control character")
             elif _is_system(path.rstrip("/") or "/"):
                 why.append(f"{where}: {v.server} root {path} is a system directory or a parent of sites, "
                            f"not pool {pool.name}'s site")
+            elif not _exists(sysroot, path):  # not deployed (yet), or a panel's optional dir
+                why.append(f"{where}: {v.server} root {path} does not exist")
             else:
                 roots.append((path, where, v.server))
-    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
-    if chroot:  # the web server names host paths; a literal SCRIPT_FILENAME names jailed ones
-        roots = [(p if p == chroot or p.startswith(chroot + "/") else chroot + p, w, s) for p, w, s in roots]
     origin = ""
     if roots:
         origin = "from " + ", ".join(dict.fromkeys(f"{s} {w}" for _, w, s in roots))
     return list(dict.fromkeys(p for p, _, _ in roots)), origin, why
+
+
+def _exists(sysroot: str, path: str) -> bool:
+    try:
+        return Path(sysroot, canonical(sysroot, path).lstrip("/")).exists()
+    except ConfigError:
+        return True  # a symlink loop: build() says so with the file and line
 
 
 def build(pool, hat: str, conf, sysroot: str = "/", web=None) -> Site:
