@@ -333,3 +333,49 @@ def test_apache_end_to_end_debian_fpm_conf_and_panel_vhosts(tmp_path, cli):
     # Debian's php8.2-fpm.conf serves the vhosts without a handler: here the default one
     assert rows["www"]["site_root"] == ["/var/www/html"]
     assert rows["www"]["root_origin"] == "from apache /etc/apache2/sites-enabled/000-default.conf:12"
+
+
+def test_webserver_path_unit_verifies_and_watches_the_sites(tmp_path):
+    """systemd-analyze verify on the path/service pair: an edited site regenerates."""
+    from pathlib import Path
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze missing")
+    repo = Path(__file__).resolve().parents[1]
+    units = tmp_path / "lib/systemd/system"
+    units.mkdir(parents=True)
+    for name in ("php-fpm-apparmor-webserver.path", "php-fpm-apparmor-webserver.service"):
+        shutil.copy(repo / "systemd" / name, units / name)
+    for pattern in ("*.target", "*.slice"):
+        for unit in Path("/lib/systemd/system").glob(pattern):
+            if not (units / unit.name).exists():
+                shutil.copy(unit, units / unit.name, follow_symlinks=True)
+    exe = tmp_path / "usr/bin/php-fpm-apparmor"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={tmp_path}",
+                          "php-fpm-apparmor-webserver.path", "php-fpm-apparmor-webserver.service"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    path = (units / "php-fpm-apparmor-webserver.path").read_text()
+    for watched in ("/etc/nginx/sites-enabled", "/etc/nginx/conf.d", "/etc/apache2/sites-enabled",
+                    "/etc/apache2/conf-enabled"):
+        assert f"PathChanged={watched}\n" in path
+    service = (units / "php-fpm-apparmor-webserver.service").read_text()
+    assert "ExecStart=/usr/bin/php-fpm-apparmor generate --quiet\n" in service
+    install = (repo / "debian/php-fpm-apparmor.install").read_text()
+    assert "systemd/php-fpm-apparmor-webserver.path lib/systemd/system/" in install
+
+
+@needs_nginx
+def test_demo_nginx_is_valid_and_status_shows_its_vhosts(tmp_path, cli):
+    from pathlib import Path
+    tree = tmp_path / "demo"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "demo", tree, symlinks=True)
+    proc, _ = real_nginx(tree, "-t")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=tree).stdout)}
+    assert {p: r["vhosts"] for p, r in rows.items()} == {
+        "web1": ["web1.example"], "blog": ["blog.example"], "cloud": ["cloud.example"], "plain": []}
+    assert rows["cloud"]["root_origin"] == "from nginx /etc/nginx/sites-enabled/cloud:8"
+    assert rows["web1"]["root_origin"] == "root = in [8.1/web1]"  # the tool's config still wins
