@@ -53,7 +53,7 @@ def test_real_nginx_accepts_the_corpus_and_our_include_expansion_is_nginx_T(tmp_
     problems = []
     reader = nginx.Reader(Files(str(root), problems), problems)
     reader.load()
-    assert reader.read_order == list(theirs), (reader.read_order, list(theirs))
+    assert list(reader.read_order) == list(theirs), (reader.read_order, list(theirs))
     for path in reader.read_order:  # the same bytes, so the same file:line
         assert reader.files.read(path, "") == theirs[path], path
     assert len(theirs) >= 10  # nginx.conf, mime.types, every site, the snippets
@@ -379,3 +379,47 @@ def test_demo_nginx_is_valid_and_status_shows_its_vhosts(tmp_path, cli):
         "web1": ["web1.example"], "blog": ["blog.example"], "cloud": ["cloud.example"], "plain": []}
     assert rows["cloud"]["root_origin"] == "from nginx /etc/nginx/sites-enabled/cloud:8"
     assert rows["web1"]["root_origin"] == "root = in [8.1/web1]"  # the tool's config still wins
+
+
+def test_nginx_include_bomb_stops_with_one_line(tmp_path):
+    """Each level includes the next 200 times: 200^3 directives would never finish."""
+    sites = corpus("nginx", "blog")
+    for level, nxt in (("zz1", "zz2"), ("zz2", "zz3")):
+        sites[level] = f"include /etc/nginx/sites-available/{nxt};\n" * 200
+    sites["zz3"] = "# nothing\n" + "types_hash_max_size 2048;\n" * 200
+    root = nginx_tree(tmp_path / "root", sites)
+    problems = []
+    found = nginx.read(str(root), problems)
+    assert "unix:/run/php/blog.sock" in {v.address for v in found}  # read before the bomb
+    assert any("more than 1000000 directives after expanding includes" in p for p in problems), problems
+
+
+@needs_nginx
+@needs_apache
+def test_live_system_reads_nginx_T_and_agrees_with_apache_dump_includes():
+    """On / the readers use the installed nginx -T and apache2ctl (Debian's stock configs here)."""
+    problems = []
+    tree, files = nginx.load("/", problems)
+    dump = subprocess.run(["nginx", "-T"], capture_output=True, text=True)
+    if dump.returncode != 0:
+        pytest.skip(f"nginx -T fails on this host: {dump.stderr.strip()[-200:]}")
+    assert list(files) == list(nginx.split_dump(dump.stdout)[1])
+    r = apache.load("/", problems)
+    theirs = apache.dump_includes(subprocess.run(["apache2ctl", "-t", "-D", "DUMP_INCLUDES"],
+                                                 capture_output=True, text=True).stdout)
+    assert r.read_order == theirs
+    assert problems == []
+
+
+@needs_nginx
+def test_a_control_character_in_a_root_is_refused_with_its_line(tmp_path, cli):
+    from systree import make_tree, pool_conf
+    root = make_tree(tmp_path / "root", {"blog": pool_conf("blog", hat="blog")})
+    (root / "var/www/bl\nog").mkdir(parents=True)
+    site = corpus("nginx", "blog")["blog"].replace("root /var/www/blog;", 'root "/var/www/bl\\nog";')
+    nginx_tree(root, {"blog": site})
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    assert ("/etc/nginx/sites-enabled/blog:5: root '/var/www/bl\\nog' contains a control character"
+            in proc.stderr), proc.stderr
+    assert not (root / "etc/apparmor.d/php-fpm.d/blog").exists()

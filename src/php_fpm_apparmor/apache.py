@@ -120,7 +120,8 @@ class Reader:
         self.server_root = server_root
         self.env = read_envvars(files, f"{server_root}/envvars")
         self.loaded: set[str] = set()
-        self.read_order: list[str] = []
+        self.read_order: list[str] = []  # every file read, in order, as DUMP_INCLUDES lists them
+        self.parsed: dict[str, list[Directive]] = {}
         self.main = _Host()
         self.hosts: list[_Host] = []
         self.workers: dict[str, list[str]] = {}  # fcgi://name or balancer://name -> addresses
@@ -137,11 +138,13 @@ class Reader:
         if len(stack) >= MAX_DEPTH:
             self.problems.append(f"{where}: Includes nested more than {MAX_DEPTH} deep; not followed")
             return
-        text = self.files.read(path, where)
-        if text is None:
-            return
+        if path not in self.parsed:  # the walk never changes a parsed file: parse each once
+            text = self.files.read(path, where)
+            if text is None:
+                return
+            self.parsed[path] = parse(text, path, self.problems)
         self.read_order.append(path)
-        self._walk(parse(text, path, self.problems), stack + [path], host, directory)
+        self._walk(self.parsed[path], stack + [path], host, directory)
 
     def _include(self, d: Directive, stack, host, directory) -> None:
         if not d.args:

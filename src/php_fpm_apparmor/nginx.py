@@ -17,6 +17,7 @@ from .webserver import Files, Vhost, has_glob, parse_address, run
 MAIN = "/etc/nginx/nginx.conf"
 PREFIX = "/usr/share/nginx"  # Debian's compiled-in prefix: a relative root is below it
 MAX_DEPTH = 100  # nested blocks and includes
+MAX_DIRECTIVES = 1_000_000  # after include expansion: a file included 100 x 100 x 100 times stops here
 
 
 @dataclass
@@ -46,6 +47,8 @@ _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
 def _unescape(text: str) -> str:
     # nginx turns \" \' \\ \t \r \n into the character and keeps any other backslash.
+    if "\\" not in text:
+        return text
     return re.sub(r"\\([\"'\\trn])", lambda m: _ESCAPES[m.group(1)], text)
 
 
@@ -117,7 +120,9 @@ class Reader:
         self.problems = problems
         self.main = main
         self.prefix = os.path.dirname(main)  # nginx's conf prefix: relative includes start here
-        self.read_order: list[str] = []  # every file read, first time only (as nginx -T lists them)
+        self.read_order: dict[str, None] = {}  # every file read, first time only (as nginx -T lists them)
+        self.parsed: dict[str, list[Directive]] = {}  # a snippet included by 1,000 sites is parsed once
+        self.count = 0
 
     def load(self) -> list[Directive]:
         return self._file(self.main, self.main, [])
@@ -130,16 +135,23 @@ class Reader:
         if len(stack) >= MAX_DEPTH:
             self.problems.append(f"{where}: includes nested more than {MAX_DEPTH} deep; not followed")
             return []
-        text = self.files.read(path, where)
-        if text is None:
-            return []
-        if path not in self.read_order:
-            self.read_order.append(path)
-        return self._expand(parse(text, path, self.problems), stack + [path])
+        if path not in self.parsed:
+            text = self.files.read(path, where)
+            if text is None:
+                return []
+            self.read_order[path] = None
+            self.parsed[path] = parse(text, path, self.problems)
+        return self._expand(self.parsed[path], stack + [path])
 
     def _expand(self, directives: list[Directive], stack: list[str]) -> list[Directive]:
         out = []
         for d in directives:
+            self.count += 1
+            if self.count > MAX_DIRECTIVES:
+                if self.count == MAX_DIRECTIVES + 1:
+                    self.problems.append(f"{d.where}: more than {MAX_DIRECTIVES} directives after "
+                                         f"expanding includes; the rest is not read")
+                break
             if d.name == "include" and d.block is None:
                 if len(d.args) != 1:
                     self.problems.append(f"{d.where}: include takes one file name")
@@ -154,8 +166,8 @@ class Reader:
                 for p in paths:
                     out.extend(self._file(p, d.where, stack))
                 continue
-            if d.block is not None:
-                d.block = self._expand(d.block, stack)
+            if d.block is not None:  # a copy: the parsed file stays as read, for its next include
+                d = Directive(d.name, d.args, d.file, d.line, self._expand(d.block, stack))
             out.append(d)
         return out
 

@@ -252,7 +252,26 @@ def serving(web: WebConfig | None, pool, sysroot: str = "/") -> list[Vhost]:
     if mine is None:
         return []
     canon = _canon(sysroot)
-    return [v for v in web.vhosts if (a := parse_address(v.address)) and same_address(mine, a, canon)]
+    if mine[0] == "unix":  # one dict lookup per pool: 1,000 pools x 1,000 vhosts stay cheap
+        return list(_unix_index(web, sysroot).get(canon(mine[1]), []))
+    return [v for v in _tcp(web) if same_address(mine, parse_address(v.address), canon)]
+
+
+def _unix_index(web: WebConfig, sysroot: str) -> dict:
+    cached = getattr(web, "_unix", None)
+    if cached is None or cached[0] != sysroot:
+        canon = _canon(sysroot)
+        index: dict[str, list[Vhost]] = {}
+        for v in web.vhosts:
+            a = parse_address(v.address)
+            if a and a[0] == "unix":
+                index.setdefault(canon(a[1]), []).append(v)
+        cached = web._unix = (sysroot, index)
+    return cached[1]
+
+
+def _tcp(web: WebConfig) -> list[Vhost]:
+    return [v for v in web.vhosts if (a := parse_address(v.address)) and a[0] == "tcp"]
 
 
 def names(vhosts: list[Vhost]) -> list[str]:
