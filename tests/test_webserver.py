@@ -423,3 +423,26 @@ def test_a_control_character_in_a_root_is_refused_with_its_line(tmp_path, cli):
     assert ("/etc/nginx/sites-enabled/blog:5: root '/var/www/bl\\nog' contains a control character"
             in proc.stderr), proc.stderr
     assert not (root / "etc/apparmor.d/php-fpm.d/blog").exists()
+
+
+@needs_nginx
+def test_roots_with_spaces_quotes_and_braces_compile_and_a_variable_root_is_a_warning(tmp_path, cli):
+    """generate validates every hat with the real apparmor_parser: the hostile names survive it."""
+    from systree import make_tree, pool_conf
+    root = make_tree(tmp_path / "root", {n: pool_conf(n, hat=n) for n in ("quoted", "spaced")}
+                     | {"wild": pool_conf("wild")})
+    for d in ('var/www/it"s; {here}', "var/www/my site"):
+        (root / d).mkdir(parents=True)
+        (root / d / "index.php").write_text("<?php\n")
+    nginx_tree(root, corpus("nginx", "hostile"))
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 pool(s) ready, 0 problem(s)" in proc.stdout
+    text = (root / "etc/apparmor.d/php-fpm.d/quoted").read_text()
+    assert '"/var/www/it\\"s; \\{here\\}/**" r,' in text
+    assert '"/var/www/my site/**" r,' in (root / "etc/apparmor.d/php-fpm.d/spaced").read_text()
+    assert ("warning: /etc/nginx/sites-enabled/hostile:23: root /var/www/$sub is set by a variable"
+            in proc.stderr)
+    # the pool behind the variable root is told why it has none
+    assert "pool wild: no root: set root = in the pool's section" in proc.stdout
+    assert "(/etc/nginx/sites-enabled/hostile:23: root /var/www/$sub is set by a variable" in proc.stdout
