@@ -296,23 +296,17 @@ def _walk(block: list[Directive], scope: Scope, upstreams: dict, out: list, prob
 
 def _passes(d: Directive, scope: Scope, upstreams: dict, problems: list[str]) -> list[Vhost]:
     target = substitute(d.args[0], scope.sets)
-    v = Vhost("nginx", list(scope.names), d.where, target)
     if "$" in target:
         problems.append(f"{d.where}: fastcgi_pass {d.args[0]} is set by a variable nginx resolves per "
                         f"request; not followed (set root = in the pool's section instead)")
         return []
     addresses = [(target, d.where)]
     if parse_address(target) is None and target in upstreams:
-        addresses = upstreams[target]
+        addresses = [(a, f"{where} (upstream {target}, {d.where})") for a, where in upstreams[target]]
     roots, why = _roots(scope)
-    found = []
-    for address, where in addresses:
-        one = Vhost("nginx", v.names, d.where if where == d.where else f"{where} (upstream, {d.where})",
-                    address, list(roots), list(why))
-        found.append(one)
-    for w in why:
-        problems.append(w)
-    return found
+    problems.extend(why)
+    return [Vhost("nginx", list(scope.names), where, address, list(roots), list(why))
+            for address, where in addresses]
 
 
 def _roots(scope: Scope) -> tuple[list[tuple[str, str]], list[str]]:

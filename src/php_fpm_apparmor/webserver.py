@@ -321,15 +321,6 @@ def findings(result, sysroot: str = "/") -> list[str]:
     return out
 
 
-def describe(vhosts: list[Vhost]) -> str:
-    """Where a pool's roots came from, for `status`: nginx file:line (names)."""
-    parts = []
-    for v in vhosts:
-        for _, where in v.roots:
-            parts.append(f"{v.server} {where}")
-    return "from " + ", ".join(dict.fromkeys(parts)) if parts else ""
-
-
 def read_envvars(files: Files, path: str) -> dict:
     """`export NAME=value` lines of Debian's /etc/apache2/envvars (literal values only)."""
     out = {}
