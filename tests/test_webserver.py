@@ -446,3 +446,26 @@ def test_roots_with_spaces_quotes_and_braces_compile_and_a_variable_root_is_a_wa
     # the pool behind the variable root is told why it has none
     assert "pool wild: no root: set root = in the pool's section" in proc.stdout
     assert "(/etc/nginx/sites-enabled/hostile:23: root /var/www/$sub is set by a variable" in proc.stdout
+
+
+def test_sites_without_the_main_config_and_var_run_sockets(tmp_path, cli):
+    """A tree with only sites-enabled (no nginx.conf, no apache2.conf, no /var/run link),
+    sockets spelled /var/run/php/... as older tutorials do: read as Debian's main files would."""
+    from systree import make_tree, pool_conf
+    from apptrees import wordpress
+    root = make_tree(tmp_path / "root", {"www": pool_conf("www", hat="www").replace(
+        "listen = /run/php/www.sock", "listen = /run/php/php8.2-fpm.sock")})
+    wordpress(root, "/var/www/wordpress")
+    site = corpus("nginx", "blog")["blog"].replace("/var/www/blog", "/var/www/wordpress").replace(
+        "unix:/run/php/blog.sock", "unix:/var/run/php/php8.2-fpm.sock")
+    (root / "etc/nginx/sites-enabled").mkdir(parents=True)
+    (root / "etc/nginx/sites-enabled/wordpress").write_text(site)
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    assert rows["www"]["site_root"] == ["/var/www/wordpress"] and rows["www"]["vhosts"] == ["blog.example"]
+    assert rows["www"]["apps"][0].startswith("wordpress")
+    shutil.rmtree(root / "etc/nginx")
+    (root / "etc/apache2/sites-enabled").mkdir(parents=True)
+    (root / "etc/apache2/sites-enabled/wp.conf").write_text(_hestia("wp.example", "/var/www/wordpress",
+                                                                    "/var/run/php/php8.2-fpm.sock"))
+    rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    assert rows["www"]["site_root"] == ["/var/www/wordpress"] and rows["www"]["vhosts"] == ["wp.example"]

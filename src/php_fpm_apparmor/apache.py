@@ -18,6 +18,8 @@ from .webserver import Files, Vhost, has_glob, read_envvars, run
 
 SERVER_ROOT = "/etc/apache2"  # Debian's compiled-in ServerRoot
 MAIN = "apache2.conf"
+DEBIAN_MAIN = ("IncludeOptional mods-enabled/*.load\nIncludeOptional conf-enabled/*.conf\n"
+               "IncludeOptional sites-enabled/*.conf\n")
 MAX_DEPTH = 100
 # Compiled into Debian's apache2 (`apache2 -l`): always "loaded".
 STATIC = {"core.c", "mod_so.c", "mod_watchdog.c", "http_core.c", "mod_log_config.c", "mod_logio.c",
@@ -320,7 +322,10 @@ def load(sysroot: str, problems: list[str]) -> Reader | None:
     files = Files(sysroot, problems)
     main = f"{SERVER_ROOT}/{MAIN}"
     if not files.exists(main):
-        return None
+        # Sites but no apache2.conf (a copied /etc/apache2/sites-*): read them as Debian's does.
+        if not any(files.exists(f"{SERVER_ROOT}/{d}") for d in ("sites-enabled", "conf-enabled")):
+            return None
+        files.dump = {main: DEBIAN_MAIN}
     r = Reader(files, problems)
     r.load(main)
     if sysroot in ("/", ""):

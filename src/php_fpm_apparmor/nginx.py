@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .webserver import Files, Vhost, has_glob, parse_address, run
 
 MAIN = "/etc/nginx/nginx.conf"
+DEBIAN_MAIN = "http {\n\tinclude /etc/nginx/conf.d/*.conf;\n\tinclude /etc/nginx/sites-enabled/*;\n}\n"
 PREFIX = "/usr/share/nginx"  # Debian's compiled-in prefix: a relative root is below it
 MAX_DEPTH = 100  # nested blocks and includes
 MAX_DIRECTIVES = 1_000_000  # after include expansion: a file included 100 x 100 x 100 times stops here
@@ -215,7 +216,11 @@ def load(sysroot: str, problems: list[str]) -> tuple[list[Directive], list[str]]
                 problems.append(f"nginx -T: {last.split('] ', 1)[-1]}; reading {MAIN} directly")
     files = Files(sysroot, problems, dump)
     if dump is None and not files.exists(main):
-        return None
+        # A tree with sites but no nginx.conf (a copied /etc/nginx/sites-*): read them as
+        # Debian's nginx.conf does.
+        if not any(files.exists(d) for d in ("/etc/nginx/sites-enabled", "/etc/nginx/conf.d")):
+            return None
+        files.dump = {main: DEBIAN_MAIN}
     reader = Reader(files, problems, main)
     return reader.load(), reader.read_order
 

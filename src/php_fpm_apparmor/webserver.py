@@ -197,11 +197,17 @@ def parse_address(text: str) -> tuple | None:
     return None
 
 
+def socket_path(path: str, canon) -> str:
+    """A unix socket's canonical path; /var/run is /run on every Debian (a tree may lack the link)."""
+    path = canon(path)
+    return "/run" + path[8:] if path == "/var/run" or path.startswith("/var/run/") else path
+
+
 def same_address(pool_addr: tuple, web_addr: tuple, canon) -> bool:
     if pool_addr[0] != web_addr[0]:
         return False
     if pool_addr[0] == "unix":
-        return canon(pool_addr[1]) == canon(web_addr[1])
+        return socket_path(pool_addr[1], canon) == socket_path(web_addr[1], canon)
     _, ph, pp = pool_addr
     _, wh, wp = web_addr
     if pp != wp:
@@ -253,7 +259,7 @@ def serving(web: WebConfig | None, pool, sysroot: str = "/") -> list[Vhost]:
         return []
     canon = _canon(sysroot)
     if mine[0] == "unix":  # one dict lookup per pool: 1,000 pools x 1,000 vhosts stay cheap
-        return list(_unix_index(web, sysroot).get(canon(mine[1]), []))
+        return list(_unix_index(web, sysroot).get(socket_path(mine[1], canon), []))
     return [v for v in _tcp(web) if same_address(mine, parse_address(v.address), canon)]
 
 
@@ -265,7 +271,7 @@ def _unix_index(web: WebConfig, sysroot: str) -> dict:
         for v in web.vhosts:
             a = parse_address(v.address)
             if a and a[0] == "unix":
-                index.setdefault(canon(a[1]), []).append(v)
+                index.setdefault(socket_path(a[1], canon), []).append(v)
         cached = web._unix = (sysroot, index)
     return cached[1]
 
