@@ -469,3 +469,30 @@ def test_sites_without_the_main_config_and_var_run_sockets(tmp_path, cli):
                                                                     "/var/run/php/php8.2-fpm.sock"))
     rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
     assert rows["www"]["site_root"] == ["/var/www/wordpress"] and rows["www"]["vhosts"] == ["wp.example"]
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(["server", "location", "{", "}", ";", "root", "alias", "fastcgi_pass", "set",
+                           "include", "upstream", "if", '"', "'", "\\", "$x", "${x}", "#", "\n", " ",
+                           "unix:/run/php/a.sock", "/var/www/a", "fastcgi_param", "SCRIPT_FILENAME",
+                           "$document_root$fastcgi_script_name", "http", "<VirtualHost *:80>",
+                           "</VirtualHost>", "<Directory /a>", "</Directory>", "SetHandler",
+                           "\"proxy:unix:/run/php/a.sock|fcgi://x\"", "ProxyPassMatch", "DocumentRoot",
+                           "Include", "<IfModule x>", "</IfModule>", "Define", "<Proxy balancer://b>"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=60))
+def test_readers_never_crash_on_any_text(tmp_path, parts):
+    text = " ".join(parts)
+    problems = []
+    nginx.parse(text, "f", problems)
+    apache.parse(text, "f", problems)
+    assert all(isinstance(p, str) and "\n" not in p.split(": ", 1)[0] for p in problems)
+    tree = [nginx.Directive("http", [], "f", 1, nginx.parse(text, "f", problems))]
+    for v in nginx.vhosts(tree, problems):
+        assert isinstance(v.address, str)
+    r = apache.Reader(Files(str(tmp_path), problems), problems)
+    r._walk(apache.parse(text, "f", problems), ["f"], r.main, None)
+    apache._vhosts(r, problems)

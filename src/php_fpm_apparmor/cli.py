@@ -62,7 +62,8 @@ def cmd_status(args, plugins) -> int:
             "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
             "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
             "site_root": e.site.roots if e.site else [],
-            "vhosts": e.site.vhosts if e.site else [], "root_origin": e.site.origin if e.site else None,
+            "vhosts": e.site.vhosts if e.site else [],
+            "root_origin": e.site.origin if e.site and e.site.roots else None,
             "apps": [f"{a.name} {a.version or ''}".strip() for a in (e.policy.apps if e.policy else [])],
             "mode": e.site.mode if e.site else None,
             "file": str(file) if file and file.exists() else None,
@@ -73,7 +74,8 @@ def cmd_status(args, plugins) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        cols = ("version", "pool", "hat", "mode", "user", "listen", "site_root", "vhosts", "apps", "loaded")
+        cols = ("version", "pool", "hat", "mode", "user", "listen", "site_root", "vhosts", "apps", "loaded",
+                "root_origin")
         table = [[_cell(r[c]) for c in cols] for r in rows]
         widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
         print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())

@@ -236,7 +236,15 @@ def read(sysroot: str = "/") -> WebConfig:
             continue
         web.servers.append(name)
         web.vhosts.extend(found)
+    # One line each, whatever a hostile file or path name holds.
+    web.problems = [one_line(p) for p in dict.fromkeys(web.problems)]
+    for v in web.vhosts:
+        v.problems = [one_line(p) for p in v.problems]
     return web
+
+
+def one_line(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _canon(sysroot: str):
