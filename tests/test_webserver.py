@@ -496,3 +496,27 @@ def test_readers_never_crash_on_any_text(tmp_path, parts):
     r = apache.Reader(Files(str(tmp_path), problems), problems)
     r._walk(apache.parse(text, "f", problems), ["f"], r.main, None)
     apache._vhosts(r, problems)
+
+
+def test_fastcgi_that_is_not_php_is_only_a_note(tmp_path):
+    """fcgiwrap (cgit, git-http-backend) and other FastCGI servers are not pools: no false alarm."""
+    from types import SimpleNamespace
+    sites = {"git": "server { listen 80; server_name git.example; root /usr/share/cgit;\n"
+                    " location / { include fastcgi_params; fastcgi_param SCRIPT_FILENAME "
+                    "/usr/lib/cgit/cgit.cgi; fastcgi_pass unix:/run/fcgiwrap.socket; }\n"
+                    " location ~ \\.php$ { include fastcgi.conf; fastcgi_pass unix:/run/php/gone.sock; } }\n"}
+    root = nginx_tree(tmp_path / "root", sites)
+    (root / "etc/apache2/sites-enabled").mkdir(parents=True)
+    (root / "etc/apache2/sites-enabled/app.conf").write_text(
+        "<VirtualHost *:80>\nServerName app.example\nDocumentRoot /srv/app\n"
+        "ProxyPass /app/ fcgi://127.0.0.1:4000/\n</VirtualHost>\n")
+    web = webserver.read(str(root))
+    result = SimpleNamespace(web=web, entries=[])
+    lines = webserver.findings(result, str(root))
+    assert sorted(lines) == sorted([
+        "note: /etc/nginx/sites-enabled/git:2: nginx git.example passes FastCGI to unix:/run/fcgiwrap.socket, "
+        "where no pool listens: not PHP, it seems (fcgiwrap, another application server)",
+        "/etc/nginx/sites-enabled/git:3: nginx git.example passes PHP to unix:/run/php/gone.sock, where no "
+        "pool listens (pools listen on: none); fix the address or the pool's listen",
+        "note: /etc/apache2/sites-enabled/app.conf:4: apache app.example passes FastCGI to 127.0.0.1:4000, "
+        "where no pool listens: not PHP, it seems (fcgiwrap, another application server)"])

@@ -110,7 +110,7 @@ class _Host:
     names: list[str] = field(default_factory=list)
     docroot: tuple | None = None  # (path, where)
     aliases: list = field(default_factory=list)  # [(path, where)]
-    handlers: list = field(default_factory=list)  # [(address, where, dir or None, fcgi path or None)]
+    handlers: list = field(default_factory=list)  # [(address, where, dir or None, fcgi path or None, php)]
 
 
 class Reader:
@@ -127,6 +127,7 @@ class Reader:
         self.main = _Host()
         self.hosts: list[_Host] = []
         self.workers: dict[str, list[str]] = {}  # fcgi://name or balancer://name -> addresses
+        self.php_blocks = 0  # inside <FilesMatch \.php$> and the like
 
     # -- files and includes
     def load(self, main: str) -> None:
@@ -211,7 +212,10 @@ class Reader:
                     self._proxy(d, arg)
                     self._walk(d.block, stack, host, directory)
                 else:  # Files(Match), Location(Match), DirectoryMatch, If/Else, IfVersion...
+                    php = n in ("files", "filesmatch", "location", "locationmatch") and _phpish(arg)
+                    self.php_blocks += php
                     self._walk(d.block, stack, host, directory)
+                    self.php_blocks -= php
                 continue
             args = [self._subst(a, d) for a in d.args]
             if n in ("include", "includeoptional"):
@@ -233,9 +237,9 @@ class Reader:
             elif n == "alias" and len(args) >= 2 and host is not self.main:
                 host.aliases.append((args[1], d.where))
             elif n in ("sethandler", "addhandler") and args and args[0].lower().startswith("proxy:"):
-                self._handler(args[0][6:], d, host, directory)
+                self._handler(args[0][6:], d, host, directory, _phpish(" ".join(args[1:])))
             elif n in ("proxypassmatch", "proxypass") and len(args) >= 2:
-                self._handler(args[1], d, host, directory)
+                self._handler(args[1], d, host, directory, _phpish(args[0]))
 
     def _load_module(self, args: list[str]) -> None:
         ident = args[0]
@@ -255,8 +259,12 @@ class Reader:
             members = [self._subst(m.args[0], m) for m in d.block if m.name == "balancermember" and m.args]
             self.workers[arg.rstrip("/").lower()] = [m.split("|", 1)[0] if "|" in m else m for m in members]
 
-    def _handler(self, target: str, d: Directive, host: _Host, directory) -> None:
-        """Record where this handler passes PHP to (address) and the script path it sends."""
+    def _handler(self, target: str, d: Directive, host: _Host, directory, php: bool) -> None:
+        """Record where this handler passes PHP to (address) and the script path it sends.
+
+        php: it serves .php files (a FilesMatch for .php, a ProxyPassMatch for \\.php, a php
+        socket); a FastCGI handler for anything else is some other application server."""
+        php = php or bool(self.php_blocks) or "php" in target.lower()
         sock, url = (target.split("|", 1) + [""])[:2] if "|" in target else ("", target)
         m = re.match(r"^(fcgi|balancer)://([^/]*)(/.*)?$", url, re.I)
         if not sock and not m:
@@ -267,14 +275,20 @@ class Reader:
         elif m.group(1).lower() == "balancer" or f"fcgi://{m.group(2).lower()}" in self.workers:
             key = f"{m.group(1).lower()}://{m.group(2).lower()}"
             for a in self.workers.get(key, []):
-                host.handlers.append((a, d.where, directory, path))
+                host.handlers.append((a, d.where, directory, path, php or "php" in a.lower()))
             if key in self.workers:
                 return
             address = key
         else:
             hostport = m.group(2)
             address = hostport if re.search(r":\d+$", hostport) else f"{hostport}:8000"  # mod_proxy_fcgi's default
-        host.handlers.append((address, d.where, directory, path))
+        host.handlers.append((address, d.where, directory, path, php))
+
+
+def _phpish(pattern: str) -> bool:
+    """A pattern for PHP files: php, or Debian's ".+\\.ph(?:ar|p|tml)$"."""
+    low = pattern.lower()
+    return "php" in low or ".ph" in low
 
 
 def _script_root(path: str) -> str | None:
@@ -293,7 +307,7 @@ def _vhosts(r: Reader, problems: list[str]) -> list[Vhost]:
     for h in hosts:
         handlers = h.handlers if h.handlers or h is r.main else r.main.handlers
         docroot = h.docroot or r.main.docroot
-        for address, where, directory, path in handlers:
+        for address, where, directory, path, php in handlers:
             roots, why = [], []
             if path and _script_root(path):
                 roots = [(_script_root(path), where)]
@@ -307,7 +321,8 @@ def _vhosts(r: Reader, problems: list[str]) -> list[Vhost]:
                     elif value.startswith("/"):
                         roots.append((value.rstrip("/") or "/", at))
             problems.extend(why)
-            out.append(Vhost("apache", list(dict.fromkeys(h.names)), where, _address(address), roots, why))
+            out.append(Vhost("apache", list(dict.fromkeys(h.names)), where, _address(address), roots, why,
+                             php=php))
     return out
 
 

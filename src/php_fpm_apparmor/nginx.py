@@ -235,6 +235,7 @@ class Scope:
     root: tuple | None = None  # (value, where, is_alias)
     sets: dict = field(default_factory=dict)  # $var -> (value, where): `set` in this or an outer block
     params: list | None = None  # [(name, value, where)] of the innermost level that has any
+    php: bool = False  # a location for .php, or fastcgi_index *.php: PHP, not fcgiwrap & co
 
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
@@ -274,7 +275,8 @@ def vhosts(tree: list[Directive], problems: list[str]) -> list[Vhost]:
 
 
 def _level(block: list[Directive], outer: Scope, problems: list[str]) -> Scope:
-    scope = Scope(names=outer.names, root=outer.root, sets=dict(outer.sets), params=outer.params)
+    scope = Scope(names=outer.names, root=outer.root, sets=dict(outer.sets), params=outer.params,
+                  php=outer.php)
     params = []
     for d in block:
         if d.block is not None:
@@ -285,6 +287,8 @@ def _level(block: list[Directive], outer: Scope, problems: list[str]) -> Scope:
             scope.sets[d.args[0][1:].strip("{}")] = (d.args[1], d.where)
         elif d.name == "fastcgi_param" and len(d.args) >= 2:
             params.append((d.args[0], d.args[1], d.where))
+        elif d.name == "fastcgi_index" and d.args and ".php" in d.args[0].lower():
+            scope.php = True
     if params:  # nginx: a level with any fastcgi_param inherits none from outside
         scope.params = params
     return scope
@@ -296,7 +300,10 @@ def _walk(block: list[Directive], scope: Scope, upstreams: dict, out: list, prob
             out.extend(_passes(d, scope, upstreams, problems))
     for d in block:
         if d.block is not None and d.name in ("location", "if", "limit_except"):
-            _walk(d.block, _level(d.block, scope, problems), upstreams, out, problems)
+            inner = _level(d.block, scope, problems)
+            where = " ".join(d.args).lower()
+            inner.php = inner.php or (d.name == "location" and ("php" in where or ".ph" in where))
+            _walk(d.block, inner, upstreams, out, problems)
 
 
 def _passes(d: Directive, scope: Scope, upstreams: dict, problems: list[str]) -> list[Vhost]:
@@ -310,7 +317,8 @@ def _passes(d: Directive, scope: Scope, upstreams: dict, problems: list[str]) ->
         addresses = [(a, f"{where} (upstream {target}, {d.where})") for a, where in upstreams[target]]
     roots, why = _roots(scope)
     problems.extend(why)
-    return [Vhost("nginx", list(scope.names), where, address, list(roots), list(why))
+    return [Vhost("nginx", list(scope.names), where, address, list(roots), list(why),
+                  php=scope.php or "php" in address.lower())
             for address, where in addresses]
 
 

@@ -36,6 +36,7 @@ class Vhost:
     address: str  # as written (after variables and upstreams): unix:/run/php/x.sock, 127.0.0.1:9000
     roots: list[tuple[str, str]] = field(default_factory=list)  # (system path, file:line that set it)
     problems: list[str] = field(default_factory=list)  # why a root could not be known
+    php: bool = True  # looks like PHP (a .php location, a php socket): else fcgiwrap, a Python app...
 
     @property
     def label(self) -> str:
@@ -309,7 +310,10 @@ def findings(result, sysroot: str = "/") -> list[str]:
         if id(v) in hit:
             continue
         addr = parse_address(v.address)
-        if addr and not is_local(addr):
+        if not v.php:
+            out.append(f"note: {v.where}: {v.server} {v.label} passes FastCGI to {v.address}, where no "
+                       f"pool listens: not PHP, it seems (fcgiwrap, another application server)")
+        elif addr and not is_local(addr):
             out.append(f"note: {v.where}: {v.server} {v.label} passes PHP to {v.address}, not a local "
                        f"address: another machine's php-fpm is not confined here")
         else:
