@@ -520,3 +520,21 @@ def test_fastcgi_that_is_not_php_is_only_a_note(tmp_path):
         "pool listens (pools listen on: none); fix the address or the pool's listen",
         "note: /etc/apache2/sites-enabled/app.conf:4: apache app.example passes FastCGI to 127.0.0.1:4000, "
         "where no pool listens: not PHP, it seems (fcgiwrap, another application server)"])
+
+
+@needs_nginx
+def test_a_vhost_root_above_another_pools_site_is_reported(tmp_path, cli):
+    """`root /var/www;` passing everything to one pool reaches every other pool's site."""
+    root = _pools_without_roots(tmp_path / "root")
+    catchall = PLAIN_NGINX.replace("root /var/www/plain;", "root /var/www;").replace(
+        "server_name plain.example;", "server_name _;")
+    nginx_tree(root, {**corpus("nginx", "blog"), "catchall": catchall})
+    assert real_nginx(root, "-t")[0].returncode == 0
+    check = cli("check", root=root).stdout.splitlines()
+    assert ("/etc/nginx/sites-enabled/catchall:4: nginx _ passes PHP below /var/www to pool plain, and pool "
+            "blog's site /var/www/blog is inside it: that code is reachable there and would run in plain's "
+            "hat") in check, check
+    status = cli("status", root=root)
+    # /var/www is a parent of sites, never a root: plain gets none from it, and says why
+    assert ("/etc/nginx/sites-enabled/catchall:4: nginx root /var/www is a system directory or a parent of "
+            "sites, not pool plain's site") in status.stdout

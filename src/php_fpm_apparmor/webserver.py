@@ -336,6 +336,10 @@ def findings(result, sysroot: str = "/") -> list[str]:
                         out.append(f"{where}: {v.server} {v.label} passes PHP below {root} to pool "
                                    f"{e.pool.name}, but that is inside pool {other.pool.name}'s site "
                                    f"{r}: its code would run in {e.pool.name}'s hat")
+                    elif inside(r, root):
+                        out.append(f"{where}: {v.server} {v.label} passes PHP below {root} to pool "
+                                   f"{e.pool.name}, and pool {other.pool.name}'s site {r} is inside it: "
+                                   f"that code is reachable there and would run in {e.pool.name}'s hat")
     return out
 
 
