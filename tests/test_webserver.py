@@ -538,3 +538,25 @@ def test_a_vhost_root_above_another_pools_site_is_reported(tmp_path, cli):
     # /var/www is a parent of sites, never a root: plain gets none from it, and says why
     assert ("/etc/nginx/sites-enabled/catchall:4: nginx root /var/www is a system directory or a parent of "
             "sites, not pool plain's site") in status.stdout
+
+
+@needs_apache
+def test_apache_include_of_a_directory_reads_it_recursively_like_apache(tmp_path):
+    root = apache_tree(tmp_path / "root", corpus("apache", "blog.conf"))
+    etc = root / "etc/apache2"
+    (etc / "extra/sub").mkdir(parents=True)
+    (etc / "extra/a.conf").write_text("Define SITE /srv/sub\n")
+    (etc / "extra/sub/sub.conf").write_text(
+        "<VirtualHost *:80>\nServerName sub.example\nDocumentRoot ${SITE}\n"
+        "ProxyPassMatch ^/(.*\\.php)$ unix:/run/php/sub.sock|fcgi://localhost${SITE}/$1\n</VirtualHost>\n")
+    with open(etc / "apache2.conf", "a") as f:
+        f.write("Include extra\n")
+    assert real_apache(root, "-t").returncode == 0
+    theirs = [p.replace(str(root), "", 1) for p in
+              apache.dump_includes(real_apache(root, "-t", "-D", "DUMP_INCLUDES").stdout)]
+    problems = []
+    assert apache.load(str(root), problems).read_order == theirs
+    sub = [v for v in apache.read(str(root), problems) if v.names == ["sub.example"]]
+    assert [(v.address, v.roots) for v in sub] == [
+        ("unix:/run/php/sub.sock", [("/srv/sub", "/etc/apache2/extra/sub/sub.conf:4")])]  # Define'd
+    assert problems == []

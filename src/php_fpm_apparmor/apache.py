@@ -170,6 +170,8 @@ class Reader:
             paths = [name]
         for p in paths:
             if self.files.isdir(p):
+                if not has_glob(name) and len(stack) < MAX_DEPTH:  # Include DIR reads its subdirectories too
+                    self._include(Directive(d.name, [p], d.file, d.line), stack + [p], host, directory)
                 continue
             self._file(p, d.where, stack, host, directory)
 
