@@ -159,15 +159,36 @@ def test_apache_vhosts_roots_and_names(tmp_path):
     assert primary <= listed and {"hestia.example", "vm.example", "wild.example"} <= primary
 
 
+def _dump_config_handlers(root) -> list[str]:
+    """The FastCGI handlers Apache itself keeps after IfModule/IfDefine (-D DUMP_CONFIG, mod_info)."""
+    info = root / "etc/apache2/mods-enabled/info.load"
+    if not info.is_symlink():
+        info.symlink_to("../mods-available/info.load")
+    out = real_apache(root, "-t", "-D", "DUMP_CONFIG").stdout
+    return sorted(re.findall(r'(?m)^\s*SetHandler\s+"?proxy:(?:unix:)?([^|"\s]+)', out))
+
+
 @needs_apache
-def test_apache_with_mod_php_leaves_debian_fpm_conf_inactive(tmp_path):
-    """<IfModule !mod_php8.c> in php8.2-fpm.conf: with mod_php loaded Apache runs PHP itself."""
-    root = apache_tree(tmp_path / "root", corpus("apache", "blog.conf"))
+@pytest.mark.parametrize("mod_php", [False, True])
+def test_apache_ifmodule_is_evaluated_as_apache_does(tmp_path, mod_php):
+    """Debian's php8.2-fpm.conf says <IfModule !mod_php8.c>, but PHP 8's module is mod_php.c:
+    Apache keeps the FPM handler even with mod_php loaded. DUMP_CONFIG is the judge."""
+    root = apache_tree(tmp_path / "root", corpus("apache", "blog.conf", "hestia.conf"))
     mods = root / "etc/apache2/mods-enabled"
-    for m in ("php8.2.load", "php8.2.conf"):
-        (mods / m).symlink_to(f"../mods-available/{m}")
+    if mod_php:
+        for m in ("php8.2.load", "php8.2.conf"):
+            (mods / m).symlink_to(f"../mods-available/{m}")
+        (mods / "mpm_event.load").unlink(missing_ok=True)
     assert real_apache(root, "-t").returncode == 0
-    assert apache.read(str(root), []) == []
+    apache_says = _dump_config_handlers(root)
+    assert apache_says == sorted(["/run/php/php8.2-fpm.sock", "/run/php/php8.2-fpm-hestia.example.sock"])
+    ours = sorted({v.address[5:] for v in apache.read(str(root), [])})
+    assert ours == apache_says
+    # a2dismod proxy_fcgi: Debian's conf (inside <IfModule proxy_fcgi_module>) goes, the
+    # panel's unconditional SetHandler stays (in Apache's eyes and in ours)
+    (mods / "proxy_fcgi.load").unlink()
+    assert _dump_config_handlers(root) == ["/run/php/php8.2-fpm-hestia.example.sock"]
+    assert sorted({v.address[5:] for v in apache.read(str(root), [])}) == _dump_config_handlers(root)
 
 
 @needs_apache

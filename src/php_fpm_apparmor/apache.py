@@ -248,8 +248,8 @@ class Reader:
         self.loaded.add(ident)
         if ident.endswith("_module"):
             self.loaded.add(f"mod_{ident[:-7]}.c")
-        if ident.startswith("php"):  # <IfModule mod_php.c>, mod_php7.c, mod_php8.c
-            self.loaded |= {"mod_php.c", "mod_php7.c", "mod_php8.c"}
+        # No aliases beyond that: PHP 8's php_module is mod_php.c, so Debian's <IfModule
+        # !mod_php8.c> in phpX.Y-fpm.conf stays true with mod_php loaded (apache2 -D DUMP_CONFIG).
 
     def _proxy(self, d: Directive, arg: str) -> None:
         # <Proxy "unix:/run/php/x.sock|fcgi://php-x"> names a worker that
