@@ -517,6 +517,13 @@ def test_readers_never_crash_on_any_text(tmp_path, parts):
     r = apache.Reader(Files(str(tmp_path), problems), problems)
     r._walk(apache.parse(text, "f", problems), ["f"], r.main, None)
     apache._vhosts(r, problems)
+    # and through the whole reader, files on disk included
+    (tmp_path / "etc/nginx").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "etc/nginx/nginx.conf").write_text(f"http {{ {text} }}", errors="surrogateescape")
+    (tmp_path / "etc/apache2").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "etc/apache2/apache2.conf").write_text(text, errors="surrogateescape")
+    web = webserver.read(str(tmp_path))
+    assert all("\n" not in p for p in web.problems)
 
 
 def test_fastcgi_that_is_not_php_is_only_a_note(tmp_path):

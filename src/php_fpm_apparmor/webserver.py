@@ -71,7 +71,7 @@ class Files:
         from .sites import canonical
         try:
             real = canonical(self.sysroot, path)
-        except ConfigError:
+        except (ConfigError, ValueError):
             real = path
         return os.path.join(self.sysroot, real.lstrip("/")) if self.sysroot not in ("/", "") else real
 
@@ -90,6 +90,9 @@ class Files:
         except IsADirectoryError:
             self.problems.append(f"{where}: {path} is a directory")
             return None
+        except ValueError:  # a NUL byte: no file has that name
+            self.problems.append(f"{where}: cannot read {path!r}: not a file name")
+            return None
         except OSError as exc:
             self.problems.append(f"{where}: cannot read {path}: {exc.strerror or exc}")
             return None
@@ -101,13 +104,15 @@ class Files:
     def exists(self, path: str) -> bool:
         if self.dump is not None and path in self.dump:
             return True
-        return os.path.exists(self.disk(path))
+        return "\0" not in path and os.path.exists(self.disk(path))
 
     def isdir(self, path: str) -> bool:
-        return os.path.isdir(self.disk(path))
+        return "\0" not in path and os.path.isdir(self.disk(path))
 
     def glob(self, pattern: str) -> list[str]:
         """System paths matching a glob(3) pattern, sorted; wildcards skip dot files."""
+        if "\0" in pattern:
+            return []
         if self.dump is not None:
             rx = _glob_regex(pattern)
             hits = sorted(p for p in self.dump if rx.match(p))
@@ -129,7 +134,7 @@ class Files:
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.path.join(path, n) for n in os.listdir(self.disk(path)) if not n.startswith("."))
-        except OSError:
+        except (OSError, ValueError):
             return []
 
 
@@ -254,7 +259,7 @@ def _canon(sysroot: str):
     def canon(path: str) -> str:
         try:
             return canonical(sysroot, path)
-        except ConfigError:
+        except (ConfigError, ValueError):  # a loop, a NUL byte: compare as written
             return path
     return canon
 
