@@ -318,6 +318,10 @@ def test_root_in_the_tools_config_still_wins_and_vhosts_are_still_shown(tmp_path
     rows = {r["pool"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
     assert rows["blog"]["site_root"] == ["/srv/blog"] and rows["blog"]["root_origin"] == "root = in [blog]"
     assert rows["blog"]["vhosts"] == ["blog.example"]
+    # ... and check says the vhost's files lie outside that root
+    assert ("/etc/nginx/sites-enabled/blog:5: nginx blog.example passes PHP below /var/www/blog to pool "
+            "blog, outside its site /srv/blog (root = in [blog]): its hat would deny those files"
+            in cli("check", root=root).stdout)
 
 
 HESTIA_APACHE = corpus("apache", "hestia.conf")["hestia.conf"]

@@ -334,6 +334,11 @@ def findings(result, sysroot: str = "/") -> list[str]:
         for v in reached[id(e)]:
             for raw, where in v.roots:
                 root = canon(raw)
+                own = (e.site.roots + e.site.read_paths) if e.site and e.site.roots else []
+                if own and not any(inside(root, r) for r in own):
+                    out.append(f"{where}: {v.server} {v.label} passes PHP below {root} to pool "
+                               f"{e.pool.name}, outside its site {', '.join(e.site.roots)} "
+                               f"({e.site.origin}): its hat would deny those files")
                 for r, other in sites:
                     if other is e or (e.site and r in e.site.roots):
                         continue
