@@ -32,11 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
         c.add_argument("pool", help="pool name, or X.Y/name")
+        if name == "enforce":
+            c.add_argument("--if-quiet", type=float, metavar="DAYS",
+                           help="only if the log shows no complain-mode event of its hat in DAYS")
     lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
     lr.add_argument("--log", action="append", metavar="FILE",
                     help="audit or kernel log to read (default: the usual ones); repeatable")
+    lr.add_argument("--pool", action="append", metavar="POOL", help="only this pool (name or hat); repeatable")
+    lr.add_argument("--since", metavar="TIME", help="only records since TIME (YYYY-MM-DD[ HH:MM], 7d, 12h or boot)")
     lr.add_argument("--write", action="store_true",
-                    help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate")
+                    help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate "
+                         "(on a terminal without it: asked rule by rule)")
     sub.add_parser("plugins", help="list app plugins")
     sub.add_parser("clean", help="remove every generated file and unload its hats")
     return p
@@ -69,6 +75,9 @@ def cmd_status(args, plugins) -> int:
             "exceptions": [f"{x.path} ({x.source}: {x.why})" for x in (e.policy.exceptions if e.policy else [])],
             "problem": e.problem or e.note,
         })
+    quiet = _quiet(args.root, result.entries)
+    for r, e in zip(rows, result.entries):
+        r["quiet"] = quiet.get(e.hat)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -81,9 +90,21 @@ def cmd_status(args, plugins) -> int:
         for r in rows:
             if r["problem"]:
                 print(f"! {r['problem']}")
+            if r["quiet"]:
+                print(f"pool {r['pool']} is in complain mode, {r['quiet']}")
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
+
+
+def _quiet(root, entries) -> dict:
+    """Complain-mode pools: since when quiet (a bounded look at the newest log records)."""
+    from . import learn
+
+    try:
+        return learn.quiet_since(root, entries)
+    except OSError:
+        return {}
 
 
 def _cell(value) -> str:
@@ -156,39 +177,15 @@ def cmd_generate(args, plugins) -> int:
 
 
 def cmd_learn(args, plugins) -> int:
-    from . import learn
+    from . import learncmd
 
-    logs = args.log or [str(install.at(args.root, p)) for p in learn.LOGS]
-    # On the live system without --log, the kernel's journal too (Debian 12's default).
-    journal = learn.journal_lines() if not args.log and args.root == "/" else []
-    result = generate.plan(args.root, plugins)
-    proposal = learn.propose(learn.read_events(logs, journal), result)
-    logs = logs + (["journalctl -k"] if journal else [])  # what was read, for the messages
-    if args.json:
-        print(json.dumps({"rules": proposal.rules,
-                          "refused": [{"profile": p, "what": w, "why": y} for p, w, y in proposal.refused]},
-                         indent=2))
-    else:
-        for name, lines in proposal.rules.items():
-            print(f"# {install.LOCAL_DIR}/{name}")
-            print("\n".join(lines))
-        for profile, what, why in sorted(set(proposal.refused)):
-            print(f"not learned: {profile}: {what}: {why}")
-        if not proposal.rules and not proposal.refused:
-            print(f"nothing to learn from {', '.join(logs)}")
-    if not args.write or not proposal.rules:
-        return OK
-    backup = learn.write(proposal, args.root, ", ".join(logs))
-    outcome = generate.apply(generate.plan(args.root, plugins))
-    if any("does not compile" in p for p in outcome.problems):
-        learn.undo(backup)  # the admin's files go back to what they were
-        for p in outcome.problems:
-            _err(p)
-        _err("learned rules removed again: the profile did not compile with them")
-        return PROBLEMS
-    for name, (path, _) in backup.items():
-        _say(args, f"appended to {path}")
-    return PROBLEMS if outcome.problems else OK
+    return learncmd.cmd_learn(args, plugins)
+
+
+def _enforce(args, plugins) -> int:
+    from . import learncmd
+
+    return learncmd.cmd_enforce(args, plugins)
 
 
 def cmd_plugins(args, plugins) -> int:
@@ -244,7 +241,7 @@ def main(argv=None) -> int:
 
     commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
                 "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
-                "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable, "learn": cmd_learn}
+                "enforce": _enforce, "enable": check_mod.cmd_enable, "learn": cmd_learn}
     try:
         plugins = plugins_mod.load()
         return commands[args.command](args, plugins)
