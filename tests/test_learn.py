@@ -123,3 +123,290 @@ def test_learned_rule_is_granted_by_the_profile(tmp_path, cli):
     hat = evaluate.parse(text.replace("include if exists <local/php-fpm.d/a>", local))["php-fpm//a"]
     assert evaluate.allows(hat, "read", "/srv/fonts/x.ttf")
     assert not evaluate.allows(hat, "read", "/srv/fonts/y.ttf")
+
+
+# --- a held-back-style log on the demo tree: WordPress (+WebP Express, WP Super Cache),
+# Nextcloud with its data outside its root (in complain mode), a plain site -----------------
+
+import gzip
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from php_fpm_apparmor import generate, learn
+from php_fpm_apparmor.policy import lit
+
+REPO = Path(__file__).resolve().parents[1]
+KERN = ('{ts} web1 kernel: [ 1234.567890] audit: type=1400 audit({t:.3f}:{n}): apparmor="{st}" '
+        'operation="{op}" profile="{prof}" name="{name}" pid={n} comm="php-fpm8.2" '
+        'requested_mask="{mask}" denied_mask="{mask}" fsuid=33 ouid=33')
+T0 = 1764400000.0  # 2025-11-29
+
+
+def rec(n, prof, name, mask="r", st="DENIED", op="open", form=AUDITD, t=None):
+    t = T0 + n if t is None else t
+    text = form.replace("1700000000.123:{n}", "{t:.3f}:{n}").replace("1700000000.5:{n}", "{t:.3f}:{n}")
+    return text.format(n=n, name=name, mask=mask, op=op, prof=f"php-fpm//{prof}", st=st, t=t,
+                       ts=time.strftime("%b %d %H:%M:%S", time.localtime(t)))
+
+
+# What each pool owns, probed with concrete paths: no learned rule may reach one of them.
+OWNED = {
+    "blog": ["/var/www/blog/wp-config.php", "/var/www/blog/x", "/var/lib/php/sessions/blog/sess_x",
+             "/tmp/php-blog/x", "/run/php/blog.sock", "/var/log/php-fpm/blog.error.log"],
+    "cloud": ["/var/www/cloud/config/config.php", "/srv/nextcloud-data/admin/files/a.txt",
+              "/srv/nextcloud-data/x.css", "/var/lib/php/sessions/cloud/sess_x", "/tmp/php-cloud/x",
+              "/run/php/cloud.sock"],
+    "plain": ["/var/www/plain/index.php", "/var/lib/php/sessions/plain/sess_x", "/run/php/plain.sock"],
+}
+
+HELD_BACK = [
+    # blog, complain-mode replays of what its hat allows today (uploads)
+    ("blog", "/var/www/blog/wp-content/uploads/2026/10/cat.png", "wc", "ALLOWED"),
+    ("blog", "/var/www/blog/wp-content/uploads/2026/11/dog.png", "wc", "ALLOWED"),
+    ("blog", "/var/www/blog/wp-content/cache/supercache/example.org/index.html", "wc", "ALLOWED"),
+    # other pools' paths: data dir outside cloud's root, session, temp, socket, root
+    ("blog", "/srv/nextcloud-data/admin/files/secret.txt", "r", "DENIED"),
+    ("blog", "/var/lib/php/sessions/cloud/sess_abc", "r", "DENIED"),
+    ("blog", "/tmp/php-cloud/oc_tmp_x", "w", "DENIED"),
+    ("blog", "/run/php/cloud.sock", "rw", "DENIED"),
+    ("cloud", "/var/www/blog/wp-config.php", "r", "ALLOWED"),
+    # code into a site
+    ("blog", "/var/www/blog/wp-content/uploads/x.php", "wc", "DENIED"),
+    ("blog", "/var/www/blog/wp-content/themes/t/cache/.htaccess", "wc", "DENIED"),
+    # real needs: three files of one directory and extension -> one glob
+    ("blog", "/var/www/blog/wp-content/themes/t/cache/a.css", "wc", "DENIED"),
+    ("blog", "/var/www/blog/wp-content/themes/t/cache/b.css", "wc", "DENIED"),
+    ("blog", "/var/www/blog/wp-content/themes/t/cache/c.css", "wc", "DENIED"),
+    # system directory: never globbed
+    ("blog", "/usr/share/fonts/truetype/x.ttf", "r", "DENIED"),
+    ("blog", "/usr/share/fonts/truetype/y.ttf", "r", "DENIED"),
+    ("cloud", "/srv/nextcloud-data/admin/files/new.txt", "wc", "ALLOWED"),
+    ("cloud", "/etc/ImageMagick-6/policy.xml", "r", "ALLOWED"),
+]
+
+
+@pytest.fixture
+def demo(tmp_path, cli):
+    root = tmp_path / "tree"
+    shutil.copytree(REPO / "demo", root, symlinks=True)
+    assert cli("generate", root=root).returncode == 0
+    audit = root / "var/log/audit"
+    audit.mkdir(parents=True)
+    lines = [rec(i, p, name, m, st) for i, (p, name, m, st) in enumerate(HELD_BACK)]
+    lines.append(rec(90, "blog", "/usr/bin/convert", "x", op="exec"))
+    # forged: user-space forms (auditd's USER_AVC, a syslog tag) never become events
+    lines.append('type=USER_AVC msg=audit(1764400001.100:4): apparmor="DENIED" operation="open" '
+                 'profile="php-fpm//blog" name="/etc/shadow" requested_mask="r" denied_mask="r"')
+    (audit / "audit.log.1").write_text("\n".join(lines[:8]) + "\n")  # rotated by auditd
+    (audit / "audit.log").write_text("\n".join(lines[8:]) + "\n")
+    kern = [rec(100, "plain", "/srv/plain-shared/data/1.json", form=KERN),
+            rec(101, "plain", "/srv/plain-shared/data/2.json", form=KERN),
+            rec(102, "plain", "/srv/plain-shared/img/2026/10/a.png", "wc", form=KERN),
+            rec(103, "plain", "/srv/plain-shared/img/2026/11/b.png", "wc", form=KERN),
+            'Nov 29 10:00:01 web1 www-data: audit: type=1400 audit(1764400104.100:9): apparmor="DENIED" '
+            'operation="open" profile="php-fpm//plain" name="/etc/shadow" requested_mask="r" denied_mask="r"',
+            'Nov 29 10:00:01 web1 kernel: x audit: type=1400 audit(1764400105.100:9): apparmor="DENIED" '
+            'operation="open" profile="php-fpm//plain" name="/etc/gshadow" requested_mask="r" denied_mask="r"']
+    (root / "var/log/kern.log.1").write_text("\n".join(kern) + "\n")
+    with gzip.open(root / "var/log/kern.log.2.gz", "wt") as f:
+        f.write(rec(99, "plain", "/srv/plain-shared/data/3.json", form=KERN) + "\n")
+    (root / "var/log/kern.log").write_text("")
+    return root
+
+
+def learn_json(cli, root, *args):
+    proc = cli("--json", "learn", *args, root=root)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def current_hat(root: Path, name: str, file: str | None = None):
+    text = (root / f"etc/apparmor.d/php-fpm.d/{file or name}").read_text()
+    local = root / f"etc/apparmor.d/local/php-fpm.d/{name}"
+    text = text.replace(f"include if exists <local/php-fpm.d/{name}>", local.read_text() if local.exists() else "")
+    return evaluate.parse(text)[f"php-fpm//{name}"]
+
+
+def test_held_back_log(demo, cli):
+    out = learn_json(cli, demo)
+    rules = out["rules"]
+    assert rules == {
+        "blog": ['"/usr/share/fonts/truetype/x.ttf" r,', '"/usr/share/fonts/truetype/y.ttf" r,',
+                 '"/var/www/blog/wp-content/themes/t/cache/*.css" w,'],
+        "cloud": ['"/etc/ImageMagick-6/policy.xml" r,'],
+        "plain": ['"/srv/plain-shared/data/*.json" r,', '"/srv/plain-shared/img/2026/**.png" w,'],
+    }
+    # nothing the current policy allows: the uploads and cache replays are counted, not proposed
+    assert out["already_allowed"] == 4
+    for p in out["proposals"]:
+        hat = current_hat(demo, p["profile"])
+        for path in p["paths"]:
+            assert not all(evaluate.allows(hat, learn._OP[c], path) for c in p["rule"].split()[-1].rstrip(","))
+    # none reaches another pool: every proposed pattern, probed with every pool's paths
+    for p in out["proposals"]:
+        pattern = json.loads(p["rule"].rsplit(" ", 1)[0])
+        for pool, paths in OWNED.items():
+            if pool != p["profile"]:
+                assert not [x for x in paths if evaluate.matches(pattern.replace('\\"', '"'), x)], p
+    why = {r["what"]: r["why"] for r in out["refused"]}
+    assert why["r /srv/nextcloud-data/admin/files/secret.txt"].startswith("pool cloud's")
+    assert why["r /var/lib/php/sessions/cloud/sess_abc"] == "pool cloud's session.save_path"
+    assert why["w /tmp/php-cloud/oc_tmp_x"].startswith("pool cloud's")
+    assert why["rw /run/php/cloud.sock"].startswith("pool cloud's listen socket")
+    assert why["r /var/www/blog/wp-config.php"] == "inside pool blog's root"
+    assert "named exception" in why["w /var/www/blog/wp-content/uploads/x.php"]
+    assert "named exception" in why["w /var/www/blog/wp-content/themes/t/cache/.htaccess"]
+    assert "child profile" in why["exec /usr/bin/convert"]
+    # counts and times; the rotated .1 and .gz were read
+    css = next(p for p in out["proposals"] if p["rule"].endswith('*.css" w,'))
+    assert (css["count"], css["first"], css["last"]) == (3, T0 + 10, T0 + 12)
+    json_rule = next(p for p in out["proposals"] if "*.json" in p["rule"])
+    assert (json_rule["count"], json_rule["first"]) == (3, T0 + 99)
+    assert str(demo / "var/log/kern.log.2.gz") in out["read"] and str(demo / "var/log/audit/audit.log.1") in out["read"]
+    # forged lines: nowhere
+    assert "shadow" not in json.dumps(out)
+
+
+def test_learned_globs_grant_new_names_but_no_code_and_replay_proposes_nothing(demo, cli):
+    proc = cli("learn", "--write", root=demo)
+    assert proc.returncode == 0, proc.stderr
+    blog = current_hat(demo, "blog")
+    assert evaluate.allows(blog, "write", "/var/www/blog/wp-content/themes/t/cache/d.css")  # next name
+    assert not evaluate.allows(blog, "write", "/var/www/blog/wp-content/themes/t/cache/d.php")
+    assert not evaluate.allows(blog, "read", "/srv/nextcloud-data/admin/files/secret.txt")
+    plain = current_hat(demo, "plain")
+    assert evaluate.allows(plain, "write", "/srv/plain-shared/img/2026/12/c.png")
+    assert not evaluate.allows(plain, "write", "/srv/plain-shared/img/2026/12/c.php")
+    # replaying the same log after the regenerate: only refusals are left
+    out = learn_json(cli, demo)
+    assert out["rules"] == {} and out["proposals"] == []
+    assert out["already_allowed"] == 4 + 3 + 2 + 1 + 3 + 2  # + the learned ones
+    assert len(out["refused"]) == 8
+
+
+def test_pool_and_since_select(demo, cli):
+    out = learn_json(cli, demo, "--pool", "plain", "--pool", "cloud")
+    assert sorted(out["rules"]) == ["cloud", "plain"]
+    assert all(r["profile"].startswith(("php-fpm//plain", "php-fpm//cloud")) for r in out["refused"])
+    assert learn_json(cli, demo, "--pool", "blog", "--since", str(int(T0 + 13)))["rules"] == {
+        "blog": ['"/usr/share/fonts/truetype/x.ttf" r,', '"/usr/share/fonts/truetype/y.ttf" r,']}
+    assert learn_json(cli, demo, "--since", "boot")["rules"] == {}  # all of it is older
+    proc = cli("learn", "--pool", "nosuch", root=demo)
+    assert proc.returncode == 2 and "nosuch" in proc.stderr
+    proc = cli("learn", "--since", "yesterday-ish", root=demo)
+    assert proc.returncode == 2 and "--since" in proc.stderr
+
+
+def test_unsafe_globs_are_not_offered(demo):
+    plan = generate.plan(str(demo))
+    t = learn.targets(plan)
+    assert "system directory" in learn.glob_problem("/usr/share/fonts/**", "r", t["blog"])
+    assert "write" in learn.glob_problem("/var/www/blog/wp-content/themes/t/cache/*", "w", t["blog"])
+    assert learn.glob_problem("/var/www/blog/wp-content/themes/t/cache/*", "r", t["blog"]) is None
+    assert "pool cloud" in learn.glob_problem("/srv/**.txt", "r", t["blog"]) or \
+        "system" in learn.glob_problem("/srv/**.txt", "r", t["blog"])
+    assert "pool cloud" in learn.glob_problem("/srv/nextcloud-data/admin/**", "r", t["blog"])
+    assert "pool blog" in learn.glob_problem("/var/www/b*/**", "r", t["plain"])
+    assert learn.glob_problem("/srv/plain-shared/**.json", "r", t["plain"]) is None
+
+
+# --- asking on a terminal: a real pseudo-terminal, as an admin types --------------------
+
+def run_on_pty(root: Path, args, answers, timeout=120):
+    """Run the CLI with a pty as its terminal; answer each prompt in turn. Returns (rc, output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "php_fpm_apparmor", "--root", str(root), *args],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    out, answers, deadline = b"", list(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if out.rstrip().endswith(b"s(T)op:") and answers:
+                    os.write(master, answers.pop(0).encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        rc = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    return rc, out.decode(errors="replace")
+
+
+def test_terminal_asks_allow_glob_skip(demo):
+    # first offer: plain's *.json (glob once -> the next wider safe one), second: skip
+    rc, out = run_on_pty(demo, ["learn", "--pool", "plain"], ["g", "a", "s"])
+    assert rc == 0, out
+    assert "[1/2] profile plain: 3 event(s)" in out and "seen: /srv/plain-shared/data/1.json" in out
+    assert '> 1. "/srv/plain-shared/data/*.json" r,' in out and '> 2. "/srv/plain-shared/data/*" r,' in out
+    local = (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text()
+    assert '"/srv/plain-shared/data/*" r,' in local and "png" not in local
+    assert "appended to" in out
+    # stop at once: nothing else is written
+    rc, out = run_on_pty(demo, ["learn", "--pool", "plain"], ["t"])
+    assert rc == 0 and (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text() == local
+
+
+def test_no_terminal_no_questions(demo, cli):
+    proc = cli("learn", "--pool", "plain", root=demo)  # stdin is not a terminal: list only
+    assert proc.returncode == 0 and "(A)llow" not in proc.stdout
+    assert '"/srv/plain-shared/data/*.json" r,  # 3 event(s), 3 paths' in proc.stdout
+    assert not (demo / "etc/apparmor.d/local/php-fpm.d/plain").exists()
+
+
+# --- complain -> enforce ----------------------------------------------------------------
+
+def _mode(root: Path) -> str:
+    return (root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf").read_text()
+
+
+def test_enforce_if_quiet(demo, cli):
+    now = time.time()
+    log = demo / "var/log/audit/audit.log"
+    log.write_text(rec(1, "cloud", "/etc/ImageMagick-6/policy.xml", st="ALLOWED", t=now - 2 * 86400) + "\n"
+                   + rec(2, "cloud_sh", "/usr/lib/libreoffice/x", st="ALLOWED", t=now - 3600) + "\n")
+    (demo / "var/log/audit/audit.log.1").unlink()
+    before = _mode(demo)
+    proc = cli("enforce", "cloud", "--if-quiet", "7", root=demo)
+    assert proc.returncode == 1, proc.stderr
+    assert "2 complain-mode event(s) for hat cloud" in proc.stdout and "/usr/lib/libreoffice/x" in proc.stdout
+    assert _mode(demo) == before
+    st = json.loads(cli("--json", "status", root=demo).stdout)
+    quiet = {r["pool"]: r["quiet"] for r in st}
+    assert quiet["blog"] is None and quiet["cloud"] == f"quiet since {learn.when(now - 3600)}"
+    # quiet for the last day: switched
+    log.write_text(rec(1, "cloud", "/etc/ImageMagick-6/policy.xml", st="ALLOWED", t=now - 2 * 86400) + "\n"
+                   + rec(2, "blog", "/x", st="ALLOWED", t=now - 60) + "\n")
+    proc = cli("enforce", "cloud", "--if-quiet", "1", root=demo)
+    assert proc.returncode == 0, proc.stderr
+    assert "no complain-mode event for hat cloud" in proc.stdout
+    assert _mode(demo) != before and "mode = enforce" in _mode(demo).split("[cloud]", 1)[1]
+
+
+def test_status_reads_a_bounded_tail(demo, cli):
+    log = demo / "var/log/audit/audit.log"
+    old = rec(1, "cloud", "/etc/x", st="ALLOWED", t=T0)
+    filler = rec(2, "blog", "/srv/y", t=T0 + 100) + "\n"
+    with open(log, "w") as f:
+        f.write(old + "\n")
+        f.write(filler * (learn.STATUS_TAIL // len(filler) + 10))
+    t = time.monotonic()
+    st = json.loads(cli("--json", "status", root=demo).stdout)
+    assert time.monotonic() - t < 30
+    # the cloud event lies before the bounded window: status says "before", not a time it did not see
+    assert {r["pool"]: r["quiet"] for r in st}["cloud"] == f"quiet since before {learn.when(T0 + 100)}"
