@@ -13,11 +13,14 @@ capability is never turned into a rule; it is listed with the reason.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from apparmor.common import convert_regexp
 
 from . import evaluate, install, render
 from .auditlog import LOGS, Event, Seen, parse_line  # noqa: F401  (parse_line: the tests' entry)
@@ -39,6 +42,42 @@ _NET = re.compile(r"^\s*network(?:\s+(\w+))?(?:\s+(\w+))?\s*,", re.M)
 
 
 # --- what the policy is now -------------------------------------------------------------
+
+class PatternSet:
+    """Many AARE patterns as one compiled regex, converted as evaluate.matches converts
+    each (python3-apparmor's convert_regexp on the encoded pattern): one C-level match per
+    path instead of one Python call per rule (a hat has hundreds, abstractions included)."""
+
+    def __init__(self, patterns, everything: bool = False):
+        parts = [convert_regexp(evaluate.encode_pattern(p)) for p in dict.fromkeys(patterns)]
+        self.everything = everything  # a bare `file,` rule
+        self.rx = re.compile("|".join(f"(?:{x})" for x in parts)) if parts else None
+
+    def match(self, path: str) -> bool:
+        return self.everything or bool(self.rx and self.rx.match(evaluate.encode_path(path)))
+
+
+class Judge:
+    """evaluate.allows for one profile, per permission: granted by an allow rule and by no
+    deny rule (deny wins), with every rule of a permission in one PatternSet."""
+
+    def __init__(self, profile: evaluate.Profile):
+        self.sets = {}
+        for perm in _OP:
+            allow, deny, all_allow, all_deny = [], [], False, False
+            for rule in profile.rules:
+                if not evaluate._has(rule, perm):
+                    continue
+                if getattr(rule, "all_paths", False):
+                    all_deny, all_allow = (True, all_allow) if rule.deny else (all_deny, True)
+                else:
+                    (deny if rule.deny else allow).append(rule.path.regex)
+            self.sets[perm] = (PatternSet(allow, all_allow), PatternSet(deny, all_deny))
+
+    def allows(self, perm: str, path: str) -> bool:
+        allow, deny = self.sets[perm]
+        return allow.match(path) and not deny.match(path)
+
 
 @dataclass
 class Owned:
@@ -89,6 +128,14 @@ class Target:
     nets: set = field(default_factory=set)  # (family, type) granted
     owned: list = field(default_factory=list)  # [Owned] of the other pools
     note: str = ""
+
+    @functools.cached_property
+    def judge(self) -> Judge:  # built for the profiles the log names only
+        return Judge(self.profile)
+
+    @functools.cached_property
+    def owned_set(self) -> PatternSet:
+        return PatternSet([o.pattern for o in self.owned if not o.root])
 
 
 def _with_local(text: str, sysroot: str) -> tuple[str, dict]:
@@ -148,8 +195,8 @@ def _owner(t: Target, path: str) -> Owned | None:
             if evaluate.inside(path, o.pattern) and not any(
                     evaluate.inside(path, r) for r in own_roots if evaluate.inside(r, o.pattern)):
                 return o
-        elif evaluate.matches(o.pattern, path):
-            return o
+    if t.owned_set.match(path):  # which one: only for the few refused
+        return next(o for o in t.owned if not o.root and evaluate.matches(o.pattern, path))
     return None
 
 
@@ -172,12 +219,21 @@ def _dir_of(pattern: str) -> str:
     return evaluate.decode(evaluate.encode_pattern(head.rsplit("/", 1)[0])) or "/"
 
 
+@functools.lru_cache(maxsize=65536)
+def _prefix(pattern: str) -> str:
+    enc = evaluate.encode_pattern(pattern)
+    m = re.search(r"[*?\[{@]", enc)
+    return evaluate.decode(enc[: m.start()] if m else enc)
+
+
 def _overlaps(pattern: str, other: Owned, own_roots) -> bool:
+    # Both match only strings that start with their literal prefix: if neither prefix
+    # starts the other, they share no path (the cheap test that settles most pairs).
+    mine, prefix = _prefix(pattern), (other.pattern + "/" if other.root else _prefix(other.pattern))
+    if not (mine.startswith(prefix) or prefix.startswith(mine)):
+        return False
     if other.root:
         return evaluate.reaches(pattern, other.pattern, own_roots)
-    enc = evaluate.encode_pattern(other.pattern)
-    m = re.search(r"[*?\[{]", enc)
-    prefix = evaluate.decode(enc[: m.start()] if m else enc)
     tail = re.split(r"(?<!\\)[*?\]}]", pattern)[-1]
     probes = [prefix, prefix + "x", prefix + "x" + tail, prefix + "/x" + tail, prefix + "x/x" + tail]
     if any(evaluate.matches(pattern, p) and evaluate.matches(other.pattern, p) for p in probes):
@@ -324,7 +380,7 @@ def propose(seen, plan, pools=()) -> Proposal:
         perms = "".join(sorted({_PERMS[c] for c in ev.requested if c in _PERMS}, key="rwaklm".index))
         if not perms:
             continue
-        missing = "".join(p for p in perms if not evaluate.allows(t.profile, _OP[p], ev.name))
+        missing = "".join(p for p in perms if not t.judge.allows(p, ev.name))
         if not missing:
             result.allowed += s.count
             continue
