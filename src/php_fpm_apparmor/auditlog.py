@@ -27,6 +27,9 @@ import LibAppArmor
 LOGS = ("/var/log/audit/audit.log", "/var/log/kern.log")
 JOURNAL = "journalctl -k"
 CHUNK = 8 << 20
+# Distinct records kept: a script that opens millions of made-up names must not make the
+# reader's memory follow; records beyond it are counted, not kept (and said).
+MAX_DISTINCT = 500_000
 
 # The kernel's record forms, anchored at a line start: auditd ("type=AVC msg=audit(...)"),
 # the kernel ring buffer as dmesg, kern.log or `journalctl -k -o short-iso` show it
@@ -93,6 +96,7 @@ class Counter:
         self.keys: dict = {}
         self.since = f"{since:014.3f}".encode() if since else b""
         self.span = None  # (first, last) record time fed since the caller reset it (bytes)
+        self.dropped = 0  # records of distinct needs beyond MAX_DISTINCT
 
     def feed(self, data: bytes, skip=None) -> None:
         keys, since = self.keys, self.since
@@ -111,6 +115,9 @@ class Counter:
                 key = payload
             s = keys.get(key)
             if s is None:
+                if len(keys) >= MAX_DISTINCT:
+                    self.dropped += 1
+                    continue
                 keys[key] = [1, ts, ts]
             else:
                 s[0] += 1
@@ -268,4 +275,7 @@ def read(sysroot: str = "/", logs=None, since: float | None = None, journal: boo
         journal = not logs and sysroot in ("/", "")
     if journal and _journal(counter, since, kern_span, limit=20000 if tail else None):
         read_from.append(JOURNAL)
+    if counter.dropped:
+        read_from.append(f"({counter.dropped} records of more than {MAX_DISTINCT} distinct needs not kept: "
+                         f"narrow it with --since or --pool)")
     return counter, read_from

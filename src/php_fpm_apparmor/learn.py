@@ -202,6 +202,11 @@ def _owner(t: Target, path: str) -> Owned | None:
 
 # --- globs ------------------------------------------------------------------------------
 
+def code_name(path: str) -> bool:
+    """evaluate's code-name test, case-folded: a server may run x.PHP too."""
+    return evaluate.is_forbidden_name(path.lower())
+
+
 def _esc(text: str) -> str:
     return _AARE_SPECIAL.sub(r"\\\1", text)
 
@@ -248,7 +253,7 @@ def glob_problem(pattern: str, perms: str, t: Target) -> str | None:
         return f"{d} is a system directory"
     if set(perms) & _WRITES:
         for w in evaluate.witnesses(pattern):
-            if evaluate.is_forbidden_name(w) and evaluate.matches(pattern, w):
+            if code_name(w) and evaluate.matches(pattern, w):
                 return f"it would let PHP write {w}"
     own_roots = t.entry.site.roots if t.entry else []
     for o in t.owned:
@@ -389,7 +394,7 @@ def propose(seen, plan, pools=()) -> Proposal:
             refuse(f"{missing} {ev.name}", f"pool {o.hat}'s {o.what}" if o.root is False
                    else f"inside pool {o.hat}'s root")
             continue
-        if set(missing) & {"w", "a", "l"} and evaluate.is_forbidden_name(ev.name):
+        if set(missing) & {"w", "a", "l"} and code_name(ev.name):
             refuse(f"{missing} {ev.name}", "writes code or server config: only a plugin's named "
                    "exception may allow that")
             continue
@@ -407,10 +412,14 @@ def propose(seen, plan, pools=()) -> Proposal:
         by_path: dict[str, list] = {}
         for path, s in items:
             by_path.setdefault(path, []).append(s)
-        for group in _groups(list(by_path)):
+        todo = _groups(list(by_path))
+        while todo:
+            group = todo.pop(0)
             pats = _candidates(group, perms, t)
-            if not pats or (len(group) > 1 and pats[0] == lit(group[0])):
-                pats = []
+            parents = {posixpath.dirname(p) for p in group}
+            if not pats and len(parents) > 1:  # no safe dir/**.ext: try dir/*.ext per directory
+                todo[:0] = [[p for p in group if posixpath.dirname(p) == d] for d in sorted(parents)]
+                continue
             if not pats:  # no safe glob covers them all: one rule per path
                 for p in group:
                     ss = by_path[p]
