@@ -3,12 +3,13 @@
 Generates an auditd log in a temp dir (outside the repo, deleted afterwards): AVC records
 of several php-fpm pools (DENIED and ALLOWED, file, network and exec), other profiles'
 AVCs, the SYSCALL/PROCTITLE records auditd writes around them, and forged USER_AVC lines.
-Then, each in a child process (peak memory from wait4's rusage):
+Then, each in a child process (CPU time and peak memory from wait4's rusage):
   learn    the real command: php-fpm-apparmor --root <demo tree> --json learn --log FILE
   ReadLog  apparmor.logparser.ReadLog(FILE, profiles, dir).read_log('') (Debian 12: 3.0)
 `learn` runs on a slice of the log first (the first 1/8) and on the whole log, to show
 that its memory does not grow with the log's size.
-Goal (issue 12): learn >= 3x ReadLog's throughput, memory flat in the log's size.
+Goal (issue 12): learn >= 3x ReadLog's throughput, memory flat in the log's size. The ratio
+is given on CPU time (the machine is shared: wall time varies with the neighbours) and wall.
 Usage: .venv/bin/python bench/bench_learn.py [SIZE_MB]   (default 1024)
 """
 
@@ -119,6 +120,9 @@ def measure(kind: str, log: Path, tree: Path) -> dict:
     result = json.loads(out)
     # ru_maxrss of a waited child covers its own waited children: the learn CLI's peak too
     result["peak_mb"] = usage.ru_maxrss / 1024
+    # CPU seconds (user + system, the CLI grandchild included): the machine is shared, so
+    # wall time says as much about the neighbours as about the reader
+    result["cpu"] = usage.ru_utime + usage.ru_stime
     return result
 
 
@@ -145,12 +149,13 @@ def main():
         theirs = measure("readlog", log, tree)
         mb = big_size / (1 << 20)
         print(f"log: {mb:.0f} MiB, {sum(1 for _ in open(log, 'rb')):,} lines (generated in {gen_s:.0f} s)")
-        print(f"learn (whole command):  {ours['seconds']:7.1f} s  {mb / ours['seconds']:6.1f} MiB/s  "
-              f"peak {ours['peak_mb']:.0f} MiB  {ours['summary']}")
-        print(f"ReadLog (python3-apparmor): {theirs['seconds']:7.1f} s  {mb / theirs['seconds']:6.1f} MiB/s  "
-              f"peak {theirs['peak_mb']:.0f} MiB  {theirs['summary']}")
-        print(f"throughput ratio learn/ReadLog: {theirs['seconds'] / ours['seconds']:.2f}x (goal >= 3x)")
-        print(f"learn on {small_size / (1 << 20):.0f} MiB: {small['seconds']:.1f} s, peak {small['peak_mb']:.0f} MiB; "
+        print(f"learn (whole command):      {ours['cpu']:6.1f} s CPU ({ours['seconds']:6.1f} s wall)  "
+              f"{mb / ours['cpu']:6.1f} MiB/s  peak {ours['peak_mb']:.0f} MiB  {ours['summary']}")
+        print(f"ReadLog (python3-apparmor): {theirs['cpu']:6.1f} s CPU ({theirs['seconds']:6.1f} s wall)  "
+              f"{mb / theirs['cpu']:6.1f} MiB/s  peak {theirs['peak_mb']:.0f} MiB  {theirs['summary']}")
+        print(f"throughput ratio learn/ReadLog: {theirs['cpu'] / ours['cpu']:.2f}x on CPU time, "
+              f"{theirs['seconds'] / ours['seconds']:.2f}x on wall time (goal >= 3x)")
+        print(f"learn on {small_size / (1 << 20):.0f} MiB: {small['cpu']:.1f} s CPU, peak {small['peak_mb']:.0f} MiB; "
               f"on {mb:.0f} MiB: peak {ours['peak_mb']:.0f} MiB "
               f"(x{ours['peak_mb'] / small['peak_mb']:.2f} for x{big_size / small_size:.1f} the log)")
     finally:
