@@ -428,3 +428,34 @@ def test_fast_judge_agrees_with_evaluate(demo):
                 assert t.judge.allows(perm, path) == evaluate.allows(t.profile, op, path), (name, perm, path)
                 checked += 1
     assert checked > 1000
+
+
+def test_rotations_oldest_first_and_journal_copies_of_kern_log_skipped(tmp_path):
+    from php_fpm_apparmor import auditlog
+
+    log = tmp_path / "kern.log"
+    for name in ("kern.log", "kern.log.1", "kern.log.2.gz", "kern.log.10.gz", "kern.log.old", "kern.logx"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in auditlog.rotated(log)] == ["kern.log.10.gz", "kern.log.2.gz", "kern.log.1", "kern.log"]
+    c = auditlog.Counter()
+    c.feed((rec(1, "a", "/x", form=KERN) + "\n" + rec(5, "a", "/x", form=KERN) + "\n").encode())
+    span = c.span
+    assert span == (b"%.3f" % (T0 + 1), b"%.3f" % (T0 + 5))
+    # the journal's copy of those records (same times) is skipped, a later one is counted
+    iso = "2025-11-29T07:10:00+0000 web1 kernel: audit: type=1400 "
+    journal = "".join(iso + rec(n, "a", "/x").split("): ", 1)[0].replace("type=AVC msg=", "") + "): "
+                      + rec(n, "a", "/x").split("): ", 1)[1] + "\n" for n in (1, 5, 9))
+    c.feed(journal.encode(), skip=span)
+    (seen,) = c.seen()
+    assert (seen.count, seen.first, seen.last) == (3, T0 + 1, T0 + 9)
+
+
+def test_since_forms():
+    from php_fpm_apparmor import auditlog
+
+    assert auditlog.parse_since("1764400000") == 1764400000.0
+    assert abs(auditlog.parse_since("2d") - (time.time() - 2 * 86400)) < 5
+    assert auditlog.parse_since("boot") <= time.time()
+    assert auditlog.parse_since("2026-11-29 10:00") == time.mktime((2026, 11, 29, 10, 0, 0, 0, 0, -1))
+    with pytest.raises(ValueError):
+        auditlog.parse_since("last tuesday")

@@ -24,7 +24,7 @@ from apparmor.common import convert_regexp
 
 from . import evaluate, install, render
 from .auditlog import LOGS, Event, Seen, parse_line  # noqa: F401  (parse_line: the tests' entry)
-from .policy import _AARE_SPECIAL, SHARED_SENDMAIL, SHARED_SH, FileRule, NetworkRule, lit
+from .policy import SHARED_SENDMAIL, SHARED_SH, FileRule, NetworkRule, lit
 
 # requested_mask letters -> file rule permissions (c)reate and (d)elete need w
 _PERMS = {"r": "r", "w": "w", "a": "a", "c": "w", "d": "w", "k": "k", "l": "l", "m": "m"}
@@ -208,7 +208,7 @@ def code_name(path: str) -> bool:
 
 
 def _esc(text: str) -> str:
-    return _AARE_SPECIAL.sub(r"\\\1", text)
+    return lit("/" + text)[1:]  # a literal part of a path, its AARE specials escaped
 
 
 def _ext(path: str) -> str | None:
