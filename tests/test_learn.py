@@ -308,6 +308,7 @@ def test_pool_and_since_select(demo, cli):
 def test_unsafe_globs_are_not_offered(demo):
     plan = generate.plan(str(demo))
     t = learn.targets(plan)
+    assert "cloud" in t and "cloud_sh" in t and "_sh" in t and "nosuch" not in t
     assert "system directory" in learn.glob_problem("/usr/share/fonts/**", "r", t["blog"])
     assert "write" in learn.glob_problem("/var/www/blog/wp-content/themes/t/cache/*", "w", t["blog"])
     assert learn.glob_problem("/var/www/blog/wp-content/themes/t/cache/*", "r", t["blog"]) is None
@@ -415,15 +416,22 @@ def test_status_reads_a_bounded_tail(demo, cli):
 
 
 def test_fast_judge_agrees_with_evaluate(demo):
-    """Judge (one regex per permission) must answer exactly as evaluate.allows."""
+    """Judge (one regex per permission) must answer exactly as evaluate.allows; the owner
+    index as a walk over every other pool's paths."""
     plan = generate.plan(str(demo))
     probes = [p for _, p, _, _ in HELD_BACK] + [x for paths in OWNED.values() for x in paths] + [
         "/etc/passwd", "/etc/hosts", "/usr/share/zoneinfo/UTC", "/tmp/.ZendSem.x", "/dev/null",
         "/var/www/blog/wp-content/uploads/a b.png", "/var/www/blog/wp-content/uploads/x.php",
         '/var/www/blog/q"uote', "/proc/self/status", "/srv/nextcloud-data/.ocdata"]
     checked = 0
-    for name, t in learn.targets(plan).items():
+    tg = learn.targets(plan)
+    for name in sorted(tg.owner):
+        t = tg[name]
         for path in probes:
+            # the owner index finds what a plain walk over every other pool's path finds
+            brute = [o for o in t.owned if not o.root and evaluate.matches(o.pattern, path)]
+            found = learn._owner(t, path)
+            assert (found is not None) == bool(brute) or (found and found.root), (name, path)
             for perm, op in learn._OP.items():
                 assert t.judge.allows(perm, path) == evaluate.allows(t.profile, op, path), (name, perm, path)
                 checked += 1

@@ -89,25 +89,31 @@ class Owned:
     root: bool = False
 
 
-def _others(plan, entry) -> list[Owned]:
+def _others(plan, entry, owned=None) -> list[Owned]:
     # Becomes invariants.owned_paths (the invariants branch) at merge.
     """Everything the other pools own: roots, and every path they may write or lock (data
     dirs, sessions, temp, logs, sockets: their hats', children's and master rules).
-    Patterns this pool is granted as well (a shared /tmp/*) are not another's."""
+    Patterns this pool is granted as well (a shared /tmp/*) are not another's.
+    owned: every pool's [(entry, Owned)], when the caller already listed them."""
     mine = set()
     if entry is not None and entry.policy:
         mine = {r.path for r in _file_rules(entry.policy) if set(r.perms) & _WRITES}
+    owned = _all_owned(plan) if owned is None else owned
+    return [o for e, o in owned if e is not entry and (o.root or o.pattern not in mine)]
+
+
+def _all_owned(plan) -> list[tuple]:
     out = []
     for e in plan.entries:
-        if e is entry or not e.site:
+        if not e.site:
             continue
         for root in e.site.roots:
-            out.append(Owned(root, e.hat, "root", root=True))
+            out.append((e, Owned(root, e.hat, "root", root=True)))
         if not e.policy or e.problem:
             continue
         for r in _file_rules(e.policy):
-            if set(r.perms) & _WRITES and r.path not in mine:
-                out.append(Owned(r.path, e.hat, r.why or "files"))
+            if set(r.perms) & _WRITES:
+                out.append((e, Owned(r.path, e.hat, r.why or "files")))
     return out
 
 
@@ -134,8 +140,14 @@ class Target:
         return Judge(self.profile)
 
     @functools.cached_property
-    def owned_set(self) -> PatternSet:
-        return PatternSet([o.pattern for o in self.owned if not o.root])
+    def owned_index(self) -> dict:
+        """The others' non-root patterns by the directory their literal part starts with
+        (at most 3 levels deep): a path is matched against the few under its own dirs."""
+        index: dict[str, list] = {}
+        for o in self.owned:
+            if not o.root:
+                index.setdefault(_key(_prefix(o.pattern)), []).append(o)
+        return index
 
 
 def _with_local(text: str, sysroot: str) -> tuple[str, dict]:
@@ -159,24 +171,50 @@ def _parse(text: str, sysroot: str) -> tuple[dict, dict, str]:
         return evaluate.parse(_LOCAL_INCLUDE.sub("", text)), locals_, f"local override not evaluated: {exc}"
 
 
-def targets(plan) -> dict[str, Target]:
-    out = {}
-    for e in plan.ready:
-        profiles, locals_, note = _parse(e.text, plan.sysroot)
-        owned = _others(plan, e)
-        for prof in e.policy.profiles:
-            nets = {(r.domain, r.type) for r in prof.rules if isinstance(r, NetworkRule)}
-            nets |= set(_NET.findall(locals_.get(prof.name, "")))
-            out[prof.name] = Target(prof.name, e, profiles[f"php-fpm//{prof.name}"], nets, owned, note)
-    if plan.shared:
-        profiles, locals_, note = _parse(plan.shared, plan.sysroot)
-        owned = _others(plan, None)
+class Targets:
+    """The profiles learn can add to, by local name; each pool's text is parsed (and its
+    others' paths listed) only when the log names one of its profiles."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.built: dict[str, Target] = {}
+        self.owner = {p.name: e for e in plan.ready for p in e.policy.profiles}
+        if plan.shared:
+            self.owner.update({SHARED_SH: None, SHARED_SENDMAIL: None})
+        self._owned = None
+
+    def __contains__(self, name) -> bool:
+        return name in self.owner
+
+    def __getitem__(self, name) -> Target:
+        if name not in self.built:
+            self._build(self.owner[name])
+        return self.built[name]
+
+    def values(self):
+        return list(self.built.values())
+
+    def _build(self, e) -> None:
+        if self._owned is None:
+            self._owned = _all_owned(self.plan)
+        owned = _others(self.plan, e, self._owned)
+        if e is not None:
+            profiles, locals_, note = _parse(e.text, self.plan.sysroot)
+            for prof in e.policy.profiles:
+                nets = {(r.domain, r.type) for r in prof.rules if isinstance(r, NetworkRule)}
+                nets |= set(_NET.findall(locals_.get(prof.name, "")))
+                self.built[prof.name] = Target(prof.name, e, profiles[f"php-fpm//{prof.name}"], nets, owned, note)
+            return
+        shared = self.plan.shared
+        profiles, locals_, note = _parse(shared, self.plan.sysroot)
         for name in (SHARED_SH, SHARED_SENDMAIL):
-            if f"php-fpm//{name}" in profiles:
-                nets = set(_NET.findall(plan.shared.split(f"profile {name} ", 1)[-1].split("\n  }", 1)[0]))
-                nets |= set(_NET.findall(locals_.get(name, "")))
-                out[name] = Target(name, None, profiles[f"php-fpm//{name}"], nets, owned, note)
-    return out
+            body = shared.split(f"profile {name} ", 1)[-1].split("\n  }", 1)[0]
+            nets = set(_NET.findall(body)) | set(_NET.findall(locals_.get(name, "")))
+            self.built[name] = Target(name, None, profiles[f"php-fpm//{name}"], nets, owned, note)
+
+
+def targets(plan) -> Targets:
+    return Targets(plan)
 
 
 def _local_name(profile: str, known) -> str | None:
@@ -195,9 +233,18 @@ def _owner(t: Target, path: str) -> Owned | None:
             if evaluate.inside(path, o.pattern) and not any(
                     evaluate.inside(path, r) for r in own_roots if evaluate.inside(r, o.pattern)):
                 return o
-    if t.owned_set.match(path):  # which one: only for the few refused
-        return next(o for o in t.owned if not o.root and evaluate.matches(o.pattern, path))
+    parts = path.split("/")
+    for depth in range(1, min(len(parts), 5)):
+        for o in t.owned_index.get("/".join(parts[:depth]) + "/", ()):
+            if evaluate.matches(o.pattern, path):
+                return o
     return None
+
+
+def _key(prefix: str) -> str:
+    """The directory (at most 3 levels: /a/b/c/) a literal pattern prefix starts in."""
+    parts = prefix.split("/")[:-1][:4]
+    return "/".join(parts) + "/"
 
 
 # --- globs ------------------------------------------------------------------------------
