@@ -467,3 +467,20 @@ def test_since_forms():
     assert auditlog.parse_since("2026-11-29 10:00") == time.mktime((2026, 11, 29, 10, 0, 0, 0, 0, -1))
     with pytest.raises(ValueError):
         auditlog.parse_since("last tuesday")
+
+
+def test_a_glob_reaching_another_pool_falls_back_to_narrower_ones(demo, cli):
+    conf = demo / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    conf.write_text(conf.read_text().replace("[cloud]\n", "[cloud]\nwrite = /srv/shared/cloud-exports\n"))
+    (demo / "srv/shared/cloud-exports").mkdir(parents=True)
+    plan = generate.plan(str(demo))
+    assert not plan.problems
+    names = ["/srv/shared/a/x.png", "/srv/shared/a/y.png", "/srv/shared/b/z.png", "/srv/shared/b/w.png"]
+    events = [learn.Event("DENIED", "open", "php-fpm//plain", n, "wc") for n in names]
+    events.append(learn.Event("DENIED", "open", "php-fpm//plain", "/srv/shared/cloud-exports/x.png", "wc"))
+    out = learn.propose(events, plan)
+    # /srv/shared/**.png would reach cloud's exports: one *.png per directory instead
+    assert out.rules == {"plain": ['"/srv/shared/a/*.png" w,', '"/srv/shared/b/*.png" w,']}
+    assert [(w, y) for _, w, y, _ in out.refused] == [("w /srv/shared/cloud-exports/x.png",
+                                                      "pool cloud's write = in php-fpm-apparmor.conf")]
+    assert "pool cloud" in learn.glob_problem("/srv/shared/**.png", "w", learn.targets(plan)["plain"])
