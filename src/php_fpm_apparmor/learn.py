@@ -380,12 +380,11 @@ class Proposal:
         return {k: sorted(dict.fromkeys(v)) for k, v in sorted(out.items())}
 
 
-def _pool_match(t: Target, pools) -> bool:
+def _pool_match(e, pools) -> bool:
     if not pools:
         return True
-    if t.entry is None:
+    if e is None:
         return False  # the shared children are no single pool's
-    e = t.entry
     return any(p in (e.hat, e.pool.name, f"{e.pool.version}/{e.pool.name}") for p in pools)
 
 
@@ -401,7 +400,7 @@ def propose(seen, plan, pools=()) -> Proposal:
             s = Seen(s, 1, 0.0, 0.0)
         ev = s.event
         name = _local_name(ev.profile, tg)
-        if name is None or not _pool_match(tg[name], pools):
+        if name is None or not _pool_match(tg.owner[name], pools):
             continue
         t = tg[name]
 
