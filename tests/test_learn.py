@@ -1,10 +1,19 @@
 """learn: audit lines (auditd, dmesg, journal forms) -> local overrides, least privilege kept."""
 
+import gzip
 import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from php_fpm_apparmor import evaluate
+from php_fpm_apparmor import evaluate, generate, learn
 from php_fpm_apparmor.learn import parse_line
 from systree import make_tree, pool_conf
 
@@ -127,19 +136,6 @@ def test_learned_rule_is_granted_by_the_profile(tmp_path, cli):
 
 # --- a held-back-style log on the demo tree: WordPress (+WebP Express, WP Super Cache),
 # Nextcloud with its data outside its root (in complain mode), a plain site -----------------
-
-import gzip
-import os
-import pty
-import select
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from php_fpm_apparmor import generate, learn
-from php_fpm_apparmor.policy import lit
 
 REPO = Path(__file__).resolve().parents[1]
 KERN = ('{ts} web1 kernel: [ 1234.567890] audit: type=1400 audit({t:.3f}:{n}): apparmor="{st}" '
