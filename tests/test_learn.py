@@ -480,3 +480,15 @@ def test_a_glob_reaching_another_pool_falls_back_to_narrower_ones(demo, cli):
     assert [(w, y) for _, w, y, _ in out.refused] == [("w /srv/shared/cloud-exports/x.png",
                                                       "pool cloud's write = in php-fpm-apparmor.conf")]
     assert "pool cloud" in learn.glob_problem("/srv/shared/**.png", "w", learn.targets(plan)["plain"])
+
+
+def test_auditd_enriched_format_and_hex_names():
+    from php_fpm_apparmor import auditlog
+
+    # auditd's default log_format = ENRICHED appends translated ids after a GS character
+    enriched = rec(1, "a", "/var/www/a/x.png", "wc") + '\x1dFSUID="www-data" OUID="www-data"'
+    hexed = rec(2, "a", "X").replace('name="X"', "name=" + "/var/www/a/a b.png".encode().hex().upper())
+    c = auditlog.Counter()
+    c.feed((enriched + "\n" + hexed + "\n").encode())
+    assert sorted((s.event.name, s.event.requested) for s in c.seen()) == [
+        ("/var/www/a/a b.png", "r"), ("/var/www/a/x.png", "wc")]
