@@ -23,12 +23,9 @@ import os
 import posixpath
 from pathlib import Path
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import FileRule, WriteException, lit, under
-
-from ._common import UNKNOWN, clean_version, ext_glob, is_within, read_php, unsafe_path
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, Expectation, ext_glob, FileRule,
+                                  hookimpl, is_within, lit, read_php, under, unsafe_path,
+                                  WriteException)
 
 __version__ = "1.0"
 NAME = "wordpress"

@@ -152,7 +152,8 @@ def cmd_generate(args, plugins) -> int:
             _err(f"{b}: php-fpm {args.php} would respawn its workers in a loop; not starting it "
                  f"(fix the problem above, or remove apparmor_hat from the pool)")
         return PROBLEMS if bad else OK
-    return PROBLEMS if outcome.problems else OK
+    # A plugin that could not be loaded leaves its apps' pools without their rules.
+    return PROBLEMS if outcome.problems or plugins.problems else OK
 
 
 def cmd_learn(args, plugins) -> int:
@@ -199,8 +200,8 @@ def cmd_plugins(args, plugins) -> int:
         for r in rows:
             print(f"{r['name']:<16} {r['version']:<10} {r['source']}")
     for w in plugins.problems:
-        _err(f"warning: {w}")
-    return OK
+        _err(f"error: {w}")
+    return PROBLEMS if plugins.problems else OK
 
 
 def cmd_clean(args, plugins) -> int:
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
                 "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
                 "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable, "learn": cmd_learn}
     try:
-        plugins = plugins_mod.load()
+        plugins = plugins_mod.load(sysroot=args.root)
         return commands[args.command](args, plugins)
     except ConfigError as exc:
         _err(str(exc))

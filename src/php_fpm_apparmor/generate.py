@@ -140,8 +140,16 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
             continue
         try:
             e.site = sites.build(e.pool, e.hat, conf, sysroot)
+            if not e.site.origin.startswith("root ="):  # the admin's roots win over plugins'
+                claimed, by = apps_mod.claimed_roots(e.site, plugins)
+                if claimed:
+                    e.site = sites.build(e.pool, e.hat, conf, sysroot,
+                                         claimed=(claimed, "claimed by plugin " + ", ".join(by)))
         except ConfigError as exc:
             e.problem = str(exc)
+            continue
+        except ValueError as exc:  # PluginError from the roots hook
+            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
             continue
         if not e.site.roots:
             message = f"{e.pool.config_file}: pool {e.pool.name}: {e.site.origin}"

@@ -1,4 +1,4 @@
-"""Helpers the first-party app plugins share: a safe reader for PHP config files,
+"""Helpers for app plugins (public through php_fpm_apparmor.api): a safe reader for PHP config files,
 plugin-header versions, helper-binary lookup and path sanity checks.
 
 Config files such as wp-config.php or Nextcloud's config.php are PHP, and they belong to
