@@ -6,7 +6,6 @@ one boot loads it, starts php-fpm8.2 and runs every table row as a probe in its 
 open_basedir and doc_root are taken out of the pools first, so AppArmor alone decides.
 """
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from php_fpm_apparmor import testing
 from php_fpm_apparmor_plugins import nextcloud, webp_express, wordpress, wp_super_cache
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,25 +85,10 @@ def test_expectations_in_a_real_kernel(tmp_path):
         pytest.skip("cwebp not installed (apt install webp)")
     tree = tmp_path / "tree"
     prepare_tree(tree)
-    probes = []
-    for name, (places, rows) in TABLES.items():
-        for row in rows:
-            exp = row.resolve(**places)
-            target = json.dumps(list(exp.argv or (exp.target,))) if exp.op == "exec" else exp.target
-            probes.append(harness.Probe(pool=name, socket=f"/run/php/{name}.sock",
-                                        script=f"{places['root']}/probe.php", op=exp.op,
-                                        target=target, expect=exp.expect, why=exp.why))
-    summary = harness.run(harness.Scenario(
-        name="app-tables", tree=str(tree),
-        phases=[harness.Phase("enforce", load=["/etc/apparmor.d/php-fpm-apparmor"], probes=probes,
-                              shell=["cat /sys/kernel/security/apparmor/profiles"])]),
-        artefacts=str(REPO / "artifacts/vm"))
+    failed, summary = testing.run_in_kernel(harness, tree, TABLES, artefacts=REPO / "artifacts/vm")
     assert summary["booted"], summary
-    results = summary["phases"][0]["results"]
-    print(f"{len(results)} probes, boot {summary.get('boot_seconds')} s, total {summary['seconds']:.1f} s")
-    failed = [f"{r['pool']} {r['op']} {r['target']} expect {r['expect']}: ok={r['ok']} "
-              f"errno={r['errno']} label={r.get('label')} {r['detail'][:160]}"
-              for r in results if not r.get("passed")]
+    print(f"{len(summary['phases'][0]['results'])} probes, boot {summary.get('boot_seconds')} s, "
+          f"total {summary['seconds']:.1f} s")
     assert not failed, "\n".join(failed)
     # every refusal was AppArmor's, in the pool's own profile (or one of its children)
     denied = {(d.get("profile"), d.get("operation")) for d in summary["denials"]
