@@ -131,6 +131,57 @@ def wordpress(sysroot: Path, root: str = "/var/www/blog", *, debian_config: bool
     return disk
 
 
+# --- phpMyAdmin from Debian's package ---------------------------------------------------
+
+PMA_CACHE_DIR = Path(tempfile.gettempdir(), "php-fpm-apparmor-test-phpmyadmin")
+# The open_basedir Debian's /etc/phpmyadmin/apache.conf gives mod_php: an admin's pool copies it.
+PMA_OPEN_BASEDIR = ("/usr/share/phpmyadmin/:/usr/share/doc/phpmyadmin/:/etc/phpmyadmin/:"
+                    "/var/lib/phpmyadmin/:/usr/share/php/:/usr/share/javascript/")
+
+
+def phpmyadmin_source() -> Path | None:
+    """Debian's phpmyadmin package unpacked (dpkg-deb -x), once per machine; None offline."""
+    tree = PMA_CACHE_DIR / "tree"
+    if (tree / "usr/share/phpmyadmin/libraries/vendor_config.php").is_file():
+        return tree
+    dl = PMA_CACHE_DIR / "deb"
+    dl.mkdir(parents=True, exist_ok=True)
+    debs = sorted(glob.glob("/var/cache/apt/archives/phpmyadmin_*_all.deb")) or sorted(map(str, dl.glob("phpmyadmin_*_all.deb")))
+    if not debs:
+        try:
+            subprocess.run(["apt-get", "download", "phpmyadmin"], cwd=dl, capture_output=True,
+                           timeout=300, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        debs = sorted(map(str, dl.glob("phpmyadmin_*_all.deb")))
+    if not debs:
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="pma-", dir=PMA_CACHE_DIR))
+    subprocess.run(["dpkg-deb", "-x", debs[-1], str(tmp)], check=True, timeout=300)
+    try:
+        os.rename(tmp, tree)
+    except OSError:  # a parallel run won
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
+def phpmyadmin(sysroot: Path) -> Path:
+    """Debian's phpMyAdmin installed below `sysroot` as dpkg would lay it out, plus the
+    files its maintainer scripts create (blowfish secret, config-db.php)."""
+    src = phpmyadmin_source()
+    if src is None:
+        raise RuntimeError("no phpmyadmin package: apt-get download phpmyadmin failed")
+    for part in ("usr/share/phpmyadmin", "usr/share/doc/phpmyadmin", "etc/phpmyadmin", "var/lib/phpmyadmin"):
+        if (src / part).exists():
+            (sysroot / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src / part, sysroot / part, symlinks=True, dirs_exist_ok=True)
+    (sysroot / "var/lib/phpmyadmin/blowfish_secret.inc.php").write_text(
+        "<?php\n$cfg['blowfish_secret'] = 'abcdefghijklmnopqrstuvwxyz012345';\n")
+    (sysroot / "etc/phpmyadmin/config-db.php").write_text("<?php\n$dbuser='phpmyadmin';\n$dbname='phpmyadmin';\n")
+    (sysroot / "usr/share/javascript/jquery").mkdir(parents=True, exist_ok=True)
+    return sysroot / "usr/share/phpmyadmin"
+
+
 WEBP_EXPRESS_HEADER = """<?php
 /**
  * Plugin Name: WebP Express
