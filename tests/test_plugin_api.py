@@ -1,13 +1,15 @@
 """The plugin API: every hook documented and exercised; broken plugins skipped, not fatal."""
 
 import inspect
+import re
+from pathlib import Path
 import subprocess
 import sys
 from importlib import metadata
 
 import pytest
 
-from php_fpm_apparmor import generate, hookspecs, plugins as plugins_mod
+from php_fpm_apparmor import api, generate, hookspecs, plugins as plugins_mod
 from php_fpm_apparmor.apps import App
 from php_fpm_apparmor.hookspecs import hookimpl
 from php_fpm_apparmor.policy import ExecRule, FileRule, WriteException, under
@@ -16,13 +18,50 @@ from systree import make_tree, pool_conf
 HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("php_fpm_apparmor_") and callable(f))
 
 
-def test_every_hook_is_documented():
+GUIDE = Path(__file__).resolve().parents[1] / "docs/plugin-guide.md"
+
+
+def test_every_hook_is_documented_in_the_spec_and_the_guide():
+    """A hook or public name nobody documented fails here: the guide is the API's reference."""
     assert HOOKS == ["php_fpm_apparmor_check", "php_fpm_apparmor_detect",
                      "php_fpm_apparmor_exceptions", "php_fpm_apparmor_roots", "php_fpm_apparmor_rules"]
+    guide = GUIDE.read_text()
+    sections = re.split(r"^### ", guide, flags=re.M)
     for name in HOOKS:
         doc = inspect.getdoc(getattr(hookspecs, name))
         assert doc and len(doc.splitlines()[0]) > 20, name
+        # typed: every argument and the return are annotated
+        sig = inspect.signature(getattr(hookspecs, name))
+        assert sig.return_annotation is not inspect.Signature.empty, name
+        assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()), name
+        section = next((s for s in sections if s.startswith(f"`{name}(")), None)
+        assert section, f"{name}: no '### `{name}(...)`' section in {GUIDE}"
+        heading = section.splitlines()[0]
+        assert all(p in heading for p in sig.parameters), (name, heading)
+        for part in ("**When:**", "**Arguments:**", "**Return:**", "**Wrong return:**", "**Example:**"):
+            assert part in section, f"{name}: the guide's section lacks {part}"
+        assert "@hookimpl\ndef " + name in section, f"{name}: the example does not implement it"
     assert "entry_points" in hookspecs.__doc__ and "hookimpl" in hookspecs.__doc__
+
+
+def test_every_public_name_is_documented_and_the_api_is_versioned():
+    guide = GUIDE.read_text()
+    reference = guide[guide.index("## 4. The public names"):guide.index("## 5.")]
+    for name in api.__all__:
+        assert hasattr(api, name), name
+        assert f"`{name}`" in reference or f"`{name}(" in reference, f"{name} is not documented in section 4"
+    assert re.fullmatch(r"\d+\.\d+", api.API_VERSION)
+    assert "Compatibility rule" in api.__doc__ and "Compatibility rule" in guide
+
+
+def test_first_party_plugins_import_only_from_the_api():
+    import php_fpm_apparmor_plugins as fp
+
+    for path in Path(fp.__file__).parent.glob("*.py"):
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*(?:from|import)\s+(php_fpm_apparmor\S*|\.\S*)", line)
+            if m:
+                assert m.group(1) == "php_fpm_apparmor.api", f"{path.name}: {line.strip()}"
 
 
 class Recorder:
