@@ -108,3 +108,29 @@ def test_upstream_tarball_in_a_web_root_keeps_its_temp_dir_inside_and_is_told(tm
     assert app.info == {"temp": "/var/www/pma/tmp", "config_dir": None}
     findings = testing.plugins().call("php_fpm_apparmor_check", site=s, app=app)
     assert any("inside its web root" in f for f in findings)
+
+
+def test_trace_shows_which_plugin_answered_what(tmp_path, cli):
+    root = pma_tree(tmp_path)
+    env = {plugins_mod.NO_EXTERNAL_ENV: "1"}
+    proc = cli("plugins", "--trace", "pma", root=root, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "pool 8.2/pma (hat pma): ok"
+    assert "  roots      phpmyadmin: /usr/share/phpmyadmin" in out
+    assert "  detect     phpmyadmin: phpmyadmin 5.2.1 at /usr/share/phpmyadmin" in out
+    assert any(l.startswith("  rules      phpmyadmin [phpmyadmin]: hat: \"/etc/phpmyadmin/{,**}\" r,") for l in out), out
+    assert any(l.startswith("  exceptions phpmyadmin [phpmyadmin]: exception /var/lib/phpmyadmin/tmp/**") for l in out)
+    assert not any("wordpress" in l for l in out)  # plugins that answered [] are left out
+    proc = cli("--json", "plugins", "--trace", "8.2/pma", root=root, env=env)
+    import json
+    records = json.loads(proc.stdout)
+    assert {r["hook"] for r in records} == {"roots", "detect", "rules", "exceptions"}
+    assert cli("plugins", "--trace", "nope", root=root, env=env).returncode == 2
+
+
+def test_status_text_shows_each_pools_exceptions(tmp_path, cli):
+    root = pma_tree(tmp_path)
+    proc = cli("status", root=root, env={plugins_mod.NO_EXTERNAL_ENV: "1"})
+    assert ("exception 8.2/pma: /var/lib/phpmyadmin/tmp/** (phpmyadmin: Twig compiles phpMyAdmin's "
+            "templates to PHP in tempDir/twig and includes them)") in proc.stdout.splitlines(), proc.stdout

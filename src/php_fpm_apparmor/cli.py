@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="audit or kernel log to read (default: the usual ones); repeatable")
     lr.add_argument("--write", action="store_true",
                     help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate")
-    sub.add_parser("plugins", help="list app plugins")
+    pl = sub.add_parser("plugins", help="list app plugins (exit 1 if one was refused)")
+    pl.add_argument("--trace", metavar="POOL", help="which plugin answered what for POOL (name, X.Y/name or hat)")
     sub.add_parser("clean", help="remove every generated file and unload its hats")
     return p
 
@@ -78,6 +79,9 @@ def cmd_status(args, plugins) -> int:
         print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
         for t in table:
             print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+        for r in rows:
+            for x in r["exceptions"]:  # every PHP-writing permission a plugin asked for
+                print(f"exception {r['version']}/{r['pool']}: {x}")
         for r in rows:
             if r["problem"]:
                 print(f"! {r['problem']}")
@@ -193,6 +197,18 @@ def cmd_learn(args, plugins) -> int:
 
 
 def cmd_plugins(args, plugins) -> int:
+    if args.trace:
+        from . import trace
+
+        records, entries = trace.run(args.root, plugins, args.trace)
+        if not entries:
+            _err(f"no pool {args.trace!r}")
+            return USAGE
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            print("\n".join(trace.lines(records, entries)))
+        return PROBLEMS if plugins.problems or any(e.problem for e in entries) else OK
     rows = [vars(i) for i in plugins.info]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -49,7 +49,7 @@ class Plugins:
     pm: pluggy.PluginManager
     info: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # plugins refused at load time
-    trace: list | None = None  # [(hook, plugin, pool, app, [items])] when tracing
+    trace: list | None = None  # [(hook, plugin, pool object, app name, [items])] when tracing
 
     def call(self, hook: str, with_names: bool = False, **kwargs) -> list:
         """Call every implementation of `hook` and flatten their lists.
@@ -71,7 +71,7 @@ class Plugins:
                                   f"returned {short(result)} ({type(result).__name__}), not a list")
             if self.trace is not None:
                 site, app = kwargs.get("site"), kwargs.get("app")
-                self.trace.append((hook, impl.plugin_name, getattr(getattr(site, "pool", None), "name", None),
+                self.trace.append((hook, impl.plugin_name, getattr(site, "pool", None),
                                    getattr(app, "name", None), list(result)))
             out.extend((impl.plugin_name, item) if with_names else item for item in result)
         return out
