@@ -124,7 +124,7 @@ def assign_hats(entries: list[Entry]) -> None:
 def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> Plan:
     from . import plugins as plugins_mod
 
-    plugins = plugins or plugins_mod.load()
+    plugins = plugins or plugins_mod.load(sysroot=sysroot)
     sites._readlink.cache_clear()  # a run sees the disk as it is now
     result = Plan(sysroot)
     # php-fpm runs under systemd's environment, not the admin's shell: ${VAR} in a pool
