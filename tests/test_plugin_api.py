@@ -130,6 +130,7 @@ def test_provenance_cannot_be_faked(tmp_path):
     root = make_tree(tmp_path, {"s": pool_conf("s", "/var/www/x", hat="s")})
     result = generate.plan(str(root), plugins_mod.load(entry_points=[], extra=[Liar]))
     assert "# Liar: trust me" in result.ready[0].text
+    assert "(plugin Liar)" in result.ready[0].text and "liar" not in result.ready[0].text
 
 
 def test_first_party_plugins_register_through_the_entry_point_group(cli):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import PluginError
 
@@ -12,7 +12,7 @@ class App:
     name: str  # plugin-defined id, e.g. "wordpress"
     root: str  # canonical system path the app lives in
     version: str | None = None
-    plugin: str = ""  # name of the plugin that detected it
+    plugin: str = ""  # the plugin that detected it: set by the loader, whatever the plugin says
     info: dict = field(default_factory=dict)  # plugin facts (wp-config path, datadirectory...)
 
 
@@ -29,6 +29,8 @@ def detect(site, plugins) -> list[App]:
         for plugin, app in plugins.call("php_fpm_apparmor_detect", with_names=True, site=site,
                                         found=list(found)):
             check_app(plugin, app)
+            if app.plugin != plugin:  # provenance is who really returned it, as for rules
+                app = replace(app, plugin=plugin)
             key = (app.name, app.root)
             if key not in seen:
                 seen.add(key)
