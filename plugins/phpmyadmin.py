@@ -22,7 +22,7 @@ import posixpath
 import re
 
 from php_fpm_apparmor.api import (App, Expectation, FileRule, WriteException, clean_version, hookimpl,
-                                  is_within, lit, under, unsafe_path)
+                                  is_within, lit, pool_names, under, unsafe_path)
 
 __version__ = "1.0"
 NAME = "phpmyadmin"
@@ -58,12 +58,7 @@ def _is_pma(site, root: str) -> bool:
 def php_fpm_apparmor_roots(site):
     """Debian's /usr/share/phpmyadmin, when the pool points there (chdir, doc_root or
     open_basedir) and the package's files are there."""
-    pool = site.pool
-    named = [pool.chdir or "", pool.ini("doc_root") or ""]
-    named += (pool.ini("open_basedir") or "").split(":")
-    if not any(p.rstrip("/") == DEBIAN_ROOT for p in named):
-        return []
-    if not _is_pma(site, DEBIAN_ROOT):
+    if not pool_names(site, DEBIAN_ROOT) or not _is_pma(site, DEBIAN_ROOT):
         return []
     # Keep any real site root the core found; drop phpMyAdmin's own data and config dirs,
     # which open_basedir lists but which are not code.

@@ -19,8 +19,8 @@ Compatibility rule (API_VERSION = "MAJOR.MINOR"):
 from __future__ import annotations
 
 from .apphelpers import (UNKNOWN, PhpFacts, any_case, canonical_or_none, clean_version, ext_glob,
-                         find_binaries, is_within, plugin_header, read_php, site_ini, temp_dir,
-                         unsafe_path)
+                         find_binaries, is_within, plugin_header, pool_names, read_php, site_ini,
+                         temp_dir, unsafe_path)
 from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
@@ -39,7 +39,7 @@ __all__ = [
     "IncludeRule", "WriteException", "HAT", "MASTER",
     # building paths
     "lit", "under", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
-    "find_binaries", "temp_dir", "site_ini",
+    "find_binaries", "temp_dir", "site_ini", "pool_names",
     # reading an app's files without running them
     "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version",
 ]
