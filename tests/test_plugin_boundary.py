@@ -268,3 +268,17 @@ def test_plugins_exits_1_when_a_plugin_failed_to_load(tmp_path, cli):
 def test_plugin_error_is_a_value_error_the_pipeline_catches():
     exc = PluginError("p", "php_fpm_apparmor_rules", "returned 1")
     assert isinstance(exc, ValueError) and str(exc) == "plugin p: php_fpm_apparmor_rules: returned 1"
+
+
+class Exits:
+    php_fpm_apparmor_detect = staticmethod(hookimpl(shop_detect))
+
+    @hookimpl
+    def php_fpm_apparmor_rules(site, app):
+        raise SystemExit(3)
+
+
+def test_a_hook_calling_sys_exit_fails_only_its_pool(tmp_path):
+    pools = by_pool(plan_with(two_pools(tmp_path), Exits))
+    assert "plugin Exits: php_fpm_apparmor_rules: raised SystemExit(3)" in pools["shop"].problem
+    assert pools["blog"].text is not None

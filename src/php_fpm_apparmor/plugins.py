@@ -62,7 +62,7 @@ class Plugins:
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception as exc:  # a third party's bug: this pool's failure, named
+            except (Exception, SystemExit) as exc:  # a third party's bug: this pool's failure, named
                 raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
             if result is None:
                 result = []
@@ -200,7 +200,7 @@ def _load_local(plugins: Plugins, sysroot: str, taken: set) -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module  # dataclasses and typing look modules up by name
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             sys.modules.pop(modname, None)
             plugins.problems.append(f"plugin {name} ({path}) failed to load: {one_line(repr(exc))}")
             continue
@@ -227,7 +227,7 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
         where = ep.value + (f" from {dist.name}" if dist is not None and getattr(dist, "name", None) else "")
         try:
             module = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() at import must not end the run
             plugins.problems.append(f"plugin {ep.name} ({where}) failed to load: {one_line(repr(exc))}")
             continue
         if not _register(plugins, module, ep.name, where):
