@@ -57,6 +57,10 @@ def add_phpmyadmin(tree: Path) -> None:
     (tree / "var/lib/phpmyadmin/blowfish_secret.inc.php").write_text("<?php $cfg['blowfish_secret'] = 'x';\n")
     (tree / "etc/phpmyadmin/conf.d/local.php").write_text("<?php\n")
     (tree / "etc/php/8.2/fpm/pool.d/pma.conf").write_text(PMA_POOL)
+    with open(tree / "etc/passwd", "a") as f:
+        f.write("pma:x:1010:1010:phpMyAdmin pool:/usr/share/phpmyadmin:/usr/sbin/nologin\n")
+    with open(tree / "etc/group", "a") as f:
+        f.write("pma:x:1010:\n")
 
 
 def vm():
