@@ -172,6 +172,14 @@ def local_files(sysroot: str) -> tuple[list[Path], list[str]]:
     why = unsafe(d, st) if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode) else "is not a directory"
     if why:
         return [], [f"{d} {why}: no local plugin loaded from it"]
+    # Whoever may write a parent (/etc/php-fpm-apparmor, /etc) may swap plugins.d itself.
+    for parent in Path(LOCAL_DIR).parents:
+        if str(parent) == "/":
+            break
+        p = Path(sysroot, str(parent).lstrip("/"))
+        why = unsafe(p, p.lstat())
+        if why:
+            return [], [f"{p} {why}: no local plugin loaded from {d}"]
     files = []
     for p in sorted(d.iterdir()):
         if p.suffix != ".py" or p.name.startswith("."):
