@@ -134,3 +134,12 @@ def test_status_text_shows_each_pools_exceptions(tmp_path, cli):
     proc = cli("status", root=root, env={plugins_mod.NO_EXTERNAL_ENV: "1"})
     assert ("exception 8.2/pma: /var/lib/phpmyadmin/tmp/** (phpmyadmin: Twig compiles phpMyAdmin's "
             "templates to PHP in tempDir/twig and includes them)") in proc.stdout.splitlines(), proc.stdout
+
+
+def test_the_admins_root_wins_over_the_plugins_claim(tmp_path):
+    root = pma_tree(tmp_path)
+    conf = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("[pma]\nroot = /var/www/blog\n")
+    e = next(e for e in generate.plan(str(root), testing.plugins()).entries if e.pool.name == "pma")
+    assert e.site.roots == ["/var/www/blog"] and e.site.origin == "root = in [pma]"

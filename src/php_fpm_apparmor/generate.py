@@ -140,7 +140,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
             continue
         try:
             e.site = sites.build(e.pool, e.hat, conf, sysroot)
-            if not e.site.origin.startswith("root ="):  # the admin's roots win over plugins'
+            if "root" not in e.site.settings:  # the admin's root = wins over plugins
                 claimed, by = apps_mod.claimed_roots(e.site, plugins)
                 if claimed:
                     e.site = sites.build(e.pool, e.hat, conf, sysroot,
