@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     lr.add_argument("--write", action="store_true",
                     help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate "
                          "(on a terminal without it: asked rule by rule)")
-    sub.add_parser("plugins", help="list app plugins")
+    pl = sub.add_parser("plugins", help="list app plugins (exit 1 if one was refused)")
+    pl.add_argument("--trace", metavar="POOL", help="which plugin answered what for POOL (name, X.Y/name or hat)")
     sub.add_parser("clean", help="remove every generated file and unload its hats")
     return p
 
@@ -87,6 +88,9 @@ def cmd_status(args, plugins) -> int:
         print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
         for t in table:
             print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+        for r in rows:
+            for x in r["exceptions"]:  # every PHP-writing permission a plugin asked for
+                print(f"exception {r['version']}/{r['pool']}: {x}")
         for r in rows:
             if r["problem"]:
                 print(f"! {r['problem']}")
@@ -173,7 +177,8 @@ def cmd_generate(args, plugins) -> int:
             _err(f"{b}: php-fpm {args.php} would respawn its workers in a loop; not starting it "
                  f"(fix the problem above, or remove apparmor_hat from the pool)")
         return PROBLEMS if bad else OK
-    return PROBLEMS if outcome.problems else OK
+    # A plugin that could not be loaded leaves its apps' pools without their rules.
+    return PROBLEMS if outcome.problems or plugins.problems else OK
 
 
 def cmd_learn(args, plugins) -> int:
@@ -189,6 +194,18 @@ def _enforce(args, plugins) -> int:
 
 
 def cmd_plugins(args, plugins) -> int:
+    if args.trace:
+        from . import trace
+
+        records, entries = trace.run(args.root, plugins, args.trace)
+        if not entries:
+            _err(f"no pool {args.trace!r}")
+            return USAGE
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            print("\n".join(trace.lines(records, entries)))
+        return PROBLEMS if plugins.problems or any(e.problem for e in entries) else OK
     rows = [vars(i) for i in plugins.info]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -196,8 +213,8 @@ def cmd_plugins(args, plugins) -> int:
         for r in rows:
             print(f"{r['name']:<16} {r['version']:<10} {r['source']}")
     for w in plugins.problems:
-        _err(f"warning: {w}")
-    return OK
+        _err(f"error: {w}")
+    return PROBLEMS if plugins.problems else OK
 
 
 def cmd_clean(args, plugins) -> int:
@@ -243,7 +260,7 @@ def main(argv=None) -> int:
                 "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
                 "enforce": _enforce, "enable": check_mod.cmd_enable, "learn": cmd_learn}
     try:
-        plugins = plugins_mod.load()
+        plugins = plugins_mod.load(sysroot=args.root)
         return commands[args.command](args, plugins)
     except ConfigError as exc:
         _err(str(exc))
