@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import re
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import (ExecRule, FileRule, IncludeRule, NetworkRule, WriteException,
-                                     lit, under)
-
-from ._common import (UNKNOWN, clean_version, find_binaries, is_within, read_php, site_ini,
-                      unsafe_path)
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, ExecRule, Expectation, FileRule,
+                                  find_binaries, hookimpl, IncludeRule, is_within, lit,
+                                  NetworkRule, read_php, site_ini, under, unsafe_path,
+                                  WriteException)
 
 __version__ = "1.0"
 NAME = "nextcloud"

@@ -37,6 +37,7 @@ class Site:
     origin: str = ""  # where the roots came from (config section or inferred from which key)
     symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
     vhosts: list[str] = field(default_factory=list)  # server names of the vhosts passing PHP here
+    web_roots: list[str] = field(default_factory=list)  # every root those vhosts name, even refused ones
 
     def disk(self, path: str, *more: str) -> Path:
         """The file on disk for a system path (below --root when testing or demoing)."""
@@ -257,10 +258,11 @@ def _exists(sysroot: str, path: str) -> bool:
         return True  # a symlink loop: build() says so with the file and line
 
 
-def build(pool, hat: str, conf, sysroot: str = "/", web=None) -> Site:
+def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | None = None) -> Site:
     """The Site for one pool: its canonical roots and settings. Raises ConfigError.
 
-    web: the web servers' vhosts (webserver.read), or None."""
+    web: the web servers' vhosts (webserver.read), or None.
+    `claimed`: (roots, origin) an app plugin named for it, used unless the admin set root =."""
     check_paths(pool)
     name = section_for(conf, pool)
     settings = dict(conf.defaults())
@@ -302,10 +304,10 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None) -> Site:
     web_raw, web_origin, web_why = web_roots(pool, served, sysroot)
     if "root" in settings:
         raw, origin, key = values["root"], f"root = in {where}", "root"
-    elif web_raw:
+    elif web_raw and not claimed:  # a plugin that recognised its app knows better
         raw, origin, key = web_raw, web_origin, None
     else:
-        raw, origin = infer_roots(pool)
+        raw, origin = claimed if claimed else infer_roots(pool)
         key = None
         chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
         if chroot:  # inferred roots are chroot-relative, like php-fpm's
@@ -331,6 +333,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None) -> Site:
         write_paths=writes, origin=origin,
         symlinked={r: p for p, r in resolved.items() if p.rstrip("/") != r},
         vhosts=webserver.names(served),
+        web_roots=list(dict.fromkeys(p for v in served for p, _ in v.roots)),
     )
 
 

@@ -23,7 +23,7 @@ from .errors import ConfigError
 
 MAX_FILE = 8 << 20  # bytes read of one config file: a web server config is never that big
 MAX_FILES = 5000  # files one server's config may pull in
-TIMEOUT = 20  # seconds for `nginx -T` / `apache2ctl -D DUMP_INCLUDES`
+TIMEOUT = 10  # seconds for `nginx -T` / `apache2ctl -D DUMP_INCLUDES`
 
 
 @dataclass
