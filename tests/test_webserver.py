@@ -157,6 +157,9 @@ def test_apache_vhosts_roots_and_names(tmp_path):
     listed = set(re.findall(r"(\S+) \(/[^()]*:\d+\)", dump)) | set(re.findall(r"(?m)^\s+alias (\S+)", dump))
     primary = {v.names[0] for v in apache.read(str(root), []) if v.names}  # ServerName first
     assert primary <= listed and {"hestia.example", "vm.example", "wild.example"} <= primary
+    # every unix SetHandler Apache keeps after IfModule (ISPConfig's <IfModule mod_proxy_fcgi.c>) is ours
+    kept = {a for a in _dump_config_handlers(root) if a.startswith("/")}
+    assert kept and kept <= {a[5:] for a in got if a.startswith("unix:")}, kept
 
 
 def _dump_config_handlers(root) -> list[str]:
