@@ -595,3 +595,18 @@ def test_apache_include_of_a_directory_reads_it_recursively_like_apache(tmp_path
     assert [(v.address, v.roots) for v in sub] == [
         ("unix:/run/php/sub.sock", [("/srv/sub", "/etc/apache2/extra/sub/sub.conf:4")])]  # Define'd
     assert problems == []
+
+
+@needs_apache
+def test_apache_macro_bodies_are_not_taken_for_vhosts(tmp_path):
+    sites = corpus("apache", "hestia.conf")
+    sites["macro.conf"] = ("<Macro Site $name>\n<VirtualHost *:80>\nServerName $name.example\n"
+                           "DocumentRoot /var/www/$name\n<FilesMatch \\.php$>\n"
+                           "SetHandler \"proxy:unix:/run/php/$name.sock|fcgi://localhost\"\n</FilesMatch>\n"
+                           "</VirtualHost>\n</Macro>\n")
+    root = apache_tree(tmp_path / "root", sites)
+    problems = []
+    found = apache.read(str(root), problems)
+    assert not any("$name" in v.address for v in found)
+    assert problems == ["/etc/apache2/sites-enabled/macro.conf:1: <Macro Site $name> is not expanded here; "
+                        "set root = for the pools its vhosts serve"]

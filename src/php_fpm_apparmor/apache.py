@@ -210,6 +210,9 @@ class Reader:
                     path = self._subst(arg, d)
                     literal = path.startswith("/") and not has_glob(path)
                     self._walk(d.block, stack, host, path.rstrip("/") or "/" if literal else directory)
+                elif n == "macro":  # mod_macro: the body is a template, expanded only by Use
+                    self.problems.append(f"{d.where}: <Macro {arg}> is not expanded here; set root = "
+                                         f"for the pools its vhosts serve")
                 elif n == "proxy":
                     self._proxy(d, arg)
                     self._walk(d.block, stack, host, directory)
