@@ -608,5 +608,5 @@ def test_apache_macro_bodies_are_not_taken_for_vhosts(tmp_path):
     problems = []
     found = apache.read(str(root), problems)
     assert not any("$name" in v.address for v in found)
-    assert problems == ["/etc/apache2/sites-enabled/macro.conf:1: <Macro Site $name> is not expanded here; "
+    assert problems == ["/etc/apache2/sites-enabled/macro.conf:1: <Macro Site> is not expanded here; "
                         "set root = for the pools its vhosts serve"]
