@@ -54,6 +54,17 @@ def reload(profile_file: str) -> str | None:
     return _run(["-r", "-W", "-T", profile_file])
 
 
+def replace_text(text: str) -> str | None:
+    """Load top-level `profile php-fpm//x` blocks next to the loaded parent: only those
+    profiles are replaced, the parent and its other hats stay as they are."""
+    with tempfile.NamedTemporaryFile("w", prefix="php-fpm-apparmor-", suffix=".hats", delete=False) as f:
+        f.write(text)
+    try:
+        return _run(["-r", "-T", f.name])
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+
+
 def in_use() -> set[str]:
     """Profile names some running process is confined by (from /proc/*/attr/current)."""
     names = set()
