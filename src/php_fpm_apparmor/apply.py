@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import install, load, render, validate
+from . import generate, install, load, render, validate
 from .policy import PARENT
 
 _HERE = Path(__file__).resolve()
@@ -310,7 +310,14 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
             e = c.entry
             if e is not None:
                 e.problem = e.problem or out.problems[-1]
-                if not c.core_only and name not in old and e.needs_hat and e.fallback is not None:
+                if not c.core_only and name not in old and e.needs_hat:
+                    if e.fallback is None:
+                        # Its policy passed the checks, so its core rules did: the core-only
+                        # hat is a subset of what was checked (no plugin is asked).
+                        try:
+                            e.fallback = generate.core_only(e, None)
+                        except (ValueError, TypeError):
+                            continue
                     changed[name] = want[name] = Candidate(name, e.fallback, e, core_only=True)
                     retry.append(name)
         return retry
