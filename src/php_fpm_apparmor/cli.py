@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, apply as apply_mod, generate, install, load, plugins as plugins_mod, progress, render
+from . import __version__, apply as apply_mod, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -54,18 +54,27 @@ def _err(message: str) -> None:
 def cmd_status(args, plugins) -> int:
     # Reads only: pools, sites and apps, the installed files and the kernel's list. No
     # policy is built, no invariant checked, no parser run (`check` and `generate` do).
-    result = generate.plan(args.root, plugins, build=False)
+    # The apps are those the installed hat was built for (its header); only a pool without
+    # a file has its apps looked for (plugins read the sites' PHP: the slow part).
+    result = generate.plan(args.root, plugins, build=False, detect=False)
     present = load.loaded() if load.enabled(args.root) else {}
     rows = []
     for e in result.entries:
         p = e.pool
         file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
         installed = _installed(file)
+        if installed is not None:
+            e.apps = installed["apps"]
+        elif e.site and e.site.roots:
+            try:
+                e.apps = [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)]
+            except (ValueError, TypeError) as exc:
+                e.problem = e.problem or f"{p.config_file}: pool {p.name}: {exc}"
         rows.append({
             "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
             "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
             "site_root": e.site.roots if e.site else [],
-            "apps": [f"{a.name} {a.version or ''}".strip() for a in e.apps],
+            "apps": e.apps,
             "mode": e.site.mode if e.site else None,
             "file": str(file) if installed is not None else None,
             "installed_mode": installed.get("mode") if installed else None,
@@ -105,7 +114,8 @@ def _installed(file) -> dict | None:
     except OSError:
         return None
     info = {"exceptions": [h.split(": ", 1)[1] if ": " in h else h
-                           for h in head if h.startswith("exception ")]}
+                           for h in head if h.startswith("exception ")],
+            "apps": [" ".join(h.split(" at ", 1)[0].split()[1:]) for h in head if h.startswith("app ")]}
     for h in head:
         if h.startswith("mode "):
             info["mode"] = h.split()[1].rstrip(";")

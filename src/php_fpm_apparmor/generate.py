@@ -117,9 +117,10 @@ def assign_hats(entries: list[Entry]) -> None:
 
 
 def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, build: bool = True,
-         progress=None) -> Plan:
-    """Read every pool and work out its hat. build=False stops after the apps (what `status`
-    shows): no policy, no text, no checks. progress(stage, done, total) is told how far."""
+         detect: bool = True, progress=None) -> Plan:
+    """Read every pool and work out its hat. build=False stops after the sites and apps
+    (detect=False: after the sites), what `status` shows: no policy, no text, no checks.
+    progress(stage, done, total) is told how far."""
     from . import plugins as plugins_mod
 
     plugins = plugins or plugins_mod.load()
@@ -155,6 +156,8 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
                 e.core_site = e.site
             else:
                 e.note = message
+            continue
+        if not build and not detect:
             continue
         try:
             e.apps = apps_mod.detect(e.site, plugins)

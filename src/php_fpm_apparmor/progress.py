@@ -10,7 +10,8 @@ import os
 import sys
 import time
 
-DELAY = 0.5  # seconds before the first line: short runs stay silent
+# seconds before the first line: short runs stay silent (tests set 0)
+DELAY = float(os.environ.get("PFA_PROGRESS_DELAY", "0.5"))
 EVERY = 0.1  # at most ten rewrites a second
 
 

@@ -1,0 +1,194 @@
+"""A shared WordPress host at scale (issue 10): status, generate, one pool's change.
+
+    .venv/bin/python bench/bench_scale.py [--pools 100,1000] [--check-upto 100]
+
+Builds bench/wptree.py's tree (N ISPConfig-style pools, WordPress in each, a third with
+WebP Express + WP Super Cache) and prints, per N, wall time and peak memory (max RSS of
+the process that did the work) of:
+  - `status --json` (the real CLI) against `php-fpm8.2 -t` on the same pools (ratio);
+  - generate --dry-run's Python part: text (check=False) and, up to --check-upto pools,
+    text + invariants; the parser's time on the whole profile printed separately;
+  - a full cold generate (text without invariants, compile, write; --root is not /, so
+    nothing is loaded), its Python and parser shares;
+  - apply after one pool's change (its mode): reading + planning, then the transaction,
+    and the parser run the kernel load would cost (that pool's profiles alone).
+Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE))
+
+PY = sys.executable
+
+
+def measured(cmd: list[str], env=None) -> tuple[float, int, str, int]:
+    """(wall s, peak RSS MB of that process and its children, stdout, rc)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    # ru_maxrss of RUSAGE_CHILDREN is the max over every child so far: ask in a wrapper
+    # instead (see inner()), which reports its own peak.
+    return wall, 0, out + err, proc.returncode
+
+
+def wrapped(cmd: list[str]) -> tuple[float, float]:
+    """(best wall s, peak RSS MB) of an external command, measured by a fresh wrapper."""
+    code = ("import resource,subprocess,sys,time;t=time.perf_counter();"
+            "subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
+            "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    best, peak = None, 0
+    for _ in range(3):
+        out = subprocess.run([PY, "-c", code, *cmd], capture_output=True, text=True).stdout.split()
+        wall, rss = float(out[0]), int(out[1]) / 1024
+        best = wall if best is None else min(best, wall)
+        peak = max(peak, rss)
+    return best, peak
+
+
+def inner(step: str, root: str) -> None:
+    """Runs in its own process: one step, its timings as JSON, its own peak RSS."""
+    import resource
+
+    from php_fpm_apparmor import apply as apply_mod, generate, plugins, validate
+
+    t0 = time.perf_counter()
+    pm = plugins.load()
+    res = {"plugins_s": time.perf_counter() - t0}
+    if step in ("text", "check"):
+        t = time.perf_counter()
+        result = generate.plan(root, pm, check=step == "check")
+        res["plan_s"] = time.perf_counter() - t
+        files = {e.hat: e.text for e in result.ready}
+        files["_shared"] = result.shared
+        res["pools_ready"] = len(result.ready)
+        res["peak_mb_python"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t = time.perf_counter()
+        err = apply_mod._compile_whole(apply_mod.template(), files, validate.search_dirs(root))
+        res["parser_s"] = time.perf_counter() - t
+        res["parser_error"] = err
+    elif step in ("cold", "one"):
+        t = time.perf_counter()
+        result = generate.plan(root, pm, check=False)
+        res["plan_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = apply_mod.apply(result)
+        res["apply_s"] = time.perf_counter() - t
+        res["written"] = len(out.written)
+        res["problems"] = out.problems[:3]
+        if step == "one":
+            changed = [Path(w).name for w in out.written]
+            texts = [Path(w).read_text() for w in out.written if not w.endswith("php-fpm-apparmor")]
+            with tempfile.NamedTemporaryFile("w", suffix=".hats", delete=False) as f:
+                f.write(apply_mod.standalone(apply_mod.template(), texts))
+            t = time.perf_counter()
+            res["alone_error"] = validate.compile_file(f.name, validate.search_dirs(root))
+            res["alone_parser_s"] = time.perf_counter() - t
+            os.unlink(f.name)
+            res["changed"] = changed
+    res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_mb_parser"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps(res))
+
+
+def step(name: str, root: Path) -> dict:
+    wall, _, out, rc = measured([PY, __file__, "--inner", name, str(root)])
+    line = out.strip().splitlines()[-1] if out.strip() else "{}"
+    try:
+        res = json.loads(line)
+    except ValueError:
+        res = {"error": out[-500:]}
+    res["wall_s"] = wall
+    return res
+
+
+def fpm_t_tree(root: Path, version: str = "8.2") -> Path:
+    """The same pools for php-fpm's own -t: its paths moved into the tree, users www-data
+    (the pools' users exist only in the tree's /etc/passwd)."""
+    conf_dir = root / "fpm-t"
+    (conf_dir / "pool.d").mkdir(parents=True)
+    for f in sorted((root / f"etc/php/{version}/fpm/pool.d").glob("*.conf")):
+        text = re.sub(r"(?m)^(user|group|listen\.owner|listen\.group) = .*$", r"\1 = www-data", f.read_text())
+        text = text.replace("/var/www/", f"{root}/var/www/").replace("/var/lib/php8.2-fpm/", f"{conf_dir}/")
+        (conf_dir / "pool.d" / f.name).write_text(text)
+    (conf_dir / "php-fpm.conf").write_text(f"[global]\npid = {conf_dir}/fpm.pid\nerror_log = {conf_dir}/fpm.log\n"
+                                           f"include={conf_dir}/pool.d/*.conf\n")
+    return conf_dir / "php-fpm.conf"
+
+
+def bench(n: int, check_upto: int) -> None:
+    import wptree
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-scale-{n}-") as tmp:
+        root = Path(tmp) / "root"
+        t = time.perf_counter()
+        wptree.build(root, n)
+        print(f"\n== {n} WordPress pools (tree built in {time.perf_counter() - t:.1f} s)")
+        fpm = fpm_t_tree(Path(tmp))
+        fpm_s, fpm_mb = wrapped(["/usr/sbin/php-fpm8.2", "-t", "-y", str(fpm)])
+        status = [PY, "-m", "php_fpm_apparmor", "--root", str(root), "--json", "status"]
+        env = {"PYTHONPATH": str(REPO / "src")}
+        os.environ.update(env)
+        s_s, s_mb = wrapped(status)
+        print(f"php-fpm8.2 -t:                      {fpm_s:6.2f} s  {fpm_mb:6.0f} MB")
+        print(f"status --json (nothing installed):  {s_s:6.2f} s  {s_mb:6.0f} MB  ratio {s_s / fpm_s:.2f} "
+              f"(apps detected by the plugins)")
+        text = step("text", root)
+        print(f"generate --dry-run, text only:      {text['plan_s']:6.2f} s Python "
+              f"({text['peak_mb_python']:.0f} MB), parser on the whole profile {text['parser_s']:.1f} s "
+              f"({text['peak_mb_parser']:.0f} MB){' ERROR ' + text['parser_error'][:200] if text['parser_error'] else ''}")
+        if n <= check_upto:
+            chk = step("check", root)
+            print(f"generate --dry-run, text+invariants:{chk['plan_s']:6.2f} s Python ({chk['peak_mb_python']:.0f} MB) "
+                  f"(the enumerating check of main; the invariants branch replaces it)")
+        else:
+            print(f"generate --dry-run, text+invariants: skipped above {check_upto} pools (the enumerating "
+                  f"check runs out of memory there until the invariants branch merges)")
+        cold = step("cold", root)
+        print(f"full cold generate (no invariants): {cold['wall_s']:6.1f} s  {max(cold['peak_mb'], cold['peak_mb_parser']):6.0f} MB"
+              f"  = plan {cold['plan_s']:.1f} s + compile/write {cold['apply_s']:.1f} s; "
+              f"{cold['written']} files {cold['problems'] or ''}")
+        s2_s, s2_mb = wrapped(status)
+        print(f"status --json (all installed):      {s2_s:6.2f} s  {s2_mb:6.0f} MB  ratio {s2_s / fpm_s:.2f} "
+              f"(apps from the installed headers)")
+        # one pool's change: its mode
+        cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(f"[web{n // 2}]\nmode = complain\n")
+        one = step("one", root)
+        print(f"apply after one pool's change:      {one['wall_s']:6.2f} s end to end = start-up "
+              f"{one['plugins_s']:.2f} + reading/planning {one['plan_s']:.2f} s + transaction "
+              f"{one['apply_s']:.2f} s (compiles {one['changed']}); loading it alone would add one parser "
+              f"run of {one['alone_parser_s']:.2f} s{' ERROR ' + one['alone_error'] if one['alone_error'] else ''}")
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+        inner(sys.argv[2], sys.argv[3])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pools", default="100,1000")
+    ap.add_argument("--check-upto", type=int, default=100)
+    args = ap.parse_args()
+    for n in (int(x) for x in args.pools.split(",")):
+        bench(n, args.check_upto)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
