@@ -370,7 +370,10 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
             gone |= set(split(text)[1])
         elif name in changed:
             gone |= set(split(text)[1]) - set(split(changed[name].text)[1])
-    missing = [n for n, c in want.items() for p in split(c.text)[1] if f"{PARENT}//{p}" not in present]
+    # An unchanged file whose profiles the kernel lacks: the parent must be reloaded (a
+    # changed file's new profiles, e.g. a child it gained, load with it).
+    missing = [n for n, c in want.items() if n not in changed
+               for p in split(c.text)[1] if f"{PARENT}//{p}" not in present]
     alone = PARENT in present and not parent_changed and not missing and all(
         n in old and n != render.SHARED_FILE and split(old[n])[0] == split(c.text)[0]
         for n, c in changed.items())
