@@ -386,7 +386,9 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
             out.problems.append(f"loading the changed hats alone failed, reloading {main}: {error}")
             alone = False
     if not alone and (changed or parent_changed or missing or stale):
-        error = load.reload(str(main))
+        # Nothing written, only profiles missing from the kernel (a failed boot-time load):
+        # the cache of the last full load is still valid and saves the whole compile.
+        error = load.reload(str(main), use_cache=not (changed or parent_changed or stale))
         if error:
             out.problems.append(f"loading {main} failed: {error}")
             return
