@@ -150,3 +150,32 @@ def test_installed_files_compile_in_the_stock_profile_too(tmp_path):
     assert len(out.problems) == 1
     assert sorted(install.ours(str(root))) == ["_shared", "a", "b", "c"]
     assert validate.compile_file(str(stock), validate.search_dirs(str(root))) is None
+
+
+def test_only_one_pool_is_planned_and_the_others_keep_their_files(tmp_path, cli):
+    root = three_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    before = {n: (d / n).stat().st_mtime_ns for n in ("a", "c")}
+    # a plugin that would break a is never asked about a: only b is planned
+    calls = []
+    watching = plugin("watch", lambda r: calls.append(r) or ["not a rule"], for_hat="a")
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[b]\nmode = complain\n")
+    result = generate.plan(str(root), watching, only=["b"])
+    assert [e.hat for e in result.entries if e.keep] == ["a", "c"] and not calls
+    out = apply_mod.apply(result)
+    assert not out.problems and [p.rsplit("/", 1)[1] for p in out.written] == ["b"]
+    assert {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
+    # the planned pool is still checked against the kept pools' roots
+    reach = plugin("reach", lambda r: [FileRule(path="/var/www/a/**", perms="r", why="peek")], for_hat="b")
+    result = generate.plan(str(root), reach, only=["b"])
+    [e] = [e for e in result.entries if e.problem]
+    assert e.hat == "b" and "reaches pool a's root /var/www/a" in e.problem
+    # the CLI: complain/enforce re-plan the one pool they change
+    proc = cli("enforce", "b", root=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "complain" not in (d / "b").read_text() and {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
+    proc = cli("generate", "--pool", "c", "--dry-run", root=root)
+    assert proc.returncode == 0, proc.stderr

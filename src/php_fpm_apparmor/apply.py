@@ -121,6 +121,17 @@ def split(text: str) -> tuple[tuple[str, ...], dict[str, str]]:
     return tuple(master), blocks
 
 
+def installed_profiles(sysroot: str, hat: str) -> list[str]:
+    """The profile names in the pool's installed file of ours ([] if it has none)."""
+    path = install.at(sysroot, install.POOL_DIR) / hat
+    if not install.is_ours(path):
+        return []
+    try:
+        return list(split(path.read_text())[1])
+    except OSError:
+        return []
+
+
 def preamble(main_text: str) -> str:
     """What the main profile states before `profile php-fpm` (abi, tunables, variables)."""
     m = _PROFILE_PHP_FPM.search(main_text)
@@ -196,7 +207,7 @@ def wanted(result, existing: dict[str, Path]) -> dict[str, Candidate]:
     apparmor_hat that has no file yet (a failed pool with a file keeps it)."""
     out = {}
     for e in result.entries:
-        if not e.hat:
+        if not e.hat or e.keep:
             continue
         if e.text is not None and not e.problem:
             out[e.hat] = Candidate(e.hat, e.text, e)

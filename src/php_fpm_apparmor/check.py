@@ -248,7 +248,8 @@ def cmd_mode(args, plugins) -> int:
     text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
     section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
     install.write_atomic(path, set_in_section(text, section, "mode", args.command), keep_meta=True)
-    outcome = apply_mod.apply(generate.plan(args.root, plugins))
+    # Only this pool changed: the others keep their installed files (and loaded hats).
+    outcome = apply_mod.apply(generate.plan(args.root, plugins, only=[e.hat or e.pool.name]))
     for p in outcome.problems:
         print(f"php-fpm-apparmor: {p}", file=sys.stderr)
     print(f"pool {e.pool.name}: {args.command} (in {path} [{section}])")

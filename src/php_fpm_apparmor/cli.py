@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--diff", action="store_true", help="show what would change")
     g.add_argument("--php", metavar="X.Y", help="exit non-zero only for this PHP version's pools (ExecStartPre)")
     g.add_argument("--quiet", action="store_true", help="print problems only")
+    g.add_argument("--pool", action="append", metavar="NAME",
+                   help="re-plan only this pool (or hat); the others keep their installed files")
     sub.add_parser("check", help="find problems, each with a fix hint")
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
@@ -135,7 +137,7 @@ def _cell(value) -> str:
 def cmd_generate(args, plugins) -> int:
     shown = progress.for_cli(args.quiet or args.json)
     try:
-        result = generate.plan(args.root, plugins, progress=shown)
+        result = generate.plan(args.root, plugins, progress=shown, only=args.pool)
         return _generate(args, result, shown)
     finally:
         if shown:
@@ -144,7 +146,7 @@ def cmd_generate(args, plugins) -> int:
 
 def _generate(args, result, shown) -> int:
     if args.diff:
-        files = [(e.hat, e.text) for e in result.ready]
+        files = [(e.hat, e.text) for e in result.ready if not e.keep]
         if files:
             files.append((render.SHARED_FILE, result.shared))
         for name, text in files:

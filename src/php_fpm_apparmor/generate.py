@@ -40,6 +40,9 @@ class Entry:
     # policy failed: apply installs it only when the pool has no previous file.
     fallback: str | None = None
     core_site: object = None  # the site the core-only hat is built from (no roots)
+    # plan(only=...): a pool not asked for keeps its installed file. Its text is "" and its
+    # policy names only its profiles: enough for the checks of the pools that are planned.
+    keep: bool = False
 
     @property
     def needs_hat(self) -> bool:
@@ -117,11 +120,17 @@ def assign_hats(entries: list[Entry]) -> None:
 
 
 def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, build: bool = True,
-         detect: bool = True, progress=None) -> Plan:
+         detect: bool = True, progress=None, only=None) -> Plan:
     """Read every pool and work out its hat. build=False stops after the sites and apps
     (detect=False: after the sites), what `status` shows: no policy, no text, no checks.
-    progress(stage, done, total) is told how far."""
+    progress(stage, done, total) is told how far.
+
+    only: pool or hat names. Only those pools (and pools without an installed file) are
+    planned; every other pool keeps its installed file (Entry.keep) and takes part in the
+    checks with its site and profile names. What one pool's change costs is then that
+    pool's work plus reading the pools, whatever their number."""
     from . import plugins as plugins_mod
+    from .apply import installed_profiles
 
     plugins = plugins or plugins_mod.load()
     tell = progress or (lambda *a: None)
@@ -159,6 +168,13 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
             continue
         if not build and not detect:
             continue
+        if only is not None and build and not ({e.pool.name, e.hat} & set(only)):
+            names = installed_profiles(sysroot, e.hat)
+            if names:
+                e.keep, e.text = True, ""
+                e.policy = policy_mod.PoolPolicy(hat=e.hat, pool=e.pool, site=e.site, profiles=[
+                    policy_mod.Profile(name=n, kind="hat" if n == e.hat else "profile") for n in names])
+                continue
         try:
             e.apps = apps_mod.detect(e.site, plugins)
             if not build:
