@@ -179,3 +179,21 @@ def test_only_one_pool_is_planned_and_the_others_keep_their_files(tmp_path, cli)
     assert "complain" not in (d / "b").read_text() and {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
     proc = cli("generate", "--pool", "c", "--dry-run", root=root)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_status_only_reads(tmp_path, monkeypatch, capsys):
+    import json
+
+    from php_fpm_apparmor import cli, policy
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+
+    def forbidden(*a, **k):
+        raise AssertionError("status must not build, check or compile policy")
+    for mod, name in ((validate, "compile_file"), (generate, "check_invariants"), (policy, "build"),
+                      (apply_mod, "apply")):
+        monkeypatch.setattr(mod, name, forbidden)
+    assert cli.main(["--root", str(root), "--json", "status"]) == 0
+    rows = {r["pool"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["a"]["hat"] == "a" and rows["a"]["file"].endswith("php-fpm.d/a")
+    assert rows["a"]["installed_mode"] == "enforce" and rows["a"]["site_root"] == ["/var/www/a"]
