@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, generate, install, load, plugins as plugins_mod, render
-from .errors import ConfigError
+from .errors import ConfigError, LibraryError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     try:
         plugins = plugins_mod.load()
         return commands[args.command](args, plugins)
-    except ConfigError as exc:
+    except (ConfigError, LibraryError) as exc:
         _err(str(exc))
         return PROBLEMS
     except TimeoutError as exc:

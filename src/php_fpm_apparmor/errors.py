@@ -19,3 +19,8 @@ class ConfigError(Exception):
 
 class PolicyError(Exception):
     """Generated policy that must not be installed (validation or invariant failure)."""
+
+
+class LibraryError(RuntimeError):
+    """A library (python3-apparmor, LibAppArmor, pluggy) did not behave as we expect (an
+    API change, a bug): one line naming the call, never a rule silently left unchecked."""

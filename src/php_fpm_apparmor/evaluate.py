@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import apparmor
 from apparmor.aare import AARE
+from apparmor.common import AppArmorException
 from apparmor.rule.file import FileRule as AAFileRule
+
+from .errors import LibraryError
 
 APPARMOR_DIR = "/etc/apparmor.d"
 _SPECIAL = '\\*?[]{}^"|()+$.'
@@ -116,27 +120,90 @@ class Profile:
     ours: list = field(default_factory=list)  # the subset written in our own text
 
 
+def _make_file_rule():
+    """The rule constructor of this python3-apparmor: 4.x `create_instance`, 3.x `parse`."""
+    for name in ("create_instance", "parse"):
+        if callable(getattr(AAFileRule, name, None)):
+            return name, getattr(AAFileRule, name)
+    raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.rule.file.FileRule has "
+                       f"neither create_instance() (4.x) nor parse() (3.x)")
+
+
+def _library_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("apparmor")
+    except Exception:  # Debian installs it without metadata on some releases
+        return getattr(apparmor, "__version__", "(version unknown)")
+
+
+def new_file_rule(text: str):
+    """One FileRule from rule text, or None when python3-apparmor says it is not a valid
+    file rule (AppArmorException). Anything else is a library failure and says which call."""
+    name, make = _make_file_rule()
+    try:
+        return make(text)
+    except AppArmorException:
+        return None
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.rule.file.FileRule."
+                           f"{name}({text!r}) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _split_leading(path: str) -> list[str]:
+    """`{/etc/,/usr/etc/}/x` -> [`/etc//x`, `/usr/etc//x`]: a multi-valued variable at the
+    start of a path (@{etc_ro}, @{run}). python3-apparmor 3.0 refuses a path that starts
+    with `{`, 4.1 accepts it: splitting gives both releases the same rules."""
+    depth = 0
+    for i, c in enumerate(path):
+        depth += c == "{"
+        depth -= c == "}"
+        if depth == 0:
+            break
+    else:
+        return [path]
+    inner, rest, alts, cur, depth = path[1:i], path[i + 1:], [], "", 0
+    for c in inner:
+        if c == "," and depth == 0:
+            alts.append(cur)
+            cur = ""
+            continue
+        depth += (c == "{") - (c == "}")
+        cur += c
+    alts.append(cur)
+    out = []
+    for a in alts:
+        out.extend(_split_leading(a + rest) if (a + rest).startswith("{") else [a + rest])
+    return out
+
+
+_PATH_START = re.compile(r'^((?:(?:audit|allow|deny|owner|other|file)\s+)*)(")?(\{.*)$')
+
+
 @lru_cache(maxsize=65536)
-def _file_rule(line: str, base: str = APPARMOR_DIR):
-    """One file rule parsed by python3-apparmor (cached: most lines recur in every pool)."""
+def _file_rule(line: str, base: str = APPARMOR_DIR) -> tuple:
+    """The file rule(s) of one policy line, parsed by python3-apparmor (cached: most lines
+    recur in every pool); () when the line is no file rule or not one it can read."""
     vars_ = tunables(base)
     line = line.strip()
     if not line or line.startswith("#"):
-        return None
+        return ()
     line = re.sub(r"^(audit|allow)\s+", "", line)
     head = re.sub(r"^(deny|owner|other)\s+", "", line)
     head = re.sub(r"^(deny|owner|other)\s+", "", head)
-    if not head.startswith(("/", '"/', "@{", '"@{', "file ")):
-        return None
+    if not head.startswith(("/", '"/', "@{", '"@{', "{", '"{', "file ")):
+        return ()
     # Debian 12's FileRule.parse cannot read \" or \\ inside quotes: encode them first,
     # as encode_path() does for paths.
     line = line.replace("\\\\", _PUA["\\"]).replace('\\"', _PUA['"'])
     left, arrow, target = expand_vars(line, vars_).partition(" -> ")
     left = re.sub(r"/{2,}", "/", left)  # variables end in "/" too; AppArmor collapses "//"
-    try:
-        return AAFileRule.parse(left + arrow + target)
-    except Exception:
-        return None  # exec rules with odd targets and such: not file access
+    m = _PATH_START.match(left)
+    lefts = [m.group(1) + (m.group(2) or "") + re.sub(r"/{2,}", "/", p)
+             for p in _split_leading(m.group(3))] if m else [left]
+    rules = tuple(new_file_rule(one + arrow + target) for one in lefts)
+    # exec rules with odd targets and such are not file access: python3-apparmor says so
+    return () if None in rules else rules
 
 
 @lru_cache(maxsize=256)
@@ -157,9 +224,7 @@ def abstraction(name: str, base: str = APPARMOR_DIR) -> tuple:
             if m:
                 rules.extend(abstraction(m.group(2), base))
                 continue
-            r = _file_rule(line, base)
-            if r is not None:
-                rules.append(r)
+            rules.extend(_file_rule(line, base))
     return tuple(rules)
 
 
@@ -184,11 +249,11 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if m:
             stack[-1].rules.extend(abstraction(m.group(2), base))
             continue
-        rule = _file_rule(line, base)
-        if rule is not None:
-            stack[-1].rules.append(rule)
-            stack[-1].ours.append(rule)
-        elif line.startswith(('"', "/", "owner ", "deny ")):
+        rules = _file_rule(line, base)
+        if rules:
+            stack[-1].rules.extend(rules)
+            stack[-1].ours.extend(rules)
+        elif line.startswith(('"', "/", "{", "@{", "owner ", "deny ")):
             # A rule of ours we cannot read is a rule nobody checked: refuse it.
             raise ValueError(f"cannot evaluate rule: {line}")
     return profiles
