@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="find problems, each with a fix hint")
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
-        c.add_argument("pool", help="pool name, or X.Y/name")
+        c.add_argument("pool", nargs="?" if name == "enable" else None, help="pool name, or X.Y/name")
+        if name == "enable":
+            c.add_argument("--all", action="store_true",
+                           help="every pool without apparmor_hat: load the hats, set them, reload php-fpm")
     lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
     lr.add_argument("--log", action="append", metavar="FILE",
                     help="audit or kernel log to read (default: the usual ones); repeatable")
