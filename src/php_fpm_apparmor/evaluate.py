@@ -253,7 +253,7 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if rules:
             stack[-1].rules.extend(rules)
             stack[-1].ours.extend(rules)
-        elif line.startswith(('"', "/", "{", "@{", "owner ", "deny ")):
+        elif re.sub(r"^((audit|allow|deny|owner|other)\s+)*", "", line).startswith(('"', "/", "{", "@{", "file ")):
             # A rule of ours we cannot read is a rule nobody checked: refuse it.
             raise ValueError(f"cannot evaluate rule: {line}")
     return profiles
