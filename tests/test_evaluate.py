@@ -57,3 +57,25 @@ def test_a_failing_library_call_names_itself(monkeypatch):
     with pytest.raises(LibraryError) as exc:
         evaluate.new_file_rule('"/run/php/shop.sock" rwkl,')
     assert "FileRule.create_instance('\"/run/php/shop.sock\" rwkl,') failed: AttributeError" in str(exc.value)
+
+
+def test_a_failing_matcher_names_itself(monkeypatch):
+    class Broken:
+        def __init__(self, regex, is_path):
+            pass
+
+        def match(self, path):
+            raise TypeError("match() takes 1 positional argument")
+    evaluate._aare.cache_clear()
+    monkeypatch.setattr(evaluate, "AARE", Broken)
+    try:
+        with pytest.raises(LibraryError, match=r"AARE\('/srv/\*\*'\)\.match\('/srv/x'\) failed: TypeError"):
+            evaluate.matches("/srv/**", "/srv/x")
+    finally:
+        evaluate._aare.cache_clear()
+
+
+def test_matcher_on_this_release():
+    # escaped specials are literal, globs are globs (python3-apparmor 3.0 and 4.1 alike)
+    assert evaluate.matches("/srv/a\\*b/**", "/srv/a*b/c") and not evaluate.matches("/srv/a\\*b/**", "/srv/axb/c")
+    assert evaluate.matches("/srv/{x,y}/*.php", "/srv/y/i.php") and not evaluate.matches("/srv/{x,y}/*.php", "/srv/y/d/i.php")

@@ -65,11 +65,22 @@ def decode(text: str) -> str:
 
 @lru_cache(maxsize=None)
 def _aare(pattern: str) -> AARE:
-    return AARE(encode_pattern(pattern), True)
+    try:
+        return AARE(encode_pattern(pattern), True)
+    except AppArmorException as exc:  # not a path pattern: the rule cannot be judged
+        raise ValueError(f"cannot evaluate pattern {pattern!r}: {exc}") from exc
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.aare.AARE({pattern!r}) "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
 
 
 def matches(pattern: str, path: str) -> bool:
-    return _aare(pattern).match(encode_path(path))
+    aare = _aare(pattern)
+    try:
+        return aare.match(encode_path(path))
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: AARE({pattern!r}).match({path!r}) "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
 
 
 # --- tunables and abstractions ---------------------------------------------------------
