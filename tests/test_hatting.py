@@ -113,3 +113,51 @@ def test_master_leaves_complain_once_every_pool_has_its_hat(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     assert "profile php-fpm /usr/sbin/php-fpm* flags=(attach_disconnected) {" in master(root)
     assert cli("check", root=root).stdout.count("has no apparmor_hat") == 0
+
+
+def test_enable_all_order_with_the_kernel_and_systemd_stood_in(tmp_path, monkeypatch, capsys):
+    """The live sequence, run for real on a fake tree; only the kernel (a dict fed by the
+    real parser's -N) and `systemctl` are stood in. Order: hats loaded, then the pool
+    files, then one reload per PHP version, then the master leaves complain."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from php_fpm_apparmor import load, validate
+
+    root = host(tmp_path)
+    make_tree(root, {"old": pool_conf("old", "/var/www/old")}, version="8.1")
+    (root / "etc/php-fpm-apparmor").mkdir()
+    (root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf").write_text("[www]\nroot = /var/www/html\n")
+    (root / "var/www/html").mkdir(parents=True)
+    kernel, events = {}, []
+
+    def reload(path):
+        exe = validate.parser()
+        names = subprocess.run([exe, "-N", "-M", validate.features_for(exe), "-I", str(root / "etc/apparmor.d"),
+                                "-I", "/etc/apparmor.d", path], capture_output=True, text=True, check=True).stdout.split()
+        complain = "complain" in Path(path).read_text().split("profile php-fpm ", 1)[1].split("{", 1)[0]
+        kernel.clear()
+        kernel.update({n: "complain" if complain else "enforce" for n in names})
+        events.append(("load", "complain" if complain else "enforce", sorted(names)))
+
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
+    monkeypatch.setattr(load, "reload", lambda path: reload(path))
+    monkeypatch.setattr(load, "unload", lambda names: None)
+    monkeypatch.setattr(hatting, "reload_php_fpm", lambda service: events.append(("reload", service)))
+    real_edit = hatting.add_hat_line
+    monkeypatch.setattr(hatting, "add_hat_line", lambda conf, section, hat: (
+        events.append(("edit", conf.name, sorted(kernel))), real_edit(conf, section, hat))[1])
+
+    status = hatting.cmd_enable(SimpleNamespace(root=str(root), all=True, pool=None), NO_PLUGINS)
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    first, *edits = events[:4]
+    assert first[:2] == ("load", "complain") and {"php-fpm//b", "php-fpm//www", "php-fpm//old"} <= set(first[2])
+    assert sorted(e[1] for e in edits) == ["b.conf", "old.conf", "www.conf"]
+    assert all({"php-fpm//b", "php-fpm//www", "php-fpm//old"} <= set(e[2]) for e in edits)  # hats first
+    assert sorted(events[4:6]) == [("reload", "php8.1-fpm.service"), ("reload", "php8.2-fpm.service")]
+    assert events[6][:2] == ("load", "enforce") and len(events) == 7
+    assert "left complain mode" in out.out
+    assert "flags=(attach_disconnected) {" in master(root)
+    assert (root / "etc/php/8.2/fpm/pool.d/www.conf").read_text().count("\napparmor_hat = www\n") == 1
