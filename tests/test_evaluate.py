@@ -79,3 +79,15 @@ def test_matcher_on_this_release():
     # escaped specials are literal, globs are globs (python3-apparmor 3.0 and 4.1 alike)
     assert evaluate.matches("/srv/a\\*b/**", "/srv/a*b/c") and not evaluate.matches("/srv/a\\*b/**", "/srv/axb/c")
     assert evaluate.matches("/srv/{x,y}/*.php", "/srv/y/i.php") and not evaluate.matches("/srv/{x,y}/*.php", "/srv/y/d/i.php")
+
+
+def test_an_abstraction_rule_nobody_can_read_is_named(tmp_path):
+    (tmp_path / "tunables").mkdir()
+    (tmp_path / "tunables/global").write_text("@{run}=/run /var/run\n")
+    (tmp_path / "abstractions").mkdir()
+    (tmp_path / "abstractions/x").write_text("# fine\n@{run}/x r,\n/srv/y rwz,\n")
+    with pytest.raises(ValueError, match=r"abstractions/x:3: cannot evaluate rule: /srv/y rwz,"):
+        evaluate.abstraction("abstractions/x", str(tmp_path))
+    (tmp_path / "abstractions/z").write_text("@{nosuch}/x r,\n")
+    with pytest.raises(ValueError, match=r"abstractions/z:1: .*@\{nosuch\} is not defined"):
+        evaluate.abstraction("abstractions/z", str(tmp_path))

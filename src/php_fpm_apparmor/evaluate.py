@@ -117,7 +117,9 @@ def tunables(base: str = APPARMOR_DIR) -> dict:
 
 def expand_vars(text: str, vars_: dict, depth=0) -> str:
     def sub(m):
-        values = vars_.get(m.group(1), [""])
+        if m.group(1) not in vars_:  # an empty stand-in would judge some other path
+            raise ValueError(f"cannot evaluate {text.strip()}: @{{{m.group(1)}}} is not defined in tunables")
+        values = vars_[m.group(1)]
         return values[0] if len(values) == 1 else "{" + ",".join(values) + "}"
 
     out = _VAR.sub(sub, text)
@@ -219,24 +221,39 @@ def _file_rule(line: str, base: str = APPARMOR_DIR) -> tuple:
 
 @lru_cache(maxsize=256)
 def abstraction(name: str, base: str = APPARMOR_DIR) -> tuple:
-    """File rules of an include (abstraction), recursively, variables expanded."""
+    """File rules of an include (abstraction), recursively, variables expanded. A file rule
+    python3-apparmor cannot read is an error naming file:line (none in Debian 12's or 13's
+    stock abstractions): a rule nobody checked must not count as absent."""
     path = Path(base, name)
     if path.is_dir():
-        texts = [p.read_text(errors="replace") for p in sorted(path.iterdir()) if p.is_file()]
+        files = [p for p in sorted(path.iterdir()) if p.is_file()]
     else:
-        try:
-            texts = [path.read_text(errors="replace")]
-        except OSError:
-            return ()
+        files = [path] if path.is_file() else []
     rules = []
-    for text in texts:
-        for line in text.splitlines():
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
             m = re.match(r"^\s*#?include\s+(if exists\s+)?<([^>]+)>", line)
             if m:
                 rules.extend(abstraction(m.group(2), base))
                 continue
-            rules.extend(_file_rule(line, base))
+            try:
+                found = _file_rule(line, base)
+            except ValueError as exc:
+                raise ValueError(f"{f}:{n}: {exc}") from exc
+            if not found and _looks_like_file_rule(line.strip()):
+                raise ValueError(f"{f}:{n}: cannot evaluate rule: {line.strip()}")
+            rules.extend(found)
     return tuple(rules)
+
+
+def _looks_like_file_rule(line: str) -> bool:
+    if re.match(r"^@\{\w+\}\s*\+?=", line):  # a variable definition (tunables)
+        return False
+    return re.sub(r"^((audit|allow|deny|owner|other)\s+)*", "", line).startswith(('"', "/", "{", "@{", "file "))
 
 
 def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[str, Profile]:
@@ -264,7 +281,7 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if rules:
             stack[-1].rules.extend(rules)
             stack[-1].ours.extend(rules)
-        elif re.sub(r"^((audit|allow|deny|owner|other)\s+)*", "", line).startswith(('"', "/", "{", "@{", "file ")):
+        elif _looks_like_file_rule(line):
             # A rule of ours we cannot read is a rule nobody checked: refuse it.
             raise ValueError(f"cannot evaluate rule: {line}")
     return profiles
