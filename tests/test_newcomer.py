@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from php_fpm_apparmor import evaluate, validate
+import phpver
 from systree import make_tree, pool_conf
 
 FEATURES = "/usr/share/apparmor-features/features"
@@ -312,12 +313,14 @@ php_value[session.save_path] = /home/alice/tmp
 
 
 def test_debian_stock_www_conf_is_a_note_not_a_failure(tmp_path, cli):
-    base = tmp_path / "etc/php/8.2/fpm/pool.d"
+    stock = Path(f"/etc/php/{phpver.VERSION}/fpm")  # this release's phpX.Y-fpm files
+    base = tmp_path / stock.relative_to("/") / "pool.d"
     base.mkdir(parents=True)
-    (base.parent / "php-fpm.conf").write_text(Path("/etc/php/8.2/fpm/php-fpm.conf").read_text())
-    (base / "www.conf").write_text(Path("/etc/php/8.2/fpm/pool.d/www.conf").read_text())
+    (base.parent / "php-fpm.conf").write_text((stock / "php-fpm.conf").read_text())
+    (base / "www.conf").write_text((stock / "pool.d/www.conf").read_text())
     (base.parent / "php.ini").write_text("[PHP]\n")
-    tree(tmp_path, {})
+    tree(tmp_path, {}, version=phpver.VERSION)
+    (base.parent / "php-fpm.conf").write_text((stock / "php-fpm.conf").read_text())  # not tree()'s
     proc = cli("generate", root=tmp_path)
     ok(proc)
     assert proc.returncode == 0, proc.stderr

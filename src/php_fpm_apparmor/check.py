@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from . import apply as apply_mod, generate, install, load, policy, sites, webserver
+from . import apply as apply_mod, generate, hatting, install, load, policy, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -52,7 +50,7 @@ def hat_support(sysroot: str, binary: str) -> bool | None:
 
 def findings(args, plugins) -> list[str]:
     result = generate.plan(args.root, plugins)
-    out = list(result.problems)
+    out = hatting.findings(result) + list(result.problems)  # pools without a hat lead
     out += [f"note: {e.note}" for e in result.entries if e.note]
     live = args.root in ("/", "")
     if live and not load.enabled(args.root):
@@ -78,9 +76,6 @@ def findings(args, plugins) -> list[str]:
     shared: dict[tuple, tuple[set, set]] = {}
     for e in result.entries:
         p = e.pool
-        if not p.hat and e.hat and not e.note:
-            out.append(f"{p.config_file}: pool {p.name} has no apparmor_hat, so its PHP runs in the "
-                       f"master's profile: run php-fpm-apparmor enable {p.version}/{p.name}")
         if e.site:
             # `owner` rules keep pools apart in a shared dir only if they run as different users.
             for key, path in policy.runtime_dirs(p).items():
@@ -279,39 +274,4 @@ def cmd_mode(args, plugins) -> int:
 
 
 def cmd_enable(args, plugins) -> int:
-    found = _find_or_say(args, plugins)
-    if found is None:
-        return USAGE
-    result, e = found
-    if e.problem or not e.hat:
-        print(f"php-fpm-apparmor: {e.problem or e.note}", file=sys.stderr)
-        return PROBLEMS
-    if e.pool.hat == e.hat:
-        print(f"pool {e.pool.name} already has apparmor_hat = {e.hat}")
-        return OK
-    if not load.enabled(args.root):
-        print("php-fpm-apparmor: AppArmor is not enabled (or --root is not /): setting apparmor_hat "
-              "now would make php-fpm's workers fail in a loop; nothing changed", file=sys.stderr)
-        return PROBLEMS
-    outcome = apply_mod.apply(result, want_main=True)
-    if f"php-fpm//{e.hat}" not in load.loaded():
-        print(f"php-fpm-apparmor: hat {e.hat} is not loaded ({'; '.join(outcome.problems) or 'unknown'}); "
-              "nothing changed", file=sys.stderr)
-        return PROBLEMS
-    conf = Path(e.pool.config_file)
-    header = _section_line(conf, e.pool.name)
-    install.write_atomic(conf, set_in_section(conf.read_text(), e.pool.name, "apparmor_hat", e.hat, header),
-                         keep_meta=True)
-    inst = e.pool.installation
-    if inst and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "reload", inst.service], check=False)
-    print(f"pool {e.pool.name}: apparmor_hat = {e.hat} set in {conf}; {inst.service if inst else 'php-fpm'} reloaded")
-    return OK
-
-
-def _section_line(path: Path, name: str) -> int | None:
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        m = re.match(r"^\s*\[([^\]]*)\]", line)
-        if m and m.group(1).strip().lower() == name.lower():
-            return n
-    return None
+    return hatting.cmd_enable(args, plugins)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, apply as apply_mod, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
-from .errors import ConfigError
+from .errors import ConfigError, LibraryError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -33,10 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="find problems, each with a fix hint")
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
-        c.add_argument("pool", help="pool name, or X.Y/name")
+        c.add_argument("pool", nargs="?" if name == "enable" else None, help="pool name, or X.Y/name")
         if name == "enforce":
             c.add_argument("--if-quiet", type=float, metavar="DAYS",
                            help="only if the log shows no complain-mode event of its hat in DAYS")
+        if name == "enable":
+            c.add_argument("--all", action="store_true",
+                           help="every pool without apparmor_hat: load the hats, set them, reload php-fpm")
     lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
     lr.add_argument("--log", action="append", metavar="FILE",
                     help="audit or kernel log to read (default: the usual ones); repeatable")
@@ -322,7 +325,7 @@ def main(argv=None) -> int:
     try:
         plugins = plugins_mod.load(sysroot=args.root)
         return commands[args.command](args, plugins)
-    except ConfigError as exc:
+    except (ConfigError, LibraryError) as exc:
         _err(str(exc))
         return PROBLEMS
     except TimeoutError as exc:

@@ -248,6 +248,8 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     hat_rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
     hat_rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
     hat_rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
+    hat_rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r", owner=True,
+                              **why("its own AppArmor label (libapparmor's aa_getcon)")))
     for domain in ("inet", "inet6"):
         for kind in ("stream", "dgram"):
             hat_rules.append(NetworkRule(domain=domain, type=kind, **why("database, cache and HTTP clients")))
