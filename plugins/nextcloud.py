@@ -23,8 +23,8 @@ import re
 from php_fpm_apparmor.apps import App
 from php_fpm_apparmor.expect import Expectation
 from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import (ExecRule, FileRule, IncludeRule, NetworkRule, WriteException,
-                                     lit, under)
+from php_fpm_apparmor.policy import (DataDir, ExecRule, FileRule, IncludeRule, NetworkRule,
+                                     WriteException, lit, under)
 
 from ._common import (UNKNOWN, clean_version, find_binaries, is_within, read_php, site_ini,
                       unsafe_path)
@@ -195,6 +195,17 @@ def php_fpm_apparmor_rules(site, app):
         if writable and site.flag("code_writes"):
             rules += [_file(under(path, "/"), "rw", "app store installs"),
                       _file(under(path, "/**"), "rw", "app store installs and updates")]
+    # The dirs written outside the site roots are this pool's own (no other pool may reach
+    # them, and the pool may write nowhere else).
+    outside = [(info["data"], "data directory"), (info["logfile"], "'logfile'"),
+               (info["tempdirectory"], "'tempdirectory'")]
+    if site.flag("code_writes"):
+        outside += [(path, "app store installs") for path, writable in info["apps"] if writable]
+    if site.flag("config_writes"):
+        outside.append((cfg, "setup and settings rewrite config.php"))
+    for path, why in outside:
+        if path and not inside(path):
+            rules.append(DataDir(path=path, source=NAME, why=why))
     if site.flag("config_writes"):
         rules += [_file(lit(cfg + "/config.php"), "rwk", "setup and settings rewrite config.php"),
                   _file(lit(cfg + "/CAN_INSTALL"), "w", "setup removes it when done"),

@@ -424,14 +424,14 @@ def invariant_problems(*built, core: bool = True) -> list[str]:
     """The generator's invariants (forbidden writes, other pools' roots) over (site, policy,
     text) triples judged together, as `generate` does for a whole system (core=False: the
     plugins' rules alone)."""
-    from php_fpm_apparmor import generate
+    from php_fpm_apparmor import generate, invariants
 
     if not core:
         built = [(s, plugin_only(p), None) for s, p, _ in built]
         built = [(s, p, render.render(p)) for s, p, _ in built]
     entries = [generate.Entry(pool=s.pool, hat=s.hat, site=s, policy=p, text=t) for s, p, t in built]
     plan = generate.Plan(built[0][0].sysroot, entries=entries)
-    generate.check_invariants(plan)
+    invariants.check_plan(plan)
     return [e.problem for e in entries if e.problem]
 
 

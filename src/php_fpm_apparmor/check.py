@@ -123,7 +123,7 @@ def findings(args, plugins) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-KNOWN_KEYS = {"root", "read", "write", "mode", *sites.FLAGS}
+KNOWN_KEYS = {"root", "read", "write", "share", "mode", *sites.FLAGS}
 
 
 def _groups(sysroot: str) -> dict[str, set]:
