@@ -139,14 +139,19 @@ class Index:
     def crossing(self, pattern: str, own=(), hat: str = "", also=(), limit: int = 3) -> list[tuple[Owned, str]]:
         """[(other pool's Owned, a path of `pattern` inside it)], at most `limit`.
 
-        Paths of `own` (the pattern's pool) nested in the other's count as the pool's own:
-        a site inside another site's tree reads its own files. `also`: more literal paths
-        (tree) to discount (the admin's `share =`)."""
+        Roots win: the pattern's pool's own roots nested in the other's path are its own (a
+        site inside another site's tree reads its own files), and another pool's non-root
+        path inside one of its roots is not the other's to claim (that pool is refused for
+        reaching this root instead). Equal paths of the same kind (two pools serving one
+        site, one temp dir) are shared. `also`: literal trees to discount (`share =`)."""
         literal, rest = automata.literal_split(pattern)
         cands = self.near(literal, hat)
+        roots = [o.path for o in own if o.what == "root"]
+        cands = [c for c in cands if (c.what == "root" or not any(_inside(c.path, r) for r in roots))
+                 and not any(o.path == c.path and (o.what == "root") == (c.what == "root") for o in own)]
         if not cands:
             return []
-        carve = [o for o in own if any(_inside(o.path, c.path) for c in cands)]
+        carve = [o for o in own if o.what == "root" and any(_inside(o.path, c.path) for c in cands)]
         carve += [Owned(p, True, "share") for p in also]
         if any(o.tree and literal.startswith(o.path.rstrip("/") + "/") for o in carve):
             return []  # every path of the rule is inside a path of its own
