@@ -26,6 +26,7 @@ directories whose code names a deny rule carves out. Passed in `avoid`, it subtr
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from functools import lru_cache
 
@@ -278,25 +279,18 @@ def compile(pattern: str) -> Nfa:  # noqa: A001 - the natural name
     return b.finish(s, e)
 
 
+_LITERAL = re.compile(r"(?:[^\\*?\[{]|\\.)*")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+@lru_cache(maxsize=65536)
 def literal_split(pattern: str) -> tuple[str, str]:
     """(the literal path before the first glob character, unescaped; the rest, as is)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i + 1])
-            i += 2
-            continue
-        if c in "*?[{":
-            break
-        out.append(c)
-        i += 1
-    literal = "".join(out)
-    rest = pattern[i:]
+    end = _LITERAL.match(pattern).end()
+    literal = _UNESCAPE.sub(r"\1", pattern[:end])
     if "//" in literal:  # as the parser collapses them
         literal = _collapse_slashes(literal)
-    return literal, rest
+    return literal, pattern[end:]
 
 
 _SPECIAL = set('\\*?[]{}^",')

@@ -106,6 +106,10 @@ class Index:
         items.sort(key=lambda o: o.path)
         self.items = items
         self.keys = [o.path for o in items]
+        self.trees: dict[str, list[Owned]] = {}
+        for o in items:
+            if o.tree:
+                self.trees.setdefault(o.path, []).append(o)
 
     @classmethod
     def of(cls, entries) -> "Index":
@@ -124,12 +128,17 @@ class Index:
         """Other pools' paths a pattern starting with `literal` might reach: those below
         it (plain prefix) and those it lies in (its "/"-ancestors)."""
         lo = bisect.bisect_left(self.keys, literal)
-        hi = bisect.bisect_left(self.keys, literal + "\U0010ffff")
+        hi = bisect.bisect_left(self.keys, literal + "\U0010ffff", lo)
         found = self.items[lo:hi]
-        parts = literal.split("/")
-        for i in range(1, len(parts)):
-            anc = "/".join(parts[:i]) or "/"
-            found += [o for o in self._at(anc) if o.tree or anc == literal]
+        trees = self.trees
+        i = literal.find("/", 1)
+        if "/" in trees:
+            found = found + trees["/"]
+        while i > 0:
+            got = trees.get(literal[:i])
+            if got:
+                found = found + got
+            i = literal.find("/", i + 1)
         return [o for o in found if o.hat != hat] if hat else found
 
     def owner(self, path: str, hat: str = "") -> Owned | None:
@@ -182,7 +191,7 @@ def crossing(pattern: str, others: Index, own=(), hat: str = "") -> list[tuple[O
 
 # --- reading the rendered text ----------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Line:
     """One rule of a rendered pool file, as the parser will read it."""
 
@@ -296,6 +305,11 @@ def _code_in_suffix(tail: str, rest: str) -> str | None:
     return automata.intersect(automata.compile("/" + automata.escape(tail) + rest), _CODE)
 
 
+@lru_cache(maxsize=16384)
+def _code_name(name: str) -> bool:
+    return automata.matches(_CODE, "/" + name)
+
+
 def code_witness(pattern: str, carved=()) -> str | None:
     """A code-named path `pattern` matches outside the dirs `carved` (whose code names deny
     rules take away), or None."""
@@ -303,7 +317,7 @@ def code_witness(pattern: str, carved=()) -> str | None:
     if any(literal.startswith(d + "/") for d in carved):
         return None
     if not rest:
-        return literal if automata.matches(_CODE, literal) else None
+        return literal if _code_name(literal.rpartition("/")[2]) else None
     below = [d for d in carved if d.startswith(literal)]
     if below:
         return automata.intersect(automata.compile(pattern), _CODE,
@@ -325,9 +339,6 @@ def _outside(pattern: str, own: list[Owned]) -> str | None:
 
 
 def _overlap(a: str, b: str) -> str | None:
-    la, lb = automata.literal_split(a)[0], automata.literal_split(b)[0]
-    if not (la.startswith(lb) or lb.startswith(la)):
-        return None
     return automata.intersect(automata.compile(a), automata.compile(b))
 
 
@@ -393,6 +404,9 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
         if rest and any(_inside(r, literal.rstrip("/") or "/") for r in site.roots):
             report.problems.append(f"{PARENT}//{hat}: exception {x.path} covers a whole site root: an "
                                    f"exception names one file there, or a pattern in a subdirectory ({x.source})")
+    # Own trees with no other pool's path in or above them, as escaped pattern prefixes.
+    quiet = [lit(o.path.rstrip("/")) + "/" for o in own if o.tree and o.path != "/" and others is not None
+             and not others.near(o.path.rstrip("/") + "/", hat)] if others is not None else []
     writes, runs = [], []
     for r in rules:
         master = r.profile == PARENT
@@ -441,8 +455,9 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                     w = code_witness(r.path, carved.get(r.profile, ()))
                     if w is not None:
                         bad(r, f"would let PHP write {w}; no plugin declared this exception")
-        # nothing of another pool
-        if others is not None and r.kind in ("file", "exec") and not r.deny:
+        # nothing of another pool (a rule inside an own tree nobody else has a path in: no)
+        if others is not None and r.kind in ("file", "exec") and not r.deny \
+                and not any(r.path.startswith(q) for q in quiet):
             hits = others.crossing(r.path, own, hat)
             if hits and r.source == "config" and share:
                 if not others.crossing(r.path, own, hat, also=share):
@@ -458,9 +473,12 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
             for o, w in others.crossing(lit(d.path) + "{,/**}", own, hat):
                 report.problems.append(f"{PARENT}//{hat}: data dir {d.path} reaches pool {o.pool}'s "
                                        f"{o.what} {o.path} ({d.source})")
+    wl = [(automata.literal_split(w.path)[0], w) for w in writes]
     for x in runs:
-        for w in writes:
-            hit = _overlap(x.path, w.path)
+        lx = automata.literal_split(x.path)[0]
+        for lw, w in wl:
+            # two patterns can meet only if one literal prefix extends the other
+            hit = _overlap(x.path, w.path) if lx.startswith(lw) or lw.startswith(lx) else None
             if hit is not None:
                 kind = "exec" if x.kind == "exec" else "mmap"
                 bad(x, f"allows {kind} ({x.exec_mode or 'm'}) on {hit}, which {w.profile} may write "
