@@ -261,7 +261,7 @@ def read(text: str) -> tuple[list[Line], list[str]]:
         if line.startswith("#"):
             source = line[1:].strip().split(": ", 1)[0]
             continue
-        m = _HEAD.match(line)
+        m = _HEAD.match(line) if line[0] == "^" or line.startswith("profile ") else None
         if m:
             if len(stack) > 1:
                 raise Unreadable(f"nested profile: {line}")
