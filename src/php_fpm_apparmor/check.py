@@ -54,6 +54,7 @@ def findings(args, plugins) -> list[str]:
     result = generate.plan(args.root, plugins)
     out = list(result.problems)
     out += [f"note: {e.note}" for e in result.entries if e.note]
+    out += [f"note: {c}" for e in result.entries for c in getattr(e, "crossings", ())]  # share =
     live = args.root in ("/", "")
     if live and not load.enabled(args.root):
         out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "
