@@ -36,9 +36,12 @@ Rules of the road (the generator enforces them and refuses the whole pool otherw
 - Build every path from `policy.lit()` / `policy.under()`: a site path may hold spaces,
   quotes or glob characters and must still match only itself. The glob part you append
   is your own code, so keep it as narrow as the app allows.
-- A pool may not write ``*.php``, ``*.phtml``, ``*.phar``, ``.maintenance``,
-  ``.user.ini`` or ``.htaccess``. If your app truly must, return a `WriteException`
-  from `php_fpm_apparmor_exceptions` naming the exact rule path and why.
+- A pool may not write code names (``policy.CODE_EXTENSIONS``/``CODE_FILES``: .php,
+  .php7, .phtml, .phar, .inc, .htaccess, .user.ini, ... in any letter case). If your app
+  truly must, return a `WriteException` from `php_fpm_apparmor_exceptions` naming the
+  exact rule path and why. It writes only in the pool's own paths: declare a directory
+  it writes outside the site roots with ``policy.DataDir`` among your rules.
+  The whole closed list: docs/invariants.md; test with ``invariants.check()``.
 - Programs you let the app run go into a child profile (`ExecRule(mode="Px",
   target="sh")` plus rules with ``profile="sh"``), never unconfined; ``ux`` is refused.
 - Per-pool switches come from ``site.settings`` (the pool's section of
