@@ -263,3 +263,19 @@ def test_check_one_policy_directly(tmp_path):
     assert others.owner("/srv/sessions/blog/sess_x").pool == "blog"
     assert [o.pool for o, _ in invariants.crossing("/srv/sessions/*/sess_*", others)] == ["blog"]
     assert invariants.crossing(lit(SHOP) + "/**", others) == []
+
+
+def test_the_admins_local_file_crosses_only_with_share(tmp_path):
+    root = cloud_tree(tmp_path, "")
+    local = root / "etc/apparmor.d/local/php-fpm.d/blog"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text("# fonts\n/srv/fonts/** r,\n  owner /srv/cloud-data/** r,  # added by hand\n")
+    result = generate.plan(str(root), plugins_mod.load())
+    blog = next(e for e in result.entries if e.pool.name == "blog")
+    assert blog.problem and "reaches pool cloud's data dir (nextcloud) /srv/cloud-data" in blog.problem
+    assert "local/php-fpm.d/blog:3" in blog.problem
+    (root / CONFIG).write_text("[blog]\nshare = /srv/cloud-data\n")
+    result = generate.plan(str(root), plugins_mod.load())
+    assert not result.problems, result.problems
+    blog = next(e for e in result.entries if e.pool.name == "blog")
+    assert any("local/php-fpm.d/blog:3; share = in its section" in c for c in blog.crossings), blog.crossings

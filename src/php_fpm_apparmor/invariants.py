@@ -291,6 +291,38 @@ def read(text: str) -> tuple[list[Line], list[str]]:
     return lines, names
 
 
+# The admin's local files (include if exists <local/php-fpm.d/NAME>) hold any AppArmor
+# syntax: only their file and exec rules are read, quoted or not, for crossings.
+_LOCAL_RULE = re.compile(r'^(?:audit\s+)?(deny\s+)?(?:owner\s+)?(?:allow\s+)?(?:file\s+)?'
+                         r'("(?:[^"\\]|\\.)*"|[/@]\S*)\s+([A-Za-z]+)(?:\s+->\s+\S+)?\s*,')
+
+
+def local_lines(sysroot: str, names) -> list[Line]:
+    """File and exec rules of the local files of these profiles ("php-fpm//NAME")."""
+    from . import install
+
+    out = []
+    for name in names:
+        short = name.split("//", 1)[1]
+        path = install.at(sysroot, f"{install.LOCAL_DIR}/{short}")
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for n, raw in enumerate(text.splitlines(), 1):
+            m = _LOCAL_RULE.match(raw.strip())
+            if not m:
+                continue
+            target = m.group(2)
+            target = target[1:-1].replace('\\"', '"') if target.startswith('"') else target
+            if "@{" in target:
+                from . import evaluate
+                target = evaluate.expand_vars(target, evaluate.tunables())
+            out.append(Line(name, raw.strip(), "file", f"{install.LOCAL_DIR}/{short}:{n}", path=target,
+                            perms=m.group(3), deny=bool(m.group(1))))
+    return out
+
+
 # --- the checks -------------------------------------------------------------------------
 
 @dataclass
@@ -368,7 +400,8 @@ def _bad_data_dir(path: str) -> str | None:
     return None
 
 
-def check(policy, text: str, others: Index | None = None, own: list[Owned] | None = None) -> Report:
+def check(policy, text: str, others: Index | None = None, own: list[Owned] | None = None,
+          local: list[Line] = ()) -> Report:
     """The closed list (module doc) for one pool: its policy and the text rendered from it.
 
     `others`: the other pools' paths (Index.of(...)); without it, only the pool itself is
@@ -468,6 +501,17 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
             for o, w in hits:
                 what = "root" if o.what == "root" else o.what
                 bad(r, f"reaches pool {o.pool}'s {what} {o.path}" + (f" ({w})" if w != o.path else ""))
+    # The admin's local files: another pool only where share = says so.
+    for r in local if others is not None else ():
+        if r.deny:
+            continue
+        hits = others.crossing(r.path, own, hat)
+        if hits and share and not others.crossing(r.path, own, hat, also=share):
+            report.crossings += [f"pool {policy.pool.name} {r.profile}: {r.path} reaches pool {o.pool}'s "
+                                 f"{o.what} {o.path} ({r.source}; share = in its section)" for o, _ in hits]
+            continue
+        for o, w in hits:
+            bad(r, f"reaches pool {o.pool}'s {o.what} {o.path}" + (f" ({w})" if w != o.path else ""))
     if others is not None:
         for d in policy.data_dirs:
             for o, w in others.crossing(lit(d.path) + "{,/**}", own, hat):
@@ -537,7 +581,8 @@ def check_plan(result) -> None:
     owned = {id(e): owned_paths(e) for e in entries}
     index = Index(o for e in entries for o in owned[id(e)])
     for e in entries:
-        report = check(e.policy, e.text, index, owned[id(e)])
+        names = [f"{PARENT}//{p.name}" for p in e.policy.profiles]
+        report = check(e.policy, e.text, index, owned[id(e)], local_lines(result.sysroot, names))
         if hasattr(e, "crossings"):
             e.crossings = report.crossings
         if report.problems:
