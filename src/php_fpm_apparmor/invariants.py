@@ -69,27 +69,40 @@ class Owned:
         return path == self.path
 
 
+@lru_cache(maxsize=65536)
+def _canonical(sysroot: str, path: str) -> str:
+    return sites.canonical(sysroot, path)  # the same few dirs in many pools: once per run
+
+
 def owned_paths(entry_or_policy) -> list[Owned]:
     """Everything a pool is granted to write or lock, and its roots, as `Owned` paths."""
     pol = getattr(entry_or_policy, "policy", None) or entry_or_policy
     site, pool = pol.site, pol.pool
-    name, hat = pool.name, pol.hat
+    name, hat = pol.pool.name, pol.hat
+    chroot = (pool.chroot or "").rstrip("/")
+
+    def canonical(path: str) -> str:  # Site.canonical, cached for the run
+        return _canonical(site.sysroot, path)
+
+    def worker(path: str) -> str:  # Site.worker: a chrooted worker's paths are below its chroot
+        return canonical(chroot + path if chroot and path.startswith("/") else path)
+
     out = [Owned(r, True, "root", name, hat) for r in site.roots]
     out += [Owned(p, True, "write = dir", name, hat) for p in site.write_paths]
     for key, value in sorted(runtime_dirs(pool).items()):
-        out.append(Owned(site.worker(value), True, key.replace("session.save_path", "session dir"), name, hat))
+        out.append(Owned(worker(value), True, key.replace("session.save_path", "session dir"), name, hat))
     listen = pool.listen or ""
     if listen.startswith("/"):
-        out.append(Owned(site.canonical(listen), False, "socket", name, hat))
+        out.append(Owned(canonical(listen), False, "socket", name, hat))
     for key, value in (("access.log", pool.access_log), ("slowlog", pool.slowlog)):
         if value and value.startswith("/"):
-            out.append(Owned(site.canonical(value), False, key, name, hat))
+            out.append(Owned(canonical(value), False, key, name, hat))
     for key, tree in (("error_log", False), ("opcache.file_cache", True)):
         value = pool.ini(key)
         if value and value.startswith("/"):
-            out.append(Owned(site.worker(value), tree, key, name, hat))
-    if pool.chroot:
-        out.append(Owned(site.canonical(pool.chroot), True, "chroot", name, hat))
+            out.append(Owned(worker(value), tree, key, name, hat))
+    if chroot:
+        out.append(Owned(canonical(chroot), True, "chroot", name, hat))
     out += [Owned(d.path.rstrip("/") or "/", True, f"data dir ({d.source})", name, hat) for d in pol.data_dirs]
     return out
 
@@ -578,6 +591,7 @@ def check_plan(result) -> None:
                              f"sendmail_path {binary} is inside pool {hit[1].pool.name}'s root {hit[0]}: "
                              f"a site's file must not run as every pool's mail helper")
     entries = list(result.ready)
+    _canonical.cache_clear()  # a run sees the disk as it is now
     owned = {id(e): owned_paths(e) for e in entries}
     index = Index(o for e in entries for o in owned[id(e)])
     for e in entries:
