@@ -129,14 +129,6 @@ class Index:
         """The index of every entry's owned paths (entries or policies)."""
         return cls(o for e in entries for o in owned_paths(e))
 
-    def _at(self, path: str) -> list[Owned]:
-        i = bisect.bisect_left(self.keys, path)
-        out = []
-        while i < len(self.keys) and self.keys[i] == path:
-            out.append(self.items[i])
-            i += 1
-        return out
-
     def near(self, literal: str, hat: str = "") -> list[Owned]:
         """Other pools' paths a pattern starting with `literal` might reach: those below
         it (plain prefix) and those it lies in (its "/"-ancestors)."""
@@ -556,7 +548,7 @@ def _where(e, key: str) -> str:
 def check_plan(result) -> None:
     """The invariants over a generate.Plan: marks refused entries' `problem`, lists the
     admin's allowed crossings in their `crossings`."""
-    from .policy import DEFAULT_SENDMAIL, _first_word  # noqa: F401 - one reading of sendmail_path
+    from .policy import _first_word  # the one reading of sendmail_path
 
     # Child profiles are <hat>_<helper>: a hat named like another pool's child would
     # define one profile twice and fail the whole php-fpm profile.
