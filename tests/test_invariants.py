@@ -279,3 +279,8 @@ def test_the_admins_local_file_crosses_only_with_share(tmp_path):
     assert not result.problems, result.problems
     blog = next(e for e in result.entries if e.pool.name == "blog")
     assert any("local/php-fpm.d/blog:3; share = in its section" in c for c in blog.crossings), blog.crossings
+
+
+def test_a_pattern_nobody_can_read_is_refused_not_a_crash(tmp_path):
+    p = refused(tmp_path, [FileRule(path=under(SHOP, "/x[ab"), perms="w")])
+    assert f"{SHOP}/x[ab cannot be checked" in p and "unclosed [" in p

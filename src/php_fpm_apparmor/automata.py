@@ -204,6 +204,13 @@ def _parse_class(p: str, i: int) -> tuple[CharSet, int]:
 @lru_cache(maxsize=8192)
 def compile(pattern: str) -> Nfa:  # noqa: A001 - the natural name
     """The NFA of an AARE glob (see the module doc for the semantics). Raises GlobError."""
+    try:
+        return _compile(pattern)
+    except GlobError as exc:
+        raise GlobError(f"{pattern}: {exc}") from None
+
+
+def _compile(pattern: str) -> Nfa:
     p = _collapse_slashes(pattern)
     b = _Thompson()
     pos = 0

@@ -445,94 +445,104 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
     # Own trees with no other pool's path in or above them, as escaped pattern prefixes.
     quiet = [lit(o.path.rstrip("/")) + "/" for o in own if o.tree and o.path != "/" and others is not None
              and not others.near(o.path.rstrip("/") + "/", hat)] if others is not None else []
-    writes, runs = [], []
-    for r in rules:
-        master = r.profile == PARENT
-        if r.kind == "capability":
-            if not master:
-                bad(r, "is a capability: hats and their children hold none")
-            elif r.source != "core":
-                bad(r, "is a capability for the master: only the core grants those")
-        elif r.kind in ("signal", "ptrace"):
-            if master:
-                if r.peer not in own_names:
-                    bad(r, f"lets the master {r.kind} {r.peer}, not this pool's profiles")
-            elif r.peer != PARENT:
-                bad(r, f"is {r.kind} with {r.peer}: only with the master (peer={PARENT})")
-        elif r.kind == "include":
-            if r.name.startswith("local/") and r.name not in local_ok:
-                bad(r, "includes another profile's local file")
-            elif not r.name.startswith(("abstractions/", "tunables/", "local/")):
-                bad(r, "is an include outside abstractions/")
-        elif r.kind == "exec":
-            mode = r.exec_mode
-            if "u" in mode.lower():
-                bad(r, f"runs unconfined ({mode})")
-            elif master:
-                bad(r, "is an exec rule in the master's part")
-            elif mode == "ix":
-                if r.profile == f"{PARENT}//{hat}":
-                    bad(r, "runs in the hat itself (ix): exec only into a child profile")
-            elif mode not in ("Px", "Cx"):
-                bad(r, f"uses exec mode {mode}: only ix (in a child), Px, Cx")
-            elif not r.target:
-                bad(r, f"transitions by attachment ({mode} without ->): only into this pool's children")
-            elif r.target not in own_names and r.target not in SHARED_CHILDREN:
-                bad(r, f"transitions to {r.target}, not a child profile of this pool")
-            runs.append(r)
-        elif r.kind == "file" and not r.deny:
-            if "m" in r.perms:
+    at = None  # the rule being checked, for the message when its pattern cannot be read
+    try:
+        writes, runs = [], []
+        for r in rules:
+            at = r
+            master = r.profile == PARENT
+            if r.kind == "capability":
+                if not master:
+                    bad(r, "is a capability: hats and their children hold none")
+                elif r.source != "core":
+                    bad(r, "is a capability for the master: only the core grants those")
+            elif r.kind in ("signal", "ptrace"):
+                if master:
+                    if r.peer not in own_names:
+                        bad(r, f"lets the master {r.kind} {r.peer}, not this pool's profiles")
+                elif r.peer != PARENT:
+                    bad(r, f"is {r.kind} with {r.peer}: only with the master (peer={PARENT})")
+            elif r.kind == "include":
+                if r.name.startswith("local/") and r.name not in local_ok:
+                    bad(r, "includes another profile's local file")
+                elif not r.name.startswith(("abstractions/", "tunables/", "local/")):
+                    bad(r, "is an include outside abstractions/")
+            elif r.kind == "exec":
+                mode = r.exec_mode
+                if "u" in mode.lower():
+                    bad(r, f"runs unconfined ({mode})")
+                elif master:
+                    bad(r, "is an exec rule in the master's part")
+                elif mode == "ix":
+                    if r.profile == f"{PARENT}//{hat}":
+                        bad(r, "runs in the hat itself (ix): exec only into a child profile")
+                elif mode not in ("Px", "Cx"):
+                    bad(r, f"uses exec mode {mode}: only ix (in a child), Px, Cx")
+                elif not r.target:
+                    bad(r, f"transitions by attachment ({mode} without ->): only into this pool's children")
+                elif r.target not in own_names and r.target not in SHARED_CHILDREN:
+                    bad(r, f"transitions to {r.target}, not a child profile of this pool")
                 runs.append(r)
-            if _WRITE & set(r.perms):
-                writes.append(r)
-                w = _outside(r.path, own)
-                if w is not None:
-                    bad(r, f"would let PHP write {w}, outside the pool's own paths (site, its data "
-                           f"dirs, temp, sessions, logs, socket)")
-                if r.path not in allowed_exc:
-                    w = code_witness(r.path, carved.get(r.profile, ()))
+            elif r.kind == "file" and not r.deny:
+                if "m" in r.perms:
+                    runs.append(r)
+                if _WRITE & set(r.perms):
+                    writes.append(r)
+                    w = _outside(r.path, own)
                     if w is not None:
-                        bad(r, f"would let PHP write {w}; no plugin declared this exception")
-        # nothing of another pool (a rule inside an own tree nobody else has a path in: no)
-        if others is not None and r.kind in ("file", "exec") and not r.deny \
-                and not any(r.path.startswith(q) for q in quiet):
+                        bad(r, f"would let PHP write {w}, outside the pool's own paths (site, its data "
+                               f"dirs, temp, sessions, logs, socket)")
+                    if r.path not in allowed_exc:
+                        w = code_witness(r.path, carved.get(r.profile, ()))
+                        if w is not None:
+                            bad(r, f"would let PHP write {w}; no plugin declared this exception")
+            # nothing of another pool (a rule inside an own tree nobody else has a path in: no)
+            if others is not None and r.kind in ("file", "exec") and not r.deny \
+                    and not any(r.path.startswith(q) for q in quiet):
+                hits = others.crossing(r.path, own, hat)
+                if hits and r.source == "config" and share:
+                    if not others.crossing(r.path, own, hat, also=share):
+                        report.crossings += [f"pool {policy.pool.name} {r.profile}: {r.path} reaches pool "
+                                             f"{o.pool}'s {o.what} {o.path} (share = in its section)"
+                                             for o, _ in hits]
+                        continue
+                for o, w in hits:
+                    what = "root" if o.what == "root" else o.what
+                    bad(r, f"reaches pool {o.pool}'s {what} {o.path}" + (f" ({w})" if w != o.path else ""))
+        # The admin's local files: another pool only where share = says so.
+        for r in local if others is not None else ():
+            at = r
+            if r.deny:
+                continue
             hits = others.crossing(r.path, own, hat)
-            if hits and r.source == "config" and share:
-                if not others.crossing(r.path, own, hat, also=share):
-                    report.crossings += [f"pool {policy.pool.name} {r.profile}: {r.path} reaches pool "
-                                         f"{o.pool}'s {o.what} {o.path} (share = in its section)"
-                                         for o, _ in hits]
-                    continue
+            if hits and share and not others.crossing(r.path, own, hat, also=share):
+                report.crossings += [f"pool {policy.pool.name} {r.profile}: {r.path} reaches pool {o.pool}'s "
+                                     f"{o.what} {o.path} ({r.source}; share = in its section)" for o, _ in hits]
+                continue
             for o, w in hits:
-                what = "root" if o.what == "root" else o.what
-                bad(r, f"reaches pool {o.pool}'s {what} {o.path}" + (f" ({w})" if w != o.path else ""))
-    # The admin's local files: another pool only where share = says so.
-    for r in local if others is not None else ():
-        if r.deny:
-            continue
-        hits = others.crossing(r.path, own, hat)
-        if hits and share and not others.crossing(r.path, own, hat, also=share):
-            report.crossings += [f"pool {policy.pool.name} {r.profile}: {r.path} reaches pool {o.pool}'s "
-                                 f"{o.what} {o.path} ({r.source}; share = in its section)" for o, _ in hits]
-            continue
-        for o, w in hits:
-            bad(r, f"reaches pool {o.pool}'s {o.what} {o.path}" + (f" ({w})" if w != o.path else ""))
-    if others is not None:
-        for d in policy.data_dirs:
-            for o, w in others.crossing(lit(d.path) + "{,/**}", own, hat):
-                report.problems.append(f"{PARENT}//{hat}: data dir {d.path} reaches pool {o.pool}'s "
-                                       f"{o.what} {o.path} ({d.source})")
-    wl = [(automata.literal_split(w.path)[0], w) for w in writes]
-    for x in runs:
-        lx = automata.literal_split(x.path)[0]
-        for lw, w in wl:
-            # two patterns can meet only if one literal prefix extends the other
-            hit = _overlap(x.path, w.path) if lx.startswith(lw) or lw.startswith(lx) else None
-            if hit is not None:
-                kind = "exec" if x.kind == "exec" else "mmap"
-                bad(x, f"allows {kind} ({x.exec_mode or 'm'}) on {hit}, which {w.profile} may write "
-                       f"({w.source}: {w.text}): no path is both written and run")
-                break
+                bad(r, f"reaches pool {o.pool}'s {o.what} {o.path}" + (f" ({w})" if w != o.path else ""))
+        if others is not None:
+            for d in policy.data_dirs:
+                for o, w in others.crossing(lit(d.path) + "{,/**}", own, hat):
+                    report.problems.append(f"{PARENT}//{hat}: data dir {d.path} reaches pool {o.pool}'s "
+                                           f"{o.what} {o.path} ({d.source})")
+        wl = [(automata.literal_split(w.path)[0], w) for w in writes]
+        for x in runs:
+            at = x
+            lx = automata.literal_split(x.path)[0]
+            for lw, w in wl:
+                # two patterns can meet only if one literal prefix extends the other
+                hit = _overlap(x.path, w.path) if lx.startswith(lw) or lw.startswith(lx) else None
+                if hit is not None:
+                    kind = "exec" if x.kind == "exec" else "mmap"
+                    bad(x, f"allows {kind} ({x.exec_mode or 'm'}) on {hit}, which {w.profile} may write "
+                           f"({w.source}: {w.text}): no path is both written and run")
+                    break
+    except automata.GlobError as exc:  # a pattern nobody can read is a pattern nobody checked
+        if at is None:
+            report.problems.append(f"{PARENT}//{hat}: cannot check {exc}")
+        else:
+            bad(at, f"cannot be checked ({exc})")
     report.problems = list(dict.fromkeys(report.problems))
     report.crossings = list(dict.fromkeys(report.crossings))
     return report
