@@ -284,3 +284,18 @@ def test_the_admins_local_file_crosses_only_with_share(tmp_path):
 def test_a_pattern_nobody_can_read_is_refused_not_a_crash(tmp_path):
     p = refused(tmp_path, [FileRule(path=under(SHOP, "/x[ab"), perms="w")])
     assert f"{SHOP}/x[ab cannot be checked" in p and "unclosed [" in p
+
+
+def test_a_refused_pools_paths_stay_its_own(tmp_path):
+    root = make_tree(tmp_path, {
+        "blog": pool_conf("blog", BLOG, hat="blog"),
+        "shop": pool_conf("shop", SHOP, hat="shop"),
+        "wide": pool_conf("wide", "/var/www/wide", hat="wide"),
+    })
+    (root / CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (root / CONFIG).write_text("[wide]\nread = /var/www/shop\n")
+    plugin = hostile([CapabilityRule(name="sys_admin")])  # shop is refused for this
+    result = generate.plan(str(root), plugins_mod.load(entry_points=[], extra=[plugin]))
+    by = {e.pool.name: e for e in result.entries}
+    assert by["shop"].problem and by["blog"].problem is None
+    assert by["wide"].problem and f"reaches pool shop's root {SHOP}" in by["wide"].problem

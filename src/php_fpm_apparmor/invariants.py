@@ -75,10 +75,14 @@ def _canonical(sysroot: str, path: str) -> str:
 
 
 def owned_paths(entry_or_policy) -> list[Owned]:
-    """Everything a pool is granted to write or lock, and its roots, as `Owned` paths."""
+    """Everything a pool is granted to write or lock, and its roots, as `Owned` paths.
+
+    Takes a policy, or a generate.Entry (one without a policy yet still owns its site)."""
     pol = getattr(entry_or_policy, "policy", None) or entry_or_policy
-    site, pool = pol.site, pol.pool
-    name, hat = pol.pool.name, pol.hat
+    site = pol.site
+    pool, hat = site.pool, pol.hat
+    name = pool.name
+    data_dirs = getattr(pol, "data_dirs", None) or []
     chroot = (pool.chroot or "").rstrip("/")
 
     def canonical(path: str) -> str:  # Site.canonical, cached for the run
@@ -103,7 +107,7 @@ def owned_paths(entry_or_policy) -> list[Owned]:
             out.append(Owned(worker(value), tree, key, name, hat))
     if chroot:
         out.append(Owned(canonical(chroot), True, "chroot", name, hat))
-    out += [Owned(d.path.rstrip("/") or "/", True, f"data dir ({d.source})", name, hat) for d in pol.data_dirs]
+    out += [Owned(d.path.rstrip("/") or "/", True, f"data dir ({d.source})", name, hat) for d in data_dirs]
     return out
 
 
@@ -594,8 +598,9 @@ def check_plan(result) -> None:
                              f"a site's file must not run as every pool's mail helper")
     entries = list(result.ready)
     _canonical.cache_clear()  # a run sees the disk as it is now
-    owned = {id(e): owned_paths(e) for e in entries}
-    index = Index(o for e in entries for o in owned[id(e)])
+    # Every pool with a site owns its paths, also one refused here (it keeps its old file).
+    owned = {id(e): owned_paths(e) for e in result.entries if e.site is not None and e.hat}
+    index = Index(o for e in result.entries for o in owned.get(id(e), ()))
     for e in entries:
         names = [f"{PARENT}//{p.name}" for p in e.policy.profiles]
         report = check(e.policy, e.text, index, owned[id(e)], local_lines(result.sysroot, names))
