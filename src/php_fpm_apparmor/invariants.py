@@ -130,8 +130,10 @@ class Index:
 
     @classmethod
     def of(cls, entries) -> "Index":
-        """The index of every entry's owned paths (entries or policies)."""
-        return cls(o for e in entries for o in owned_paths(e))
+        """The index of every entry's owned paths (entries or policies; those without a
+        site, which own nothing, are skipped)."""
+        return cls(o for e in entries if (getattr(e, "policy", None) or e).site is not None
+                   for o in owned_paths(e))
 
     def near(self, literal: str, hat: str = "") -> list[Owned]:
         """Other pools' paths a pattern starting with `literal` might reach: those below
