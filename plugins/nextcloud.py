@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import re
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import (DataDir, ExecRule, FileRule, IncludeRule, NetworkRule,
-                                     WriteException, lit, under)
-
-from ._common import (UNKNOWN, clean_version, find_binaries, is_within, read_php, site_ini,
-                      unsafe_path)
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, ExecRule, Expectation, FileRule,
+                                  find_binaries, hookimpl, IncludeRule, is_within, lit,
+                                  NetworkRule, read_php, site_ini, under, unsafe_path,
+                                  WriteException)
 
 __version__ = "1.0"
 NAME = "nextcloud"
@@ -205,7 +201,7 @@ def php_fpm_apparmor_rules(site, app):
         outside.append((cfg, "setup and settings rewrite config.php"))
     for path, why in outside:
         if path and not inside(path):
-            rules.append(DataDir(path=path, source=NAME, why=why))
+            rules.append(DataDir(path=path, why=why))
     if site.flag("config_writes"):
         rules += [_file(lit(cfg + "/config.php"), "rwk", "setup and settings rewrite config.php"),
                   _file(lit(cfg + "/CAN_INSTALL"), "w", "setup removes it when done"),

@@ -22,12 +22,8 @@ into WebP Express's directories and nothing else.
 
 from __future__ import annotations
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import ExecRule, FileRule, IncludeRule, WriteException, lit, under
-
-from ._common import ext_glob, find_binaries, plugin_header
+from php_fpm_apparmor.api import (App, ExecRule, Expectation, ext_glob, FileRule, find_binaries,
+                                  hookimpl, IncludeRule, lit, plugin_header, under, WriteException)
 
 __version__ = "1.0"
 NAME = "webp-express"

@@ -23,12 +23,9 @@ import os
 import posixpath
 from pathlib import Path
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import DataDir, FileRule, WriteException, lit, under
-
-from ._common import UNKNOWN, clean_version, ext_glob, is_within, read_php, unsafe_path
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, Expectation, ext_glob, FileRule,
+                                  hookimpl, is_within, lit, pool_names, read_php, under,
+                                  unsafe_path, WriteException)
 
 __version__ = "1.0"
 NAME = "wordpress"
@@ -67,6 +64,20 @@ def _candidates(site, site_root: str):
     except OSError:
         return
     yield from names[:MAX_SUBDIRS]
+
+
+# Debian's wordpress package: the code in /usr/share/wordpress (a system directory the core
+# never infers as a root), wp-content in /var/lib/wordpress, the config in /etc/wordpress.
+DEBIAN_ROOT = "/usr/share/wordpress"
+DEBIAN_OWN = ("/var/lib/wordpress", "/etc/wordpress")
+
+
+@hookimpl
+def php_fpm_apparmor_roots(site):
+    """/usr/share/wordpress for a pool that points there (chdir, doc_root, open_basedir)."""
+    if not pool_names(site, DEBIAN_ROOT) or not site.disk(DEBIAN_ROOT, MARKER).is_file():
+        return []
+    return [DEBIAN_ROOT] + [r for r in site.roots if not any(is_within(r, d) for d in DEBIAN_OWN)]
 
 
 @hookimpl
@@ -261,7 +272,7 @@ def _data_dirs(site, info) -> list:
     out = []
     for path, why in outside:
         if not any(is_within(path, r) for r in site.roots) and not any(is_within(path, d.path) for d in out):
-            out.append(DataDir(path=path, source=NAME, why=why))
+            out.append(DataDir(path=path, why=why))
     return out
 
 

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import re
 
-from php_fpm_apparmor.apps import App
-from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor.hookspecs import hookimpl
-from php_fpm_apparmor.policy import FileRule, WriteException, lit, under
-
-from ._common import UNKNOWN, is_within, plugin_header, read_php, unsafe_path
+from php_fpm_apparmor.api import (UNKNOWN, App, Expectation, FileRule, hookimpl, is_within, lit,
+                                  plugin_header, read_php, under, unsafe_path, WriteException)
 
 __version__ = "1.0"
 NAME = "wp-super-cache"

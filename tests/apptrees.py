@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import glob
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from php_fpm_apparmor import apps as apps_mod
 from php_fpm_apparmor import validate
-from php_fpm_apparmor import evaluate, plugins as plugins_mod, policy as policy_mod, render
-from php_fpm_apparmor.sites import Site
 
 needs_parser = pytest.mark.skipif(validate.parser() is None, reason="apparmor_parser not installed")
 WP_CACHE_DIR = Path(tempfile.gettempdir(), "php-fpm-apparmor-test-wordpress")
@@ -134,6 +129,57 @@ def wordpress(sysroot: Path, root: str = "/var/www/blog", *, debian_config: bool
     target.write_text(text)
     (disk / "wp-content/uploads/2026/11").mkdir(parents=True, exist_ok=True)
     return disk
+
+
+# --- phpMyAdmin from Debian's package ---------------------------------------------------
+
+PMA_CACHE_DIR = Path(tempfile.gettempdir(), "php-fpm-apparmor-test-phpmyadmin")
+# The open_basedir Debian's /etc/phpmyadmin/apache.conf gives mod_php: an admin's pool copies it.
+PMA_OPEN_BASEDIR = ("/usr/share/phpmyadmin/:/usr/share/doc/phpmyadmin/:/etc/phpmyadmin/:"
+                    "/var/lib/phpmyadmin/:/usr/share/php/:/usr/share/javascript/")
+
+
+def phpmyadmin_source() -> Path | None:
+    """Debian's phpmyadmin package unpacked (dpkg-deb -x), once per machine; None offline."""
+    tree = PMA_CACHE_DIR / "tree"
+    if (tree / "usr/share/phpmyadmin/libraries/vendor_config.php").is_file():
+        return tree
+    dl = PMA_CACHE_DIR / "deb"
+    dl.mkdir(parents=True, exist_ok=True)
+    debs = sorted(glob.glob("/var/cache/apt/archives/phpmyadmin_*_all.deb")) or sorted(map(str, dl.glob("phpmyadmin_*_all.deb")))
+    if not debs:
+        try:
+            subprocess.run(["apt-get", "download", "phpmyadmin"], cwd=dl, capture_output=True,
+                           timeout=300, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        debs = sorted(map(str, dl.glob("phpmyadmin_*_all.deb")))
+    if not debs:
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="pma-", dir=PMA_CACHE_DIR))
+    subprocess.run(["dpkg-deb", "-x", debs[-1], str(tmp)], check=True, timeout=300)
+    try:
+        os.rename(tmp, tree)
+    except OSError:  # a parallel run won
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
+def phpmyadmin(sysroot: Path) -> Path:
+    """Debian's phpMyAdmin installed below `sysroot` as dpkg would lay it out, plus the
+    files its maintainer scripts create (blowfish secret, config-db.php)."""
+    src = phpmyadmin_source()
+    if src is None:
+        raise RuntimeError("no phpmyadmin package: apt-get download phpmyadmin failed")
+    for part in ("usr/share/phpmyadmin", "usr/share/doc/phpmyadmin", "etc/phpmyadmin", "var/lib/phpmyadmin"):
+        if (src / part).exists():
+            (sysroot / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src / part, sysroot / part, symlinks=True, dirs_exist_ok=True)
+    (sysroot / "var/lib/phpmyadmin/blowfish_secret.inc.php").write_text(
+        "<?php\n$cfg['blowfish_secret'] = 'abcdefghijklmnopqrstuvwxyz012345';\n")
+    (sysroot / "etc/phpmyadmin/config-db.php").write_text("<?php\n$dbuser='phpmyadmin';\n$dbname='phpmyadmin';\n")
+    (sysroot / "usr/share/javascript/jquery").mkdir(parents=True, exist_ok=True)
+    return sysroot / "usr/share/phpmyadmin"
 
 
 WEBP_EXPRESS_HEADER = """<?php
@@ -295,102 +341,25 @@ def nextcloud(sysroot: Path, root: str = "/var/www/cloud", data: str = "/srv/nex
     return disk
 
 
-# --- sites and pools without the pool reader -------------------------------------------
+# --- sites, plugins, the static judge: the shipped helpers ----------------------------------
 
-def fake_pool(name: str, ini: dict | None = None, env: dict | None = None, listen=None):
-    ini = dict(ini or {})
-    return SimpleNamespace(
-        name=name, version="8.2", config_file=f"/etc/php/8.2/fpm/pool.d/{name}.conf",
-        hat=name, user="www-data", group="www-data", listen=listen or f"/run/php/{name}.sock",
-        access_log=None, slowlog=None, chroot=None, chdir=None, directives={}, origins={},
-        env=dict({"PATH": "/usr/local/bin:/usr/bin:/bin"} if env is None else env), php_values={},
-        php_admin_values={}, ini=lambda key: ini.get(key))
+from php_fpm_apparmor import testing  # noqa: E402
+from php_fpm_apparmor.sites import Site  # noqa: E402,F401
+from php_fpm_apparmor.testing import (Built, compile_error, fake_pool, judge, may_exec, plugin_only,  # noqa: E402
+                                      shared_profiles, site)
+from php_fpm_apparmor.testing import plugins as _plugins  # noqa: E402
+from php_fpm_apparmor.testing import problems as invariant_problems  # noqa: E402
 
 
-def site(sysroot: Path, name: str, roots, settings: dict | None = None, **pool) -> Site:
-    return Site(pool=fake_pool(name, **pool), hat=name,
-                roots=[str(r) for r in roots], sysroot=str(sysroot), settings=dict(settings or {}))
+def build(s, plugins=None) -> tuple:
+    """(apps, PoolPolicy, text) of one site through the real core (testing.build)."""
+    return tuple(testing.build(s, plugins))
 
 
 def first_party():
-    """The plugins exactly as installed (entry points), third parties switched off."""
-    os.environ["PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"] = "1"
-    return plugins_mod.load()
-
-
-def build(s: Site, plugins=None):
-    """(detected apps, PoolPolicy, rendered text) for one site, through the real core."""
-    plugins = plugins or first_party()
-    found = apps_mod.detect(s, plugins)
-    pol = policy_mod.build(s, found, plugins)
-    return found, pol, render.render(pol)
-
-
-# --- the static judge for EXPECTATIONS rows ----------------------------------------------
-
-SHELLS = ("/bin/sh", "/usr/bin/sh", "/bin/dash", "/usr/bin/dash")
-PATH = ("/usr/local/bin", "/usr/bin", "/bin")
-
-
-def _resolve(word: str, sysroot: str) -> str:
-    if word.startswith("/"):
-        return word
-    for d in PATH:
-        if Path(sysroot, d.lstrip("/"), word).exists() or Path(d, word).exists():
-            return f"{d}/{word}"
-    return f"/usr/bin/{word}"
-
-
-def _commands(script: str):
-    """Simple commands of a `sh -c` string: words, redirections dropped."""
-    for part in script.replace("&&", ";").replace("||", ";").replace("|", ";").split(";"):
-        words = [w for w in shlex.split(part) if not any(c in w for c in "<>")]
-        if words:
-            yield words
-
-
-def may_exec(profiles: dict, name: str, argv, sysroot: str = "/", depth: int = 0) -> bool:
-    """Would the program `argv` run from profile `name`, and everything it starts?"""
-    if depth > 6 or name not in profiles:
-        return False
-    t = evaluate.exec_transition(profiles[name], argv[0])
-    if t is None:
-        return False
-    mode, target = t
-    nxt = name if "i" in mode.lower() and "p" not in mode.lower() and "c" not in mode.lower() \
-        else target
-    if nxt not in profiles:
-        return False
-    base = os.path.basename(argv[0])
-    if argv[0] in SHELLS and len(argv) > 2 and argv[1] == "-c":
-        return all(may_exec(profiles, nxt, [_resolve(w[0], sysroot)] + w[1:], sysroot, depth + 1)
-                   for w in _commands(argv[2]))
-    if base in ("nice", "stdbuf", "timeout"):
-        rest = [a for a in argv[1:] if not a.startswith("-") and not a.lstrip("-").isdigit()]
-        if rest:
-            return may_exec(profiles, nxt, [_resolve(rest[0], sysroot)] + rest[1:], sysroot, depth + 1)
-    return True
-
-
-def shared_profiles(sendmail_cmds=()) -> dict:
-    """The children every pool shares (php-fpm.d/_shared), parsed like a pool's file."""
-    from php_fpm_apparmor import policy, render
-    text = render.render_shared(policy.shared_profiles(list(sendmail_cmds)))
-    return {k: v for k, v in evaluate.parse(text).items() if k != "php-fpm"}
-
-
-def judge(text: str, hat: str, exp, sysroot: str = "/") -> bool:
-    """True if the rendered policy allows the (resolved) expectation's operation."""
-    profiles = evaluate.parse(text)
-    profiles.update(shared_profiles())
-    name = f"php-fpm//{hat}"
-    if exp.op in ("read", "write"):
-        return evaluate.allows(profiles[name], exp.op, exp.target)
-    if exp.op == "exec":
-        return may_exec(profiles, name, list(exp.argv or (exp.target,)), sysroot)
-    if exp.op == "mail":  # mail() runs sendmail_path through /bin/sh -c
-        return may_exec(profiles, name, ["/bin/sh", "-c", f"{exp.target} -t -i"], sysroot)
-    raise ValueError(exp.op)
+    """The plugins exactly as installed (entry points), third parties left out; nothing
+    in the environment changes."""
+    return _plugins()
 
 
 def many_files(root: Path, count: int = 100_000, per_dir: int = 1000) -> None:
@@ -403,40 +372,3 @@ def many_files(root: Path, count: int = 100_000, per_dir: int = 1000) -> None:
 
 
 # --- the generator's own checks on one or more built sites ------------------------------
-
-def plugin_only(pol):
-    """A copy of the policy without the core's rules: what the app plugins alone contribute."""
-    import copy
-
-    pol = copy.copy(pol)
-    pol.master = []
-    pol.profiles = [_strip(p) for p in pol.profiles]
-    return pol
-
-
-def _strip(profile):
-    import dataclasses
-
-    return dataclasses.replace(profile, rules=[r for r in profile.rules if r.source != "core"])
-
-
-def invariant_problems(*built, core: bool = True) -> list[str]:
-    """The generator's invariants (forbidden writes, other pools' roots) over (site, policy,
-    text) triples judged together, as `generate` does for a whole system (core=False: the
-    plugins' rules alone)."""
-    from php_fpm_apparmor import generate, invariants
-
-    if not core:
-        built = [(s, plugin_only(p), None) for s, p, _ in built]
-        built = [(s, p, render.render(p)) for s, p, _ in built]
-    entries = [generate.Entry(pool=s.pool, hat=s.hat, site=s, policy=p, text=t) for s, p, t in built]
-    plan = generate.Plan(built[0][0].sysroot, entries=entries)
-    invariants.check_plan(plan)
-    return [e.problem for e in entries if e.problem]
-
-
-def compile_error(text: str, hat: str, sysroot) -> str | None:
-    """apparmor_parser's verdict on the pool file inside a php-fpm parent (None = compiles)."""
-    from php_fpm_apparmor import validate
-
-    return validate.compile_pools({hat: text}, validate.search_dirs(str(sysroot)))[hat]

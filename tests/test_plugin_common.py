@@ -8,8 +8,9 @@ from hypothesis import given, settings, strategies as st
 import apptrees as at
 from php_fpm_apparmor.apps import App
 from php_fpm_apparmor.expect import Expectation
-from php_fpm_apparmor_plugins import _common, nextcloud, webp_express, wordpress, wp_super_cache
-from php_fpm_apparmor_plugins._common import UNKNOWN, plugin_header, read_php, unsafe_path
+from php_fpm_apparmor import apphelpers as _common
+from php_fpm_apparmor_plugins import nextcloud, webp_express, wordpress, wp_super_cache
+from php_fpm_apparmor.api import UNKNOWN, plugin_header, read_php, unsafe_path
 
 MODULES = (wordpress, webp_express, wp_super_cache, nextcloud)
 

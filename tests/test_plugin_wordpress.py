@@ -146,6 +146,25 @@ def test_debian_layout_content_in_var_lib(tmp_path):
     assert at.invariant_problems((s, pol, text)) == []
 
 
+def test_debians_package_root_is_claimed_for_a_pool_that_points_there(tmp_path):
+    """chdir = /usr/share/wordpress: a system directory the core skips; open_basedir's
+    /var/lib/wordpress would be taken instead. The plugin names the real root."""
+    from php_fpm_apparmor import generate
+    from systree import make_tree, pool_conf
+
+    extra = ("php_admin_value[open_basedir] = /usr/share/wordpress/:/var/lib/wordpress/:"
+             "/etc/wordpress/:/usr/share/php/\n")
+    make_tree(tmp_path, {"blog": pool_conf("blog", "/usr/share/wordpress", hat="blog", extra=extra),
+                         "other": pool_conf("other", "/usr/share", hat="other")}, sites=False)
+    at.wordpress(tmp_path, "/usr/share/wordpress", debian_config=True)
+    entries = {e.pool.name: e for e in generate.plan(str(tmp_path), at.first_party()).entries}
+    e = entries["blog"]
+    assert not e.problem, e.problem
+    assert e.site.roots == ["/usr/share/wordpress"] and e.site.origin == "claimed by plugin wordpress"
+    assert wp_of(e.policy.apps).info["content"] == "/var/lib/wordpress/wp-content"
+    assert entries["other"].site.roots == []  # /usr/share holds it, but the pool does not point there
+
+
 def test_hostile_wp_content_dir_is_ignored_and_reported(tmp_path):
     at.wordpress(tmp_path, "/var/www/blog", extra="define('WP_CONTENT_DIR', '/etc');")
     s = at.site(tmp_path, "blog", ["/var/www/blog"])

@@ -265,3 +265,15 @@ def test_removed_hat_is_unloaded(summary):
     assert "php-fpm//b" not in profiles
     assert "php-fpm//b" in phase(summary, "enforce")["shell"][PROFILES]["output"]
     assert not summary["warnings"]  # every worker stopped with its master
+
+
+def test_learn_reads_the_kernels_own_records(summary):
+    """The kernel's real complain-mode lines (dmesg form), through learn's reader."""
+    from php_fpm_apparmor import auditlog
+
+    counter = auditlog.Counter()
+    counter.feed("".join(d["raw"] + "\n" for d in phase(summary, "complain")["denials"]).encode())
+    seen = {(s.event.status, s.event.profile, s.event.name) for s in counter.seen()}
+    assert ("ALLOWED", "php-fpm//a", "/var/www/b/secret.txt") in seen
+    assert ("ALLOWED", "php-fpm//a", "/etc/shadow") in seen
+    assert ("DENIED", "php-fpm//b", "/var/www/a/secret.txt") in seen

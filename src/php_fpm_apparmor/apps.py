@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from .errors import PluginError
 
 
 @dataclass
@@ -10,7 +12,7 @@ class App:
     name: str  # plugin-defined id, e.g. "wordpress"
     root: str  # canonical system path the app lives in
     version: str | None = None
-    plugin: str = ""  # name of the plugin that detected it
+    plugin: str = ""  # the plugin that detected it: set by the loader, whatever the plugin says
     info: dict = field(default_factory=dict)  # plugin facts (wp-config path, datadirectory...)
 
 
@@ -24,7 +26,11 @@ def detect(site, plugins) -> list[App]:
     seen = set()
     for _ in range(MAX_ROUNDS):
         new = []
-        for app in plugins.call("php_fpm_apparmor_detect", site=site, found=list(found)):
+        for plugin, app in plugins.call("php_fpm_apparmor_detect", with_names=True, site=site,
+                                        found=list(found)):
+            check_app(plugin, app)
+            if app.plugin != plugin:  # provenance is who really returned it, as for rules
+                app = replace(app, plugin=plugin)
             key = (app.name, app.root)
             if key not in seen:
                 seen.add(key)
@@ -33,3 +39,36 @@ def detect(site, plugins) -> list[App]:
             break
         found.extend(new)
     return sorted(found, key=lambda a: (a.root, a.name))
+
+
+def claimed_roots(site, plugins) -> tuple[list[str], list[str]]:
+    """(roots the plugins claim for this pool, the plugins that claimed them)."""
+    roots, by = [], []
+    for plugin, root in plugins.call("php_fpm_apparmor_roots", with_names=True, site=site):
+        if not isinstance(root, str) or not root.startswith("/"):
+            from .plugins import short
+            raise PluginError(plugin, "php_fpm_apparmor_roots", f"returned {short(root)}, not an absolute path")
+        if root not in roots:
+            roots.append(root)
+        if plugin not in by:
+            by.append(plugin)
+    return roots, by
+
+
+def check_app(plugin: str, app) -> None:
+    """An App with a name and an absolute root, or that pool fails with the plugin named."""
+    from .plugins import short
+
+    hook = "php_fpm_apparmor_detect"
+    if not isinstance(app, App):
+        raise PluginError(plugin, hook, f"returned {short(app)} ({type(app).__name__}), not an App")
+    if not isinstance(app.name, str) or not app.name:
+        raise PluginError(plugin, hook, f"returned an App whose name is {short(app.name)}, not a non-empty string")
+    if not isinstance(app.root, str) or not app.root.startswith("/"):
+        raise PluginError(plugin, hook, f"returned App {short(app.name)} whose root is {short(app.root)}, "
+                                        f"not an absolute path")
+    if app.version is not None and not isinstance(app.version, str):
+        raise PluginError(plugin, hook, f"returned App {short(app.name)} whose version is {short(app.version)}, "
+                                        f"not a string or None")
+    if not isinstance(app.info, dict):
+        raise PluginError(plugin, hook, f"returned App {short(app.name)} whose info is {short(app.info)}, not a dict")

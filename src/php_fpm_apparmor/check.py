@@ -90,7 +90,7 @@ def findings(args, plugins) -> list[str]:
                 names.add(f"{p.version}/{p.name}")
         if e.policy:
             for app in e.policy.apps:
-                for line in plugins.call("php_fpm_apparmor_check", site=e.site, app=app):
+                for line in plugin_findings(plugins, e.site, app):
                     if line.startswith("note: "):  # informational: never fails `check`
                         out.append(f"note: pool {p.name} ({app.name}): {line[6:]}")
                     else:
@@ -120,7 +120,8 @@ def findings(args, plugins) -> list[str]:
             out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
                        f"with write = writes) what the other does; fine for one site served twice")
     out += config_findings(args.root, result)
-    out += [f"warning: {w}" for w in result.warnings + plugins.problems]
+    # A plugin that was refused leaves its apps' pools without their rules: not a mere warning.
+    out += [f"warning: {w}" for w in result.warnings if w not in plugins.problems] + plugins.problems
     return list(dict.fromkeys(out))
 
 
@@ -181,13 +182,33 @@ def config_findings(sysroot: str, result) -> list[str]:
     return out
 
 
+def plugin_findings(plugins, site, app) -> list[str]:
+    """The plugins' own findings for one app; a broken check hook is a finding itself."""
+    from .errors import PluginError
+    from .plugins import short
+
+    hook = "php_fpm_apparmor_check"
+    try:
+        named = plugins.call(hook, with_names=True, site=site, app=app)
+    except PluginError as exc:
+        return [str(exc)]
+    return [line if isinstance(line, str) else f"plugin {plugin}: {hook}: returned {short(line)}, not a string"
+            for plugin, line in named]
+
+
+def one_line(text: str) -> str:
+    """A finding as exactly one printed line: a newline inside it (from a plugin, a file
+    name) must not print as a second, fake finding."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def cmd_check(args, plugins) -> int:
     out = findings(args, plugins)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for line in out:
-            print(line)
+            print(one_line(line))
         if not out:
             print("no problems found")
     return PROBLEMS if any(not l.startswith(("note:", "warning:")) for l in out) else OK

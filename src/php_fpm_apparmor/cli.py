@@ -32,12 +32,19 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
         c.add_argument("pool", help="pool name, or X.Y/name")
+        if name == "enforce":
+            c.add_argument("--if-quiet", type=float, metavar="DAYS",
+                           help="only if the log shows no complain-mode event of its hat in DAYS")
     lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
     lr.add_argument("--log", action="append", metavar="FILE",
                     help="audit or kernel log to read (default: the usual ones); repeatable")
+    lr.add_argument("--pool", action="append", metavar="POOL", help="only this pool (name or hat); repeatable")
+    lr.add_argument("--since", metavar="TIME", help="only records since TIME (YYYY-MM-DD[ HH:MM], 7d, 12h or boot)")
     lr.add_argument("--write", action="store_true",
-                    help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate")
-    sub.add_parser("plugins", help="list app plugins")
+                    help="append the rules to /etc/apparmor.d/local/php-fpm.d/<hat>, then regenerate "
+                         "(on a terminal without it: asked rule by rule)")
+    pl = sub.add_parser("plugins", help="list app plugins (exit 1 if one was refused)")
+    pl.add_argument("--trace", metavar="POOL", help="which plugin answered what for POOL (name, X.Y/name or hat)")
     sub.add_parser("clean", help="remove every generated file and unload its hats")
     return p
 
@@ -69,6 +76,9 @@ def cmd_status(args, plugins) -> int:
             "exceptions": [f"{x.path} ({x.source}: {x.why})" for x in (e.policy.exceptions if e.policy else [])],
             "problem": e.problem or e.note,
         })
+    quiet = _quiet(args.root, result.entries)
+    for r, e in zip(rows, result.entries):
+        r["quiet"] = quiet.get(e.hat)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -79,11 +89,26 @@ def cmd_status(args, plugins) -> int:
         for t in table:
             print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
         for r in rows:
+            for x in r["exceptions"]:  # every PHP-writing permission a plugin asked for
+                print(f"exception {r['version']}/{r['pool']}: {x}")
+        for r in rows:
             if r["problem"]:
                 print(f"! {r['problem']}")
+            if r["quiet"]:
+                print(f"pool {r['pool']} is in complain mode, {r['quiet']}")
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
+
+
+def _quiet(root, entries) -> dict:
+    """Complain-mode pools: since when quiet (a bounded look at the newest log records)."""
+    from . import learn
+
+    try:
+        return learn.quiet_since(root, entries)
+    except OSError:
+        return {}
 
 
 def _cell(value) -> str:
@@ -152,46 +177,35 @@ def cmd_generate(args, plugins) -> int:
             _err(f"{b}: php-fpm {args.php} would respawn its workers in a loop; not starting it "
                  f"(fix the problem above, or remove apparmor_hat from the pool)")
         return PROBLEMS if bad else OK
-    return PROBLEMS if outcome.problems else OK
+    # A plugin that could not be loaded leaves its apps' pools without their rules.
+    return PROBLEMS if outcome.problems or plugins.problems else OK
 
 
 def cmd_learn(args, plugins) -> int:
-    from . import learn
+    from . import learncmd
 
-    logs = args.log or [str(install.at(args.root, p)) for p in learn.LOGS]
-    # On the live system without --log, the kernel's journal too (Debian 12's default).
-    journal = learn.journal_lines() if not args.log and args.root == "/" else []
-    result = generate.plan(args.root, plugins)
-    proposal = learn.propose(learn.read_events(logs, journal), result)
-    logs = logs + (["journalctl -k"] if journal else [])  # what was read, for the messages
-    if args.json:
-        print(json.dumps({"rules": proposal.rules,
-                          "refused": [{"profile": p, "what": w, "why": y} for p, w, y in proposal.refused]},
-                         indent=2))
-    else:
-        for name, lines in proposal.rules.items():
-            print(f"# {install.LOCAL_DIR}/{name}")
-            print("\n".join(lines))
-        for profile, what, why in sorted(set(proposal.refused)):
-            print(f"not learned: {profile}: {what}: {why}")
-        if not proposal.rules and not proposal.refused:
-            print(f"nothing to learn from {', '.join(logs)}")
-    if not args.write or not proposal.rules:
-        return OK
-    backup = learn.write(proposal, args.root, ", ".join(logs))
-    outcome = generate.apply(generate.plan(args.root, plugins))
-    if any("does not compile" in p for p in outcome.problems):
-        learn.undo(backup)  # the admin's files go back to what they were
-        for p in outcome.problems:
-            _err(p)
-        _err("learned rules removed again: the profile did not compile with them")
-        return PROBLEMS
-    for name, (path, _) in backup.items():
-        _say(args, f"appended to {path}")
-    return PROBLEMS if outcome.problems else OK
+    return learncmd.cmd_learn(args, plugins)
+
+
+def _enforce(args, plugins) -> int:
+    from . import learncmd
+
+    return learncmd.cmd_enforce(args, plugins)
 
 
 def cmd_plugins(args, plugins) -> int:
+    if args.trace:
+        from . import trace
+
+        records, entries = trace.run(args.root, plugins, args.trace)
+        if not entries:
+            _err(f"no pool {args.trace!r}")
+            return USAGE
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            print("\n".join(trace.lines(records, entries)))
+        return PROBLEMS if plugins.problems or any(e.problem for e in entries) else OK
     rows = [vars(i) for i in plugins.info]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -199,8 +213,8 @@ def cmd_plugins(args, plugins) -> int:
         for r in rows:
             print(f"{r['name']:<16} {r['version']:<10} {r['source']}")
     for w in plugins.problems:
-        _err(f"warning: {w}")
-    return OK
+        _err(f"error: {w}")
+    return PROBLEMS if plugins.problems else OK
 
 
 def cmd_clean(args, plugins) -> int:
@@ -244,9 +258,9 @@ def main(argv=None) -> int:
 
     commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
                 "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
-                "enforce": check_mod.cmd_mode, "enable": check_mod.cmd_enable, "learn": cmd_learn}
+                "enforce": _enforce, "enable": check_mod.cmd_enable, "learn": cmd_learn}
     try:
-        plugins = plugins_mod.load()
+        plugins = plugins_mod.load(sysroot=args.root)
         return commands[args.command](args, plugins)
     except ConfigError as exc:
         _err(str(exc))

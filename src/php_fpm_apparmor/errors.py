@@ -19,3 +19,15 @@ class ConfigError(Exception):
 
 class PolicyError(Exception):
     """Generated policy that must not be installed (validation or invariant failure)."""
+
+
+class PluginError(ValueError):
+    """An app plugin broke the contract for one pool: its hook raised or returned a wrong
+    value. A ValueError, so the pipeline turns it into that pool's failure (the others go on);
+    the message names the plugin, the hook and the bad value."""
+
+    def __init__(self, plugin: str, hook: str, message: str):
+        super().__init__(f"plugin {plugin}: {hook}: {message}")
+        self.plugin = plugin
+        self.hook = hook
+        self.message = message

@@ -7,19 +7,21 @@ probe PHP script run in the pool under qemu), so a row is written once and prove
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 OPS = ("read", "write", "exec", "mail")
 RESULTS = ("allow", "deny")
-# Placeholders a target may use; the test that runs a row fills them in for its site.
+# Placeholders the first-party tables use; a table may use any {name} of its own: the
+# test that runs a row fills them in for its site.
 PLACEHOLDERS = ("root", "other", "data", "content")
 
 
 @dataclass(frozen=True)
 class Expectation:
     op: str  # "read" | "write" | "exec" | "mail"
-    target: str  # path with placeholders: {root} app root, {other} another pool's site
-    # root, {data} Nextcloud datadirectory, {content} wp-content dir; or absolute
+    target: str  # absolute path, or with placeholders: {root} app root, {other} another
+    # pool's site root, or any {name} the table's test fills in
     expect: str  # "allow" | "deny"
     why: str
     argv: tuple = ()  # for exec: the argv a probe runs (argv[0] == target); for shell chains
@@ -44,8 +46,8 @@ class Expectation:
 
     @property
     def placeholders(self) -> set[str]:
-        text = " ".join((self.target,) + tuple(self.argv))
-        return {p for p in PLACEHOLDERS if "{" + p + "}" in text}
+        return {field for text in (self.target, *self.argv)
+                for _, field, _, _ in string.Formatter().parse(text) if field}
 
 
 __all__ = ["Expectation", "OPS", "RESULTS", "PLACEHOLDERS"]

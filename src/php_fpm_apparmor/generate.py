@@ -123,7 +123,7 @@ def assign_hats(entries: list[Entry]) -> None:
 def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> Plan:
     from . import plugins as plugins_mod
 
-    plugins = plugins or plugins_mod.load()
+    plugins = plugins or plugins_mod.load(sysroot=sysroot)
     sites._readlink.cache_clear()  # a run sees the disk as it is now
     result = Plan(sysroot)
     # php-fpm runs under systemd's environment, not the admin's shell: ${VAR} in a pool
@@ -139,8 +139,16 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
             continue
         try:
             e.site = sites.build(e.pool, e.hat, conf, sysroot)
+            if "root" not in e.site.settings:  # the admin's root = wins over plugins
+                claimed, by = apps_mod.claimed_roots(e.site, plugins)
+                if claimed:
+                    e.site = sites.build(e.pool, e.hat, conf, sysroot,
+                                         claimed=(claimed, "claimed by plugin " + ", ".join(by)))
         except ConfigError as exc:
             e.problem = str(exc)
+            continue
+        except ValueError as exc:  # PluginError from the roots hook
+            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
             continue
         if not e.site.roots:
             message = f"{e.pool.config_file}: pool {e.pool.name}: {e.site.origin}"

@@ -1,9 +1,10 @@
-"""The plugin API: everything a third-party app plugin needs to know is in this file.
+"""The hooks an app plugin implements: signatures, arguments, and what each must return.
 
-An app plugin teaches php-fpm-apparmor what one web application (WordPress, Nextcloud,
-your shop) needs, so every pool serving it gets a least-privilege hat with no
-aa-logprof sessions. It is a module (or object) with functions named like the hooks
-below, marked with ``hookimpl``, registered in the ``php_fpm_apparmor`` entry-point group:
+Import everything a plugin needs from `php_fpm_apparmor.api` (the one public module);
+docs/plugin-guide.md documents each hook with an example. A plugin is a module (or class)
+with functions named like the hooks below, marked with ``@hookimpl``, registered in the
+``php_fpm_apparmor`` entry-point group or dropped as a ``.py`` file into
+/etc/php-fpm-apparmor/plugins.d/:
 
     # setup.cfg of your package
     [options.entry_points]
@@ -11,75 +12,91 @@ below, marked with ``hookimpl``, registered in the ``php_fpm_apparmor`` entry-po
         myshop = myshop_apparmor
 
     # myshop_apparmor.py
-    from php_fpm_apparmor.hookspecs import hookimpl
-    from php_fpm_apparmor.apps import App
-    from php_fpm_apparmor.policy import FileRule, under
+    from php_fpm_apparmor.api import App, FileRule, hookimpl, under
 
     @hookimpl
     def php_fpm_apparmor_detect(site, found):
         for root in site.roots:                      # canonical paths, never walk the tree
             if site.disk(root, "shop/version.php").is_file():
-                return [App("myshop", root, version=None, plugin="myshop")]
+                return [App("myshop", root)]
+        return []
 
     @hookimpl
     def php_fpm_apparmor_rules(site, app):
         if app.name != "myshop":
             return []
         return [FileRule(path=under(app.root, "/var/cache/**"), perms="rw",
-                         owner=True, source="myshop", why="compiled templates (HTML)")]
+                         owner=True, why="compiled templates (HTML)")]
 
-The data flows one way: pools -> sites -> apps (detect) -> policy (rules, exceptions)
--> render -> validate -> install. Hooks get plain dataclasses and return plain data;
-they never write files or call apparmor_parser. Worked example: plugins/webp_express.py.
+The data flows one way: pools -> sites (roots) -> apps (detect) -> policy (rules,
+exceptions) -> render -> validate -> install. Hooks get plain dataclasses and return lists
+of plain data; they never write files or call apparmor_parser.
 
-Rules of the road (the generator enforces them and refuses the whole pool otherwise):
-- Build every path from `policy.lit()` / `policy.under()`: a site path may hold spaces,
-  quotes or glob characters and must still match only itself. The glob part you append
-  is your own code, so keep it as narrow as the app allows.
-- A pool may not write code names (``policy.CODE_EXTENSIONS``/``CODE_FILES``: .php,
-  .php7, .phtml, .phar, .inc, .htaccess, .user.ini, ... in any letter case). If your app
-  truly must, return a `WriteException` from `php_fpm_apparmor_exceptions` naming the
-  exact rule path and why. It writes only in the pool's own paths: declare a directory
-  it writes outside the site roots with ``policy.DataDir`` among your rules.
-  The whole closed list: docs/invariants.md; test with ``invariants.check()``.
-- Programs you let the app run go into a child profile (`ExecRule(mode="Px",
-  target="sh")` plus rules with ``profile="sh"``), never unconfined; ``ux`` is refused.
-- Per-pool switches come from ``site.settings`` (the pool's section of
-  /etc/php-fpm-apparmor/php-fpm-apparmor.conf), e.g. ``site.flag("code_writes")``.
-- A plugin that raises is reported and skipped; the other plugins still run.
+The boundary is strict: a hook that raises or returns anything but what its docstring
+says makes that pool fail (its previous hat stays), with one line naming the plugin, the
+hook and the bad value; the other pools are not affected. A misspelled hook name or a
+missing ``@hookimpl`` refuses the whole plugin at load time (`php-fpm-apparmor plugins`
+exits 1 and names it).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from . import PROJECT
+
+if TYPE_CHECKING:  # types for readers and type checkers; no import cycle at run time
+    from .apps import App
+    from .policy import Rule, WriteException
+    from .sites import Site
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def php_fpm_apparmor_detect(site, found):
+def php_fpm_apparmor_roots(site: Site) -> list[str]:
+    """Return the site roots of an app you know for this pool (absolute paths), or [].
+
+    For apps a distribution installs outside the usual web roots: Debian's phpMyAdmin lives
+    in /usr/share/phpmyadmin, which the core never takes as a root by itself (it is a system
+    directory). `site.roots` holds what the core inferred (from chdir, doc_root,
+    open_basedir; possibly empty) and `site.origin` says from where. Roots set by the admin
+    (``root =`` in the tool's config) always win: this hook is not called for them.
+    Claim only what you recognise from marker files (``site.disk(path)``), for example
+    ``site.pool.chdir == "/usr/share/phpmyadmin"`` and its ``libraries/`` present.
+    Every claimed root is canonicalised and refused if it is / or a system directory.
+    """
+
+
+@hookspec
+def php_fpm_apparmor_detect(site: Site, found: list[App]) -> list[App]:
     """Return the `App`s of yours found in `site` (a list, possibly empty).
 
     `found` holds apps other plugins found so far (detection repeats until nothing new
     appears, so a WordPress add-on can wait for WordPress). Look only at known marker
     files: a site may hold 100,000 files and detection must take milliseconds.
+    Anything else than a list of `App` (with a non-empty name and an absolute root) is
+    that pool's failure.
     """
 
 
 @hookspec
-def php_fpm_apparmor_rules(site, app):
-    """Return the rules (`policy.FileRule`, `ExecRule`, ...) `app` needs in `site`'s pool.
+def php_fpm_apparmor_rules(site: Site, app: App) -> list[Rule]:
+    """Return the rules (`FileRule`, `ExecRule`, ...) `app` needs in `site`'s pool.
 
     Called once per detected app, for every plugin: return [] for apps that are not
     yours. A rule's ``profile`` is "hat" (the pool's worker), "master" (php-fpm itself)
     or a helper name whose child profile is created for you. Give each rule a ``why``.
+    Anything that is not a rule object of `php_fpm_apparmor.api` is that pool's failure.
     """
 
 
 @hookspec
-def php_fpm_apparmor_exceptions(site, app):
-    """Return `policy.WriteException`s: exact rule paths allowed to write PHP-like files.
+def php_fpm_apparmor_exceptions(site: Site, app: App) -> list[WriteException]:
+    """Return `WriteException`s: exact rule paths allowed to write PHP-like files.
 
     Each names one rule path returned by your `php_fpm_apparmor_rules` and why the app
     cannot work without it. Keep them rare; admins see every one in `status`.
@@ -87,9 +104,10 @@ def php_fpm_apparmor_exceptions(site, app):
 
 
 @hookspec
-def php_fpm_apparmor_check(site, app):
-    """Return findings (one-line strings with a fix hint) for `status` and `check`.
+def php_fpm_apparmor_check(site: Site, app: App) -> list[str]:
+    """Return findings (one-line strings with a fix hint) for `check`.
 
     Example: "wp-config.php lacks DISALLOW_FILE_MODS while code writes are off:
-    add define('DISALLOW_FILE_MODS', true)".
+    add define('DISALLOW_FILE_MODS', true)". A string starting with "note: " is
+    informational and never makes `check` fail. A hook that raises is a finding itself.
     """

@@ -1,30 +1,46 @@
-"""Loading app plugins: first-party and third-party alike, through one entry-point group.
+"""Loading app plugins: first-party, third-party and local ones, through one interface.
 
-A plugin that fails to import, or raises inside a hook, is reported and skipped: one
-broken third-party package must not stop every other pool from being confined.
-Set PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS=1 to load only the first-party plugins.
+Where plugins come from:
+- the ``php_fpm_apparmor`` entry-point group (first-party plugins register there too);
+- ``.py`` files in /etc/php-fpm-apparmor/plugins.d/ (root-owned, not group/world-writable).
+
+The boundary is strict, because a plugin's mistake must cost one pool, never all of them
+and never silently: a plugin that fails to import, or has a misspelled hook or a missing
+``@hookimpl``, is refused and reported by name (`plugins` exits 1); a hook that raises or
+returns a wrong value is a `PluginError`, which makes that pool fail with the plugin named.
+PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS=1 loads only the plugins of this distribution.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
+import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import pluggy
 
 from . import PROJECT, hookspecs
+from .errors import PluginError
 
 FIRST_PARTY = "php_fpm_apparmor_plugins"
+FIRST_PARTY_DIST = "php-fpm-apparmor"  # the distribution whose entry points are first party
 NO_EXTERNAL_ENV = "PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"
+LOCAL_DIR = "/etc/php-fpm-apparmor/plugins.d"
+HOOK_PREFIX = "php_fpm_apparmor_"
+HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
 
 
 @dataclass
 class PluginInfo:
     name: str
     version: str
-    source: str  # "first-party" or the distribution that ships it
+    source: str  # "first-party", "local" (plugins.d), "extra" (tests) or the distribution
     module: str
 
 
@@ -32,60 +48,210 @@ class PluginInfo:
 class Plugins:
     pm: pluggy.PluginManager
     info: list[PluginInfo] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # plugins refused at load time
+    trace: list | None = None  # [(hook, plugin, pool object, app name, [items])] when tracing
 
     def call(self, hook: str, with_names: bool = False, **kwargs) -> list:
-        """Call every implementation of `hook`; flatten their lists; skip ones that raise.
+        """Call every implementation of `hook` and flatten their lists.
 
+        A hook that raises, or returns anything but a list/tuple (or None), is a
+        `PluginError` naming the plugin: the caller's pool fails, nothing is half-applied.
         With `with_names`, items come as (plugin name, item) so provenance cannot be faked.
         """
         out = []
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception as exc:  # a third party's bug must not stop the run
-                self.problems.append(f"plugin {impl.plugin_name}: {hook} failed: {exc!r}; skipped")
-                continue
+            except (Exception, SystemExit) as exc:  # a third party's bug: this pool's failure, named
+                raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
             if result is None:
-                continue
+                result = []
             if not isinstance(result, (list, tuple)):
-                result = [result]
+                raise PluginError(impl.plugin_name, hook,
+                                  f"returned {short(result)} ({type(result).__name__}), not a list")
+            if self.trace is not None:
+                site, app = kwargs.get("site"), kwargs.get("app")
+                self.trace.append((hook, impl.plugin_name, getattr(site, "pool", None),
+                                   getattr(app, "name", None), list(result)))
             out.extend((impl.plugin_name, item) if with_names else item for item in result)
         return out
 
 
-def _external_disabled() -> bool:
-    return os.environ.get(NO_EXTERNAL_ENV, "").strip().lower() in ("1", "yes", "true", "on")
+def one_line(text: str, limit: int = 300) -> str:
+    """A value a plugin handed us, fit for one line of a message (escaped, bounded)."""
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
-def load(entry_points=None, extra=()) -> Plugins:
-    """Build the plugin manager from the entry-point group (plus `extra` modules, for tests)."""
+def short(value) -> str:
+    return one_line(repr(value))
+
+
+def external_disabled(environ=None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get(NO_EXTERNAL_ENV, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _dist_name(dist) -> str:
+    name = ""
+    if dist is not None:
+        name = getattr(dist, "name", None) or dist.metadata.get("Name", "") or ""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_first_party(ep) -> bool:
+    """Shipped by this distribution and naming one of its modules: another package's entry
+    point that names a first-party module is still that package's plugin (external)."""
+    return _dist_name(getattr(ep, "dist", None)) == FIRST_PARTY_DIST and \
+        (ep.value == FIRST_PARTY or ep.value.startswith(FIRST_PARTY + "."))
+
+
+def mistakes(pm: pluggy.PluginManager, plugin) -> list[str]:
+    """Hook-looking names pluggy would silently ignore: misspelled hooks, missing @hookimpl."""
+    out = []
+    for attr in sorted(dir(plugin)):
+        if not attr.startswith(HOOK_PREFIX) or not callable(getattr(plugin, attr, None)):
+            continue
+        marked = pm.parse_hookimpl_opts(plugin, attr) is not None
+        if attr in HOOKS:
+            if not marked:
+                out.append(f"{attr} has no @hookimpl (from php_fpm_apparmor.api), so it is never called")
+        elif not marked:  # marked unknown hooks are pluggy's check_pending's to report
+            near = difflib.get_close_matches(attr, HOOKS, n=1)
+            out.append(f"{attr} is not a hook" + (f" (did you mean {near[0]}?)" if near else "")
+                       + f"; the hooks are {', '.join(HOOKS)}")
+    return out
+
+
+def _register(plugins: Plugins, obj, name: str, where: str) -> bool:
+    """Register one plugin; on any mistake take it out again and say why, by name."""
+    pm = plugins.pm
+    try:
+        pm.register(obj, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        if pm.get_plugin(name) is obj:  # pluggy keeps a half-registered plugin around
+            try:
+                pm.unregister(name=name)
+            except Exception:
+                pass
+        plugins.problems.append(f"plugin {name} ({where}) refused: {one_line(str(exc))}")
+        return False
+    found = mistakes(pm, obj)
+    try:
+        pm.check_pending()  # hooks marked @hookimpl that no spec knows (pluggy 1.0 API)
+    except pluggy.PluginValidationError as exc:
+        found.append(one_line(str(exc)))
+    if found:
+        pm.unregister(name=name)
+        plugins.problems.append(f"plugin {name} ({where}) refused: " + "; ".join(found))
+        return False
+    return True
+
+
+def local_files(sysroot: str) -> tuple[list[Path], list[str]]:
+    """(the loadable .py files of plugins.d, problems): anyone but root able to write one
+    of them, or the directory, could run code as root, so those are refused."""
+    d = Path(sysroot, LOCAL_DIR.lstrip("/"))
+    problems: list[str] = []
+    try:
+        st = d.lstat()
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [f"{d}: {exc.strerror}"]
+
+    def unsafe(path: Path, st) -> str | None:
+        if stat.S_ISLNK(st.st_mode):
+            return "is a symlink"
+        if st.st_uid != 0:
+            return f"is owned by uid {st.st_uid}, not root"
+        if st.st_mode & 0o022:
+            return f"is group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+        return None
+
+    why = unsafe(d, st) if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode) else "is not a directory"
+    if why:
+        return [], [f"{d} {why}: no local plugin loaded from it"]
+    # Whoever may write a parent (/etc/php-fpm-apparmor, /etc) may swap plugins.d itself.
+    for parent in Path(LOCAL_DIR).parents:
+        if str(parent) == "/":
+            break
+        p = Path(sysroot, str(parent).lstrip("/"))
+        why = unsafe(p, p.lstat())
+        if why:
+            return [], [f"{p} {why}: no local plugin loaded from {d}"]
+    files = []
+    for p in sorted(d.iterdir()):
+        if p.suffix != ".py" or p.name.startswith("."):
+            continue
+        why = unsafe(p, p.lstat()) or (None if p.is_file() else "is not a regular file")
+        if not why and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", p.stem):
+            why = "is not named like a Python module"
+        if why:
+            problems.append(f"plugin {p.stem} ({p}) refused: {p} {why}")
+        else:
+            files.append(p)
+    return files, problems
+
+
+def _load_local(plugins: Plugins, sysroot: str, taken: set) -> None:
+    files, problems = local_files(sysroot)
+    plugins.problems.extend(problems)
+    for path in files:
+        name = path.stem
+        if name in taken:
+            plugins.problems.append(f"plugin {name} ({path}) refused: an installed plugin has that name")
+            continue
+        modname = f"php_fpm_apparmor_local.{name}"
+        try:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module  # dataclasses and typing look modules up by name
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(modname, None)
+            plugins.problems.append(f"plugin {name} ({path}) failed to load: {one_line(repr(exc))}")
+            continue
+        if _register(plugins, module, name, str(path)):
+            plugins.info.append(PluginInfo(name, str(getattr(module, "__version__", "-")), "local", str(path)))
+
+
+def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool | None = None) -> Plugins:
+    """The plugin manager: the entry-point group, plugins.d below `sysroot` (when given),
+    and `extra` objects (tests). `external=False` (or the environment switch) keeps only
+    this distribution's own plugins."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     plugins = Plugins(pm)
+    if external is None:
+        external = not external_disabled()
     if entry_points is None:
         entry_points = metadata.entry_points(group=PROJECT)
     for ep in sorted(entry_points, key=lambda e: e.name):
-        first_party = ep.value.startswith(FIRST_PARTY + ".")
-        if not first_party and _external_disabled():
-            continue
-        try:
-            module = ep.load()
-            pm.register(module, name=ep.name)
-        except Exception as exc:
-            plugins.problems.append(f"plugin {ep.name} ({ep.value}) failed to load: {exc!r}; skipped")
+        first_party = is_first_party(ep)
+        if not first_party and not external:
             continue
         dist = getattr(ep, "dist", None)
+        where = ep.value + (f" from {dist.name}" if dist is not None and getattr(dist, "name", None) else "")
+        try:
+            module = ep.load()
+        except (Exception, SystemExit) as exc:  # sys.exit() at import must not end the run
+            plugins.problems.append(f"plugin {ep.name} ({where}) failed to load: {one_line(repr(exc))}")
+            continue
+        if not _register(plugins, module, ep.name, where):
+            continue
         plugins.info.append(PluginInfo(
             name=ep.name,
-            version=getattr(module, "__version__", None) or (dist.version if dist else "?"),
-            source="first-party" if first_party else (dist.name if dist else "external"),
+            version=str(getattr(module, "__version__", None) or (dist.version if dist else "?")),
+            source="first-party" if first_party else (getattr(dist, "name", None) or "external"),
             module=ep.value,
         ))
+    if sysroot is not None and external:
+        _load_local(plugins, sysroot, {i.name for i in plugins.info})
     for module in extra:
         name = getattr(module, "__name__", repr(module)).rsplit(".", 1)[-1]
-        pm.register(module, name=name)
-        plugins.info.append(PluginInfo(name, getattr(module, "__version__", "?"), "extra", name))
+        if _register(plugins, module, name, "extra"):
+            plugins.info.append(PluginInfo(name, str(getattr(module, "__version__", "?")), "extra", name))
     return plugins
 
 

@@ -8,8 +8,10 @@ config file or the disk goes through `lit()`, so it can only ever match itself.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Union
+
+from .errors import PluginError
 
 # Where a rule lands. HAT is the pool's hat, MASTER the php-fpm parent profile (the file
 # is pasted into its body); any other value names a child profile `<hat>_<name>`.
@@ -412,16 +414,15 @@ def build(site, apps, plugins) -> PoolPolicy:
     rules = [*master, *hat_rules, *shell_rules()]
     for app in apps:
         for plugin, rule in plugins.call("php_fpm_apparmor_rules", with_names=True, site=site, app=app):
-            if not isinstance(rule, Rule):
-                raise ValueError(f"plugin {plugin} returned {rule!r}, not a policy rule")
-            if rule.profile.startswith("_") or (getattr(rule, "target", None) or "").startswith("_"):
-                raise ValueError(f"plugin {plugin}: profiles named _* are the shared ones, not a plugin's")
+            _check_rule(plugin, rule)
             # Provenance is who really returned the rule, whatever it claims.
             if isinstance(rule, DataDir):
                 policy.data_dirs.append(_restamp(rule, plugin))
                 continue
             rules.append(_restamp(rule, plugin))
         for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
+            if not isinstance(exc, WriteException) or not isinstance(exc.path, str) or not isinstance(exc.why, str):
+                raise PluginError(plugin, "php_fpm_apparmor_exceptions", f"returned {_short(exc)}, not a WriteException")
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
     sendmail = jailed(site.pool, site.pool.ini("sendmail_path") or DEFAULT_SENDMAIL)
     jail = (site.pool.chroot or "").rstrip("/")
@@ -456,6 +457,33 @@ def build(site, apps, plugins) -> PoolPolicy:
             profile(rule.target)  # every transition target exists, even if empty
     policy.profiles = [profiles[HAT]] + [profiles[k] for k in sorted(profiles) if k != HAT]
     return policy
+
+
+def _short(value) -> str:
+    from .plugins import short
+    return short(value)
+
+
+def _check_rule(plugin: str, rule) -> None:
+    """A rule object of ours, with string fields, aimed at the plugin's own profiles."""
+    hook = "php_fpm_apparmor_rules"
+    if not isinstance(rule, Rule):
+        raise PluginError(plugin, hook, f"returned {_short(rule)} ({type(rule).__name__}), not a policy rule")
+    for f in fields(rule):
+        value = getattr(rule, f.name)
+        if f.name == "signals":
+            bad = not isinstance(value, tuple) or not all(isinstance(v, str) for v in value)
+        elif f.name == "target":
+            bad = value is not None and not isinstance(value, str)
+        elif f.type in ("bool",):
+            bad = not isinstance(value, bool)
+        else:
+            bad = not isinstance(value, str)
+        if bad:
+            raise PluginError(plugin, hook, f"returned {_short(rule)}: its {f.name} is {_short(value)}")
+    if rule.profile.startswith("_") or (getattr(rule, "target", None) or "").startswith("_"):
+        raise PluginError(plugin, hook, f"returned {_short(rule)}: profiles named _* are the shared ones, "
+                                        f"not a plugin's")
 
 
 def _restamp(rule, plugin: str):

@@ -222,8 +222,9 @@ def check_paths(pool) -> None:
 FLAGS = ("code_writes", "config_writes")  # the first-party plugins' yes/no switches
 
 
-def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
-    """The Site for one pool: its canonical roots and settings. Raises ConfigError."""
+def build(pool, hat: str, conf, sysroot: str = "/", claimed: tuple | None = None) -> Site:
+    """The Site for one pool: its canonical roots and settings. Raises ConfigError.
+    `claimed`: (roots, origin) an app plugin named for it, used unless the admin set root =."""
     check_paths(pool)
     name = section_for(conf, pool)
     settings = dict(conf.defaults())
@@ -263,7 +264,7 @@ def build(pool, hat: str, conf, sysroot: str = "/") -> Site:
     if "root" in settings:
         raw, origin, key = values["root"], f"root = in {where}", "root"
     else:
-        raw, origin = infer_roots(pool)
+        raw, origin = claimed if claimed else infer_roots(pool)
         key = None
         chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
         if chroot:  # inferred roots are chroot-relative, like php-fpm's

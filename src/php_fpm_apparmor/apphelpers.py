@@ -1,4 +1,4 @@
-"""Helpers the first-party app plugins share: a safe reader for PHP config files,
+"""Helpers for app plugins (public through php_fpm_apparmor.api): a safe reader for PHP config files,
 plugin-header versions, helper-binary lookup and path sanity checks.
 
 Config files such as wp-config.php or Nextcloud's config.php are PHP, and they belong to
@@ -408,6 +408,17 @@ def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr
                 out.append(canon)
                 break
     return out
+
+
+def pool_names(site, path: str) -> bool:
+    """Whether the pool points at `path` itself: its chdir, doc_root or an open_basedir
+    entry. For the roots hook: a packaged app claims its directory only for the pools
+    configured to serve it."""
+    pool = site.pool
+    named = [getattr(pool, "chdir", None) or "", site_ini(site, "doc_root") or ""]
+    named += (site_ini(site, "open_basedir") or "").split(":")
+    want = path.rstrip("/")
+    return any(isinstance(p, str) and p.rstrip("/") == want for p in named if p)
 
 
 def canonical_or_none(site, path):
