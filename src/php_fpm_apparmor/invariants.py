@@ -433,6 +433,8 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
 
     own_names = set(names)
     allowed_exc = {x.path for x in policy.exceptions}
+    # An exception "<dir>/**" also covers the rules below that dir (the core's temp rules).
+    exc_trees = [lit_ for lit_, rest in map(automata.literal_split, allowed_exc) if rest == "**" and lit_.endswith("/")]
     local_ok = {f"local/php-fpm.d/{n.split('//', 1)[1]}" for n in names}
     share = list(getattr(site, "share_paths", []) or [])
     by_profile: dict[str, list[Line]] = {}
@@ -498,7 +500,8 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                     if w is not None:
                         bad(r, f"would let PHP write {w}, outside the pool's own paths (site, its data "
                                f"dirs, temp, sessions, logs, socket)")
-                    if r.path not in allowed_exc:
+                    if r.path not in allowed_exc and not any(
+                            automata.literal_split(r.path)[0].startswith(t) for t in exc_trees):
                         w = code_witness(r.path, carved.get(r.profile, ()))
                         if w is not None:
                             bad(r, f"would let PHP write {w}; no plugin declared this exception")
