@@ -424,13 +424,11 @@ def build(site, apps, plugins) -> PoolPolicy:
             if not isinstance(exc, WriteException) or not isinstance(exc.path, str) or not isinstance(exc.why, str):
                 raise PluginError(plugin, "php_fpm_apparmor_exceptions", f"returned {_short(exc)}, not a WriteException")
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
-    # A plugin's exception inside PHP's temp or session dir lifts the core's code deny
-    # there (a deny would beat the exception); the invariants then require the exception
-    # to cover the core's rules for that dir, or refuse the pool.
+    # A plugin's exception for a whole temp or session dir ("<dir>/**", phpMyAdmin's Twig
+    # cache) lifts the core's code deny there: a deny would beat the exception.
+    excepted = {x.path for x in policy.exceptions}
     lifted = {r.path for r in rules if isinstance(r, FileRule) and r.deny and r.source == "core"
-              and r.path.endswith(NEVER_WRITE_GLOBS)
-              and any(x.path.startswith(r.path[: -len(g)] + "/") for x in policy.exceptions
-                      for g in NEVER_WRITE_GLOBS if r.path.endswith(g))}
+              and any(r.path.endswith(g) and r.path[: -len(g)] + "/**" in excepted for g in NEVER_WRITE_GLOBS)}
     rules = [r for r in rules if not (isinstance(r, FileRule) and r.deny and r.path in lifted)]
     sendmail = jailed(site.pool, site.pool.ini("sendmail_path") or DEFAULT_SENDMAIL)
     jail = (site.pool.chroot or "").rstrip("/")
