@@ -135,6 +135,8 @@ def test_triggers(deb):
         ["interest-noawait", "/etc/apparmor.d/php-fpm"],
         ["interest-noawait", "/etc/php"],
         ["interest-noawait", "/usr/share/php-fpm-apparmor/plugins"],
+        ["interest-noawait", "/etc/nginx"],
+        ["interest-noawait", "/etc/apache2"],
     ])
 
 
@@ -459,6 +461,9 @@ def test_purge_leaves_no_files_behind(built, tmp_path):
     fr = FakeRoot(root_dir, tmp_path / "bin")
     (root_dir / "etc/apparmor.d/local").mkdir(parents=True)
     (root_dir / "etc/apparmor.d/local/README").write_text("apparmor's\n")
+    # Every systemd system has these: deb-systemd-helper keeps the webserver path unit's state there.
+    for d in ("etc/systemd/system", "var/lib/systemd"):
+        (root_dir / d).mkdir(parents=True)
     before = {p.relative_to(root_dir) for p in root_dir.rglob("*")}
     assert fr.dpkg("--unpack", str(built[0])).returncode == 0
     wrap_program(root_dir, tmp_path / "calls")

@@ -98,8 +98,11 @@ def ok(proc) -> None:
 
 
 def hats(root: Path) -> dict:
+    """The installed files with a pool's own policy: a refused pool's core-only hat (no
+    site files, see docs/apply.md) is not one."""
     d = root / "etc/apparmor.d/php-fpm.d"
-    return {p.name: p.read_text() for p in sorted(d.iterdir())} if d.is_dir() else {}
+    files = {p.name: p.read_text() for p in sorted(d.iterdir())} if d.is_dir() else {}
+    return {n: t for n, t in files.items() if "\n# core-only hat:" not in t}
 
 
 def hat(root: Path, name: str):
@@ -487,6 +490,9 @@ def test_nextcloud_data_outside_root_and_inside_another_pool(tmp_path, cli):
     ok(proc)
     assert proc.returncode == 1
     assert set(hats(root)) == {"_shared", "cloud", "blog"}  # cloud2 refused, the others installed
+    # cloud2 has its core-only hat (no site, no data dir)
+    core = (root / "etc/apparmor.d/php-fpm.d/cloud2").read_text()
+    assert "core-only hat" in core and "/var/www/blog" not in core and "/var/www/cloud2" not in core
     assert f"{root}/etc/php/8.2/fpm/pool.d/cloud2.conf: pool cloud2: policy refused" in proc.stderr
     assert "reaches pool blog's root /var/www/blog" in proc.stderr
     cloud = hat(root, "cloud")

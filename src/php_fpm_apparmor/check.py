@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import generate, install, load, policy, sites
+from . import apply as apply_mod, generate, install, load, policy, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -59,7 +59,7 @@ def findings(args, plugins) -> list[str]:
     if live and not load.enabled(args.root):
         out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "
                    "security=apparmor (Debian's default kernel has it) and install the apparmor package")
-    main, ours = generate.main_profile(args.root)
+    main, ours = apply_mod.main_profile(args.root)
     if not ours and main and re.search(r"flags=\([^)]*complain", main.read_text(errors="replace")):
         out.append(f"note: {main} (the php-fpm master profile) is in complain mode: the master is not "
                    f"confined, the hats are; run aa-enforce {main} once the hats are quiet")
@@ -120,6 +120,7 @@ def findings(args, plugins) -> list[str]:
             out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
                        f"with write = writes) what the other does; fine for one site served twice")
     out += config_findings(args.root, result)
+    out += webserver.findings(result, args.root)
     # A plugin that was refused leaves its apps' pools without their rules: not a mere warning.
     out += [f"warning: {w}" for w in result.warnings if w not in plugins.problems] + plugins.problems
     return list(dict.fromkeys(out))
@@ -270,7 +271,8 @@ def cmd_mode(args, plugins) -> int:
     text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
     section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
     install.write_atomic(path, set_in_section(text, section, "mode", args.command), keep_meta=True)
-    outcome = generate.apply(generate.plan(args.root, plugins))
+    # Only this pool changed: the others keep their installed files (and loaded hats).
+    outcome = apply_mod.apply(generate.plan(args.root, plugins, only=[e.hat or e.pool.name]))
     for p in outcome.problems:
         print(f"php-fpm-apparmor: {p}", file=sys.stderr)
     print(f"pool {e.pool.name}: {args.command} (in {path} [{section}])")
@@ -292,7 +294,7 @@ def cmd_enable(args, plugins) -> int:
         print("php-fpm-apparmor: AppArmor is not enabled (or --root is not /): setting apparmor_hat "
               "now would make php-fpm's workers fail in a loop; nothing changed", file=sys.stderr)
         return PROBLEMS
-    outcome = generate.apply(result, want_main=True)
+    outcome = apply_mod.apply(result, want_main=True)
     if f"php-fpm//{e.hat}" not in load.loaded():
         print(f"php-fpm-apparmor: hat {e.hat} is not loaded ({'; '.join(outcome.problems) or 'unknown'}); "
               "nothing changed", file=sys.stderr)

@@ -562,7 +562,13 @@ def complain_events(seen, names) -> list[Seen]:
 
 
 def profile_names(entry) -> set[str]:
-    return {p.name for p in entry.policy.profiles} if entry.policy else {entry.hat}
+    """The pool's hat and its children: from its policy, else (status plans no policy)
+    from its installed file."""
+    if entry.policy:
+        return {p.name for p in entry.policy.profiles}
+    from .apply import installed_profiles
+
+    return {entry.hat, *installed_profiles(entry.site.sysroot, entry.hat)} if entry.site else {entry.hat}
 
 
 def quiet_check(sysroot: str, entry, days: float, logs=None) -> tuple[bool, str]:

@@ -1,7 +1,9 @@
 """Step 2: where each pool's PHP code lives, canonicalised the way AppArmor sees paths.
 
 Roots come from the tool's own config (/etc/php-fpm-apparmor/php-fpm-apparmor.conf, a
-section per pool) or are inferred from chdir, doc_root and open_basedir. AppArmor
+section per pool), else from the web server vhosts that pass PHP to the pool's listen
+address (webserver.py: nginx, Apache), else are inferred from doc_root, chdir and
+open_basedir. AppArmor
 matches resolved paths, so every root is realpath'd inside the system root.
 """
 
@@ -36,6 +38,8 @@ class Site:
     share_paths: list[str] = field(default_factory=list)
     origin: str = ""  # where the roots came from (config section or inferred from which key)
     symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
+    vhosts: list[str] = field(default_factory=list)  # server names of the vhosts passing PHP here
+    web_roots: list[str] = field(default_factory=list)  # every root those vhosts name, even refused ones
 
     def disk(self, path: str, *more: str) -> Path:
         """The file on disk for a system path (below --root when testing or demoing)."""
@@ -222,8 +226,44 @@ def check_paths(pool) -> None:
 FLAGS = ("code_writes", "config_writes")  # the first-party plugins' yes/no switches
 
 
-def build(pool, hat: str, conf, sysroot: str = "/", claimed: tuple | None = None) -> Site:
+def web_roots(pool, vhosts, sysroot: str) -> tuple[list[str], str, list[str]]:
+    """(raw roots, origin, why-not lines) from the vhosts serving a pool.
+
+    A root that is a system directory or a parent of sites (`root /var/www;`) is not a
+    site: it is left out and said why."""
+    roots, why = [], []
+    chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
+    for v in vhosts:
+        why += v.problems
+        for path, where in v.roots:
+            if chroot and not (path == chroot or path.startswith(chroot + "/")):
+                path = chroot + path  # the web server names host paths; a literal SCRIPT_FILENAME jailed ones
+            if _control(path):
+                why.append(f"{where}: root {path!r} contains a control character")
+            elif _is_system(path.rstrip("/") or "/"):
+                why.append(f"{where}: {v.server} root {path} is a system directory or a parent of sites, "
+                           f"not pool {pool.name}'s site")
+            elif not _exists(sysroot, path):  # not deployed (yet), or a panel's optional dir
+                why.append(f"{where}: {v.server} root {path} does not exist")
+            else:
+                roots.append((path, where, v.server))
+    origin = ""
+    if roots:
+        origin = "from " + ", ".join(dict.fromkeys(f"{s} {w}" for _, w, s in roots))
+    return list(dict.fromkeys(p for p, _, _ in roots)), origin, why
+
+
+def _exists(sysroot: str, path: str) -> bool:
+    try:
+        return Path(sysroot, canonical(sysroot, path).lstrip("/")).exists()
+    except ConfigError:
+        return True  # a symlink loop: build() says so with the file and line
+
+
+def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | None = None) -> Site:
     """The Site for one pool: its canonical roots and settings. Raises ConfigError.
+
+    web: the web servers' vhosts (webserver.read), or None.
     `claimed`: (roots, origin) an app plugin named for it, used unless the admin set root =."""
     check_paths(pool)
     name = section_for(conf, pool)
@@ -261,15 +301,25 @@ def build(pool, hat: str, conf, sysroot: str = "/", claimed: tuple | None = None
     for flag in FLAGS:
         if flag in settings and settings[flag].strip().lower() not in TRUE + FALSE:
             raise conf_error(flag, f"must be yes or no, not {settings[flag]!r}")
+    from . import webserver
+    served = webserver.serving(web, pool, sysroot)
+    web_raw, web_origin, web_why = web_roots(pool, served, sysroot)
     if "root" in settings:
         raw, origin, key = values["root"], f"root = in {where}", "root"
+    elif web_raw and not claimed:  # a plugin that recognised its app knows better
+        raw, origin, key = web_raw, web_origin, None
     else:
         raw, origin = claimed if claimed else infer_roots(pool)
         key = None
         chroot = (getattr(pool, "chroot", None) or "").rstrip("/")
         if chroot:  # inferred roots are chroot-relative, like php-fpm's
             raw = [chroot + p for p in raw]
-    resolved = {p: canon(p, key) for p in raw}
+        if not raw and web_why:  # say what the web server had, not only "set root ="
+            origin += " (" + "; ".join(web_why) + ")"
+    if raw is web_raw:
+        resolved = {p: _canon_web(sysroot, p, served) for p in raw}
+    else:
+        resolved = {p: canon(p, key) for p in raw}
     roots = sorted(set(resolved.values()))
     for r in roots:
         if r == "/" or r in SYSTEM_DIRS:
@@ -285,4 +335,14 @@ def build(pool, hat: str, conf, sysroot: str = "/", claimed: tuple | None = None
         write_paths=writes, origin=origin,
         share_paths=sorted({canon(p, "share") for p in values["share"]}),
         symlinked={r: p for p, r in resolved.items() if p.rstrip("/") != r},
+        vhosts=webserver.names(served),
+        web_roots=list(dict.fromkeys(p for v in served for p, _ in v.roots)),
     )
+
+
+def _canon_web(sysroot: str, path: str, vhosts) -> str:
+    try:
+        return canonical(sysroot, path)
+    except ConfigError as exc:
+        where = next((w for v in vhosts for p, w in v.roots if p == path or p.endswith(path)), None)
+        raise ConfigError(where, None, f"root {path}: {exc.message}") from None

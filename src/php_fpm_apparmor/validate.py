@@ -53,8 +53,9 @@ def compile_file(path: str, includes: list[str], features: str = FEATURES) -> st
     return (proc.stderr or proc.stdout).strip() or f"apparmor_parser exited {proc.returncode}"
 
 
-def compile_pools(texts: dict[str, str], includes: list[str]) -> dict[str, str | None]:
-    """Compile each pool file alone inside a php-fpm parent: {hat: error or None}."""
+def compile_pools(texts: dict[str, str], includes: list[str], done=None) -> dict[str, str | None]:
+    """Compile each pool file alone inside a php-fpm parent: {hat: error or None}.
+    done(hat) is called as each finishes (progress)."""
     with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-") as tmp:
         jobs = {}
         for hat, text in texts.items():
@@ -63,6 +64,12 @@ def compile_pools(texts: dict[str, str], includes: list[str]) -> dict[str, str |
             wrapper = Path(tmp, f"{hat}.wrapper")
             wrapper.write_text(WRAPPER.format(path=body))
             jobs[hat] = str(wrapper)
+        def one(hat):
+            error = compile_file(jobs[hat], includes)
+            if done:
+                done(hat)
+            return error
+        # Parser runs are separate processes: one per core compiles in parallel.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            results = dict(zip(jobs, pool.map(lambda w: compile_file(w, includes), jobs.values())))
+            results = dict(zip(jobs, pool.map(one, jobs)))
     return results
