@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from php_fpm_apparmor import apply as apply_mod, generate, plugins, validate  # noqa: E402
+from php_fpm_apparmor import apply as apply_mod, generate, invariants, plugins, validate  # noqa: E402
 from systree import make_tree, pool_conf  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main():
         root = make_tree(Path(tmp), {f"web{i}": pool_conf(f"web{i}", f"/var/www/clients/client{i}/web{i}/web",
                                                           hat=f"web{i}") for i in range(n)})
         text_s, result = best(lambda: generate.plan(str(root), pm, check=False))
-        inv_s, _ = best(lambda: generate.check_invariants(result), runs=1)
+        inv_s, _ = best(lambda: invariants.check_plan(result), runs=1)
         assert len(result.ready) == n, result.problems[:3]
         main_text = apply_mod.template()
         files = {e.hat: e.text for e in result.ready[:n_compile]}

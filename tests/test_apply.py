@@ -184,13 +184,13 @@ def test_only_one_pool_is_planned_and_the_others_keep_their_files(tmp_path, cli)
 def test_status_only_reads(tmp_path, monkeypatch, capsys):
     import json
 
-    from php_fpm_apparmor import cli, policy
+    from php_fpm_apparmor import cli, invariants, policy
     root = three_pools(tmp_path)
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
 
     def forbidden(*a, **k):
         raise AssertionError("status must not build, check or compile policy")
-    for mod, name in ((validate, "compile_file"), (generate, "check_invariants"), (policy, "build"),
+    for mod, name in ((validate, "compile_file"), (invariants, "check_plan"), (policy, "build"),
                       (apply_mod, "apply")):
         monkeypatch.setattr(mod, name, forbidden)
     assert cli.main(["--root", str(root), "--json", "status"]) == 0

@@ -592,10 +592,12 @@ def test_paths_that_write_php_or_reach_another_pool_are_refused(tmp_path, cli):
         "accini": "access.log = /var/www/victim/.user.ini\n",
         "updotdot": "php_admin_value[upload_tmp_dir] = /var/www/updotdot/../victim\n",
         "sessdotdot": "php_admin_value[session.save_path] = /var/www/sessdotdot/../victim\n",
-        "sessroot": "php_admin_value[session.save_path] = /var/www/sessroot\n",
         "wpother": "",
     }
     pools = {n: pool(n, f"/var/www/{n}", extra) for n, extra in bad.items()}
+    # Sessions in the site root: sess_* could be named sess_x.php, but the session dir's
+    # code names are denied (policy.code_denies), so it is accepted and stays code-free.
+    pools["sessroot"] = pool("sessroot", "/var/www/sessroot", "php_admin_value[session.save_path] = /var/www/sessroot\n")
     pools["victim"] = pool("victim", "/var/www/victim")
     pools["sane"] = pool("sane", "/var/www/sane", "php_admin_value[opcache.file_cache] = /var/www/sane\n"
                          "slowlog = /var/log/sane.slow\nrequest_slowlog_timeout = 3\n")
@@ -606,7 +608,11 @@ def test_paths_that_write_php_or_reach_another_pool_are_refused(tmp_path, cli):
     proc = cli("generate", root=root)
     ok(proc)
     assert proc.returncode == 1
-    assert set(hats(root)) == {"_shared", "victim", "sane"}
+    assert set(hats(root)) == {"_shared", "victim", "sane", "sessroot"}
+    sessroot = hat(root, "sessroot")
+    assert evaluate.allows(sessroot, "write", "/var/www/sessroot/sess_abc")
+    for name in ("sess_x.php", "sess_x.PhP7", "sess_.phtml"):
+        assert not evaluate.allows(sessroot, "write", f"/var/www/sessroot/{name}"), name
     for n in bad:
         assert f"{root}/etc/php/8.2/fpm/pool.d/{n}.conf: pool {n}: policy refused" in proc.stderr, n
     sane = hat(root, "sane")

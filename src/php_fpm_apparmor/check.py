@@ -52,6 +52,7 @@ def findings(args, plugins) -> list[str]:
     result = generate.plan(args.root, plugins)
     out = hatting.findings(result) + list(result.problems)  # pools without a hat lead
     out += [f"note: {e.note}" for e in result.entries if e.note]
+    out += [f"note: {c}" for e in result.entries for c in getattr(e, "crossings", ())]  # share =
     live = args.root in ("/", "")
     if live and not load.enabled(args.root):
         out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "
@@ -120,7 +121,7 @@ def findings(args, plugins) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-KNOWN_KEYS = {"root", "read", "write", "mode", *sites.FLAGS}
+KNOWN_KEYS = {"root", "read", "write", "share", "mode", *sites.FLAGS}
 
 
 def _groups(sysroot: str) -> dict[str, set]:

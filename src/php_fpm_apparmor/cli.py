@@ -6,6 +6,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,8 +147,9 @@ def _installed(file) -> dict | None:
                 head.append(line[2:].rstrip("\n"))
     except OSError:
         return None
-    info = {"exceptions": [h.split(": ", 1)[1] if ": " in h else h
-                           for h in head if h.startswith("exception ")],
+    # render writes "exception (SOURCE): writes PATH: WHY"; shown as "PATH (SOURCE: WHY)"
+    exceptions = [re.match(r"exception \((.*?)\): writes (.*?): (.*)$", h) for h in head]
+    info = {"exceptions": [f"{m.group(2)} ({m.group(1)}: {m.group(3)})" for m in exceptions if m],
             "apps": [" ".join(h.split(" at ", 1)[0].split()[1:]) for h in head if h.startswith("app ")]}
     for h in head:
         if h.startswith("mode "):

@@ -1,7 +1,7 @@
 """What a rendered policy really allows, judged with Debian's python3-apparmor.
 
-Used twice: by the generator's invariants (no pool writes PHP, none reaches another
-pool's root) and by the tests (every app operation granted, every attack refused).
+Used by the tests (every app operation granted, every attack refused) and `learn`; the
+generator's invariants are decided on automata (invariants.py), not here.
 It reads the RENDERED text back, abstractions included, so it judges what is installed,
 not what we meant to install.
 
@@ -13,7 +13,6 @@ then compares them as plain characters, and real globs keep their meaning.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,13 +24,12 @@ from apparmor.common import AppArmorException
 from apparmor.rule.file import FileRule as AAFileRule
 
 from .errors import LibraryError
+from .policy import is_code_name
 
 APPARMOR_DIR = "/etc/apparmor.d"
 _SPECIAL = '\\*?[]{}^"|()+$.'
 _PUA = {c: chr(0xE000 + i) for i, c in enumerate(_SPECIAL)}
 _ENCODE_PATH = str.maketrans({c: _PUA[c] for c in '\\*?[]{}^"|'})
-FORBIDDEN_SUFFIXES = (".php", ".phtml", ".phar")
-FORBIDDEN_NAMES = (".maintenance", ".user.ini", ".htaccess")
 _VAR = re.compile(r"@\{([A-Za-z0-9_]+)\}")
 _HEAD = re.compile(r"^(\^|profile\s+)([^\s{]+)(\s+flags=\([^)]*\))?\s*\{$")
 
@@ -332,85 +330,10 @@ def exec_transition(profile: Profile, path: str):
 
 
 def is_forbidden_name(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.endswith(FORBIDDEN_SUFFIXES) or name in FORBIDDEN_NAMES
-
-
-def _alternatives(pattern: str, limit=64) -> list[str]:
-    """Expand {a,b} alternations (innermost first); escaped braces are already encoded."""
-    out, todo = [], [pattern]
-    while todo and len(out) < limit:
-        p = todo.pop()
-        m = re.search(r"\{([^{}]*)\}", p)
-        if not m:
-            out.append(p)
-            continue
-        for alt in m.group(1).split(","):
-            todo.append(p[: m.start()] + alt + p[m.end():])
-    return out
-
-
-_GLOB = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
-_FORBIDDEN_TAILS = ["x" + s for s in FORBIDDEN_SUFFIXES] + list(FORBIDDEN_NAMES)
-# Every prefix of every forbidden tail: the last glob may be followed by literal text that
-# completes the name ("*p" needs "x.ph", ".htacces?" needs one letter).
-_TAIL_PREFIXES = sorted({t[:k] for t in _FORBIDDEN_TAILS for k in range(len(t) + 1)})
-_LETTERS = sorted(set("".join(_FORBIDDEN_TAILS)))
-
-
-@lru_cache(maxsize=65536)
-def witnesses(pattern: str) -> tuple[str, ...]:
-    """Concrete paths a pattern matches, chosen to end in every forbidden name it can reach.
-
-    Globs are filled with plain names; the LAST glob is also filled with each forbidden
-    tail, and single-character globs try the letters forbidden names are made of.
-    """
-    out = []
-    for alt in _alternatives(encode_pattern(pattern)):
-        tokens = list(_GLOB.finditer(alt))
-        if not tokens:
-            out.append(decode(alt))
-            continue
-        choices = []
-        for i, tok in enumerate(tokens):
-            t = tok.group(0)
-            last = i == len(tokens) - 1
-            if t == "**":
-                c = ["x/x"] + (_TAIL_PREFIXES + ["x/" + f for f in _TAIL_PREFIXES] if last else [])
-            elif t == "*":
-                c = ["x"] + (_TAIL_PREFIXES if last else [])
-            else:
-                c = _LETTERS
-            choices.append(c)
-        for combo in itertools.islice(itertools.product(*choices), 5000):
-            s, pos = [], 0
-            for tok, fill in zip(tokens, combo):
-                s.append(alt[pos:tok.start()])
-                s.append(fill)
-                pos = tok.end()
-            s.append(alt[pos:])
-            out.append(decode("".join(s)))
-    return tuple(out)
+    """Is `path` a code name (policy.CODE_EXTENSIONS/CODE_FILES, any letter case)?"""
+    return is_code_name(path)
 
 
 def inside(path: str, root: str) -> bool:
     """Is `path` the directory `root` or below it (plain path comparison, no globs)?"""
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def reaches(pattern: str, root: str, own=()) -> bool:
-    """Could a rule with `pattern` touch anything inside `root` (a canonical directory)?
-
-    Paths inside `own` (the rule's pool's own roots, nested in `root`) do not count.
-    """
-    probes = [root, root + "/", root + "/x", root + "/x/x", root + "/index.php", root + "/wp-config.php"]
-    # A glob standing for the other root's own name ("/var/www/*/config.php"): put the root
-    # in place of the first glob and keep the rule's own tail.
-    enc = encode_pattern(pattern)
-    first = _GLOB.search(enc)
-    if first:
-        for tail in witnesses(decode(enc[first.end():]) or "/"):
-            probes += [root + tail, root + "/x" + tail]
-    found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if inside(w, root)]
-    nested = [o for o in own if o != root and inside(o, root)]
-    return any(not any(inside(p, o) for o in nested) for p in found)

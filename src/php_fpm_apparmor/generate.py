@@ -8,14 +8,12 @@ apply can leave it a loadable hat when it has none installed yet.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import functools
 import re
 from dataclasses import dataclass, field
 
 from . import apps as apps_mod
-from . import evaluate, pools as pools_mod, render, sites, webserver
+from . import invariants, pools as pools_mod, render, sites, webserver
 from . import policy as policy_mod
 from .errors import ConfigError
 from .policy import SAFE_NAME
@@ -35,6 +33,7 @@ class Entry:
     problem: str | None = None  # why this pool gets no (new) hat
     note: str | None = None  # skipped harmlessly (no apparmor_hat and nothing to go on)
     unsafe_sendmail: bool = False  # its sendmail_path must not enter the shared profiles
+    crossings: list = field(default_factory=list)  # into other pools, allowed by the admin's share =
     apps: list = field(default_factory=list)
     # The core-only hat (core rules, no site files) for a pool with apparmor_hat whose
     # policy failed: apply installs it only when the pool has no previous file.
@@ -199,7 +198,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
         return result
     if check:  # off only in benchmarks that time the text generation alone
         tell("checking hats", 0, 0)
-        check_invariants(result)
+        invariants.check_plan(result)
     _fallbacks(result, plugins, check)
     # Every pool that has (or keeps) a hat may mail through the shared profiles, except one
     # whose sendmail_path was refused.
@@ -244,102 +243,9 @@ def _fallbacks(result: Plan, plugins, check: bool) -> None:
     # profile names are what a core-only hat must not collide with.
     shadow.entries += [dataclasses.replace(o, text="", problem=None) for o in result.ready]
     if check:
-        check_invariants(shadow)
+        invariants.check_plan(shadow)
     built = {id(s.pool): s for s in shadow.entries if s.text}
     for e in failed:
         s = built.get(id(e.pool))
         if s is not None and not s.problem:
             e.fallback = s.text
-
-
-# --- invariants on the rendered text ----------------------------------------------------
-
-@functools.lru_cache(maxsize=65536)
-def _literal_prefix(pattern: str) -> str:
-    m = re.search(r"(?<!\\)[*?\[{]", pattern)
-    return evaluate.decode(evaluate.encode_pattern(pattern[: m.start()] if m else pattern))
-
-
-def check_invariants(result: Plan) -> None:
-    # Child profiles are <hat>_<helper>: a hat named like another pool's child would
-    # define one profile twice and fail the whole php-fpm profile.
-    owners: dict[str, list[Entry]] = {}
-    for e in result.ready:
-        for prof in e.policy.profiles:
-            owners.setdefault(prof.name.lower(), []).append(e)
-    for name, group in owners.items():
-        if len(group) > 1:
-            for e in group:
-                others = ", ".join(o.pool.name for o in group if o is not e)
-                e.problem = (f"{where(e.pool, 'apparmor_hat')}: pool {e.pool.name}: profile name "
-                             f"php-fpm//{name} is also defined for pool {others}; rename one apparmor_hat")
-    entries = [e for e in result.ready]
-    all_roots = [(r, e) for e in entries for r in e.site.roots]
-    for e in entries:
-        # A root reached through a symlink that lands in another pool's site is that
-        # site's files under another name, not a site of its own.
-        for root, configured in e.site.symlinked.items():
-            for r, other in all_roots:
-                if other is not e and root != r and evaluate.inside(root, r):
-                    e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
-                                 f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
-        # mail() runs sendmail_path in the children every pool shares: never a site's file.
-        binary = policy_mod._first_word(e.pool.ini("sendmail_path") or "")
-        if binary:
-            real = e.site.worker(binary)
-            hit = next(((r, o) for r, o in all_roots if evaluate.inside(real, r)), None)
-            if hit:
-                e.unsafe_sendmail = True
-                e.problem = (f"{where(e.pool, 'php_admin_value[sendmail_path]')}: pool {e.pool.name}: "
-                             f"sendmail_path {binary} is inside pool {hit[1].pool.name}'s root {hit[0]}: "
-                             f"a site's file must not run as every pool's mail helper")
-    entries = [e for e in result.ready]
-    roots = sorted(((r, e) for e in entries for r in e.site.roots), key=lambda t: t[0])
-    keys = [r for r, _ in roots]
-    for e in entries:
-        problems = []
-        try:
-            profiles = evaluate.parse(e.text)
-        except ValueError as exc:  # a rule nobody can evaluate is a rule nobody checked
-            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
-            continue
-        allowed = {x.path for x in e.policy.exceptions}
-        for name, prof in profiles.items():
-            for rule in prof.ours:
-                pattern = rule.path.regex
-                if rule.exec_perms and re.search(r"[uU]", rule.exec_perms):
-                    problems.append(f"{name}: {pattern} runs unconfined ({rule.exec_perms})")
-                if rule.deny:
-                    continue
-                if name != "php-fpm" and {"w", "a", "l"} & rule.perms and pattern not in allowed:
-                    for w in evaluate.witnesses(pattern):
-                        # Web-reachable code is what matters: a .php written under the
-                        # site's roots can be requested or included; a mail queue file cannot.
-                        # Appending to one or hard-linking one is writing it too.
-                        if evaluate.is_forbidden_name(w) and any(evaluate.inside(w, r) for r in e.site.roots) \
-                                and evaluate.matches(pattern, w) \
-                                and any(evaluate.allows(prof, op, w) for op in ("write", "append", "link")):
-                            problems.append(f"{name}: {pattern} would let PHP write {w}; no plugin "
-                                            f"declared this exception")
-                            break
-                # Other pools' roots: only those the rule's literal prefix can lead into.
-                prefix = _literal_prefix(pattern)
-                lo = bisect.bisect_left(keys, prefix)
-                hi = bisect.bisect_left(keys, prefix + "\uffff")
-                candidates = roots[lo:hi]
-                parts = prefix.split("/")
-                for i in range(2, len(parts) + 1):
-                    ancestor = "/".join(parts[:i])
-                    j = bisect.bisect_left(keys, ancestor)
-                    while j < len(keys) and keys[j] == ancestor:
-                        candidates.append(roots[j])
-                        j += 1
-                for root, other in candidates:
-                    if other is e or root in e.site.roots:
-                        continue
-                    if evaluate.reaches(pattern, root, e.site.roots):
-                        problems.append(f"{name}: {pattern} reaches pool {other.pool.name}'s root {root}")
-        if problems:
-            uniq = list(dict.fromkeys(problems))
-            e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: policy refused: "
-                         + "; ".join(uniq[:5]) + (f" (+{len(uniq) - 5} more)" if len(uniq) > 5 else ""))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from apparmor.common import convert_regexp
 
-from . import evaluate, install, render
+from . import automata, evaluate, install, invariants, render
 from .auditlog import LOGS, Event, Seen, parse_line  # noqa: F401  (parse_line: the tests' entry)
 from .policy import SHARED_SENDMAIL, SHARED_SH, FileRule, NetworkRule, lit
 
@@ -284,13 +284,12 @@ def _overlaps(pattern: str, other: Owned, own_roots) -> bool:
     mine, prefix = _prefix(pattern), (other.pattern + "/" if other.root else _prefix(other.pattern))
     if not (mine.startswith(prefix) or prefix.startswith(mine)):
         return False
+    # Decided on automata (invariants.py's engine), never by sampling spellings.
     if other.root:
-        return evaluate.reaches(pattern, other.pattern, own_roots)
-    tail = re.split(r"(?<!\\)[*?\]}]", pattern)[-1]
-    probes = [prefix, prefix + "x", prefix + "x" + tail, prefix + "/x" + tail, prefix + "x/x" + tail]
-    if any(evaluate.matches(pattern, p) and evaluate.matches(other.pattern, p) for p in probes):
-        return True
-    return any(evaluate.matches(other.pattern, w) for w in evaluate.witnesses(pattern))
+        nested = {(r, True) for r in own_roots if r != other.pattern and evaluate.inside(r, other.pattern)}
+        return automata.intersect(automata.compile(pattern), automata.Under({(other.pattern, True)}),
+                                  avoid=[automata.Under(nested)] if nested else []) is not None
+    return automata.intersect(automata.compile(pattern), automata.compile(other.pattern)) is not None
 
 
 def glob_problem(pattern: str, perms: str, t: Target) -> str | None:
@@ -299,9 +298,9 @@ def glob_problem(pattern: str, perms: str, t: Target) -> str | None:
     if d.count("/") < 2 or any(evaluate.inside(d, s) for s in SYSTEM_TREES):
         return f"{d} is a system directory"
     if set(perms) & _WRITES:
-        for w in evaluate.witnesses(pattern):
-            if code_name(w) and evaluate.matches(pattern, w):
-                return f"it would let PHP write {w}"
+        w = invariants.code_witness(pattern)
+        if w is not None:
+            return f"it would let PHP write {w}"
     own_roots = t.entry.site.roots if t.entry else []
     for o in t.owned:
         if _overlaps(pattern, o, own_roots):
