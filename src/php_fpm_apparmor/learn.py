@@ -90,16 +90,26 @@ class Owned:
 
 
 def _others(plan, entry, owned=None) -> list[Owned]:
-    # Becomes invariants.owned_paths (the invariants branch) at merge.
-    """Everything the other pools own: roots, and every path they may write or lock (data
-    dirs, sessions, temp, logs, sockets: their hats', children's and master rules).
-    Patterns this pool is granted as well (a shared /tmp/*) are not another's.
+    """Everything the other pools own: what invariants.owned_paths says (roots, data dirs,
+    sessions, temp, logs, sockets), and every path their rules let them write or lock.
+    What this pool owns or is granted as well (a shared /tmp/*, a common session dir) is
+    not another's.
     owned: every pool's [(entry, Owned)], when the caller already listed them."""
     mine = set()
     if entry is not None and entry.policy:
         mine = {r.path for r in _file_rules(entry.policy) if set(r.perms) & _WRITES}
+    if entry is not None and entry.site:
+        mine |= {o.pattern for o in _owned_of(entry)}
     owned = _all_owned(plan) if owned is None else owned
-    return [o for e, o in owned if e is not entry and (o.root or o.pattern not in mine)]
+    return [o for e, o in owned if e is not entry and (o.what == "root" or o.pattern not in mine)]
+
+
+def _owned_of(e) -> list[Owned]:
+    """invariants.owned_paths in learn's terms: a tree is a plain directory (root=True)."""
+    if not e.policy:
+        return [Owned(r, e.hat, "root", root=True) for r in e.site.roots]
+    return [Owned(o.path, e.hat, o.what, root=True) if o.tree else Owned(lit(o.path), e.hat, o.what)
+            for o in invariants.owned_paths(e)]
 
 
 def _all_owned(plan) -> list[tuple]:
@@ -107,8 +117,7 @@ def _all_owned(plan) -> list[tuple]:
     for e in plan.entries:
         if not e.site:
             continue
-        for root in e.site.roots:
-            out.append((e, Owned(root, e.hat, "root", root=True)))
+        out += [(e, o) for o in _owned_of(e)]
         if not e.policy or e.problem:
             continue
         for r in _file_rules(e.policy):
@@ -436,8 +445,8 @@ def propose(seen, plan, pools=()) -> Proposal:
             continue
         o = _owner(t, ev.name)
         if o is not None:
-            refuse(f"{missing} {ev.name}", f"pool {o.hat}'s {o.what}" if o.root is False
-                   else f"inside pool {o.hat}'s root")
+            refuse(f"{missing} {ev.name}", f"inside pool {o.hat}'s root" if o.what == "root"
+                   else f"pool {o.hat}'s {o.what}")
             continue
         if set(missing) & {"w", "a", "l"} and code_name(ev.name):
             refuse(f"{missing} {ev.name}", "writes code or server config: only a plugin's named "
