@@ -255,7 +255,7 @@ def test_held_back_log(demo, cli):
     assert why["r /srv/nextcloud-data/admin/files/secret.txt"].startswith("pool cloud's")
     assert why["r /var/lib/php/sessions/cloud/sess_abc"] == "pool cloud's session dir"
     assert why["w /tmp/php-cloud/oc_tmp_x"].startswith("pool cloud's")
-    assert why["rw /run/php/cloud.sock"].startswith("pool cloud's listen socket")
+    assert why["rw /run/php/cloud.sock"].startswith("pool cloud's socket")
     assert why["r /var/www/blog/wp-config.php"] == "inside pool blog's root"
     assert "named exception" in why["w /var/www/blog/wp-content/uploads/x.php"]
     assert "named exception" in why["w /var/www/blog/wp-content/themes/t/cache/.htaccess"]

@@ -109,7 +109,7 @@ def _owned_of(e) -> list[Owned]:
     if not e.policy:
         return [Owned(r, e.hat, "root", root=True) for r in e.site.roots]
     return [Owned(o.path, e.hat, o.what, root=True) if o.tree else Owned(lit(o.path), e.hat, o.what)
-            for o in invariants.owned_paths(e)]
+            for o in invariants.owned_paths(e) if not (o.tree and o.path in invariants.SHARED_DIRS)]
 
 
 def _all_owned(plan) -> list[tuple]:
