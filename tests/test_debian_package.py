@@ -83,6 +83,9 @@ def test_control_fields(deb):
     for name in ("python3-pluggy", "python3-debian", "python3-apparmor", "python3-libapparmor"):
         assert name in depends, name
     assert depends["apparmor"]["version"] == (">=", "3.0")
+    # Versioned: the oldest releases the code is tested with (Debian 12).
+    assert depends["python3-pluggy"]["version"] == (">=", "1.0")  # hookimpl API we use
+    assert depends["python3-apparmor"]["version"] == (">=", "3.0")
     assert "php-fpm" in ctl["Recommends"] and "php-fpm" in ctl["Enhances"]
 
 
@@ -92,8 +95,10 @@ def test_payload_files(deb):
         "/usr/bin/php-fpm-apparmor",
         "/usr/lib/python3/dist-packages/php_fpm_apparmor/cli.py",
         "/usr/share/php-fpm-apparmor/php-fpm.profile",
-        "/lib/systemd/system/php-fpm-apparmor@.path",
-        "/lib/systemd/system/php-fpm-apparmor@.service",
+        # /usr/lib on both releases: on merged-/usr, /lib units made purge warn.
+        "/usr/lib/systemd/system/php-fpm-apparmor@.path",
+        "/usr/lib/systemd/system/php-fpm-apparmor@.service",
+        "/usr/share/bash-completion/completions/php-fpm-apparmor",
         "/usr/lib/systemd/system-generators/php-fpm-apparmor-generator",
         "/etc/php-fpm-apparmor/php-fpm-apparmor.conf",
         "/etc/apparmor.d/local/php-fpm.d/README",
@@ -104,6 +109,7 @@ def test_payload_files(deb):
     assert stat.S_IMODE(generator.mode) == 0o755
     # Never a file another package ships or the generator writes: no dpkg conflict.
     for path in files:
+        assert not path.startswith("/lib/"), path
         assert path.rstrip("/") != "/etc/apparmor.d/php-fpm", path
         assert not path.startswith("/etc/apparmor.d/php-fpm.d"), path
         assert not path.startswith("/usr/share/php-fpm-apparmor/plugins"), path  # our own trigger
@@ -191,11 +197,15 @@ def extract(deb_path: Path, dest: Path) -> Path:
     return dest
 
 
-def fake_units(root: Path, *names: str, masked: tuple[str, ...] = ()):
+RELOAD = "ExecReload=/bin/kill -USR2 $MAINPID"
+
+
+def fake_units(root: Path, *names: str, masked: tuple[str, ...] = (), reload: tuple[str, ...] = ()):
     units = root / "lib/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for name in names:
-        (units / name).write_text("[Service]\nExecStart=/bin/true\n")
+        (units / name).write_text("[Service]\nExecStart=/bin/true\n"
+                                  + (RELOAD + "\n" if name in reload else ""))
     etc = root / "etc/systemd/system"
     etc.mkdir(parents=True, exist_ok=True)
     for name in masked:
@@ -214,20 +224,28 @@ def test_generator_drop_ins_and_path_units(built, tmp_path):
     root = extract(built[0], tmp_path / "root")
     fake_units(root, "php8.2-fpm.service", "php8.3-fpm.service", "php7.4-fpm.service",
                "php-fpm.service", "php8-fpm.service", "php8.2.1-fpm.service",
-               "php8.x-fpm.service", "php8.2 x-fpm.service", masked=("php7.4-fpm.service",))
+               "php8.x-fpm.service", "php8.2 x-fpm.service", masked=("php7.4-fpm.service",),
+               reload=("php8.2-fpm.service",))
     out = tmp_path / "generator"
     res = run_generator(root, out)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert sorted(p.name for p in out.glob("*.service.d")) == ["php8.2-fpm.service.d",
                                                                 "php8.3-fpm.service.d"]
     for version in ("8.2", "8.3"):
+        text = (out / f"php{version}-fpm.service.d/php-fpm-apparmor.conf").read_text()
         dropin = configparser.ConfigParser(strict=False, interpolation=None)
-        dropin.read(out / f"php{version}-fpm.service.d/php-fpm-apparmor.conf")
-        assert dropin["Service"]["ExecStartPre"] == (
-            f"/usr/bin/php-fpm-apparmor generate --php {version} --quiet")
+        dropin.read_string(text)
+        gen = f"/usr/bin/php-fpm-apparmor generate --php {version} --quiet"
+        assert dropin["Service"]["ExecStartPre"] == gen
         assert dropin["Unit"]["After"] == "apparmor.service"
+        reloads = [ln for ln in text.splitlines() if ln.startswith("ExecReload=")]
+        if version == "8.2":
+            # Reset, then generate (new pools' hats loaded), then the unit's own SIGUSR2.
+            assert reloads == ["ExecReload=", f"ExecReload={gen}", RELOAD]
+        else:
+            assert reloads == []  # no reload of its own: nothing to wrap
         link = out / "paths.target.wants" / f"php-fpm-apparmor@{version}.path"
-        assert os.readlink(link) == "/lib/systemd/system/php-fpm-apparmor@.path"
+        assert os.readlink(link) == "/usr/lib/systemd/system/php-fpm-apparmor@.path"
         assert (root / os.readlink(link).lstrip("/")).is_file()  # shipped where it points
     assert sorted(p.name for p in (out / "paths.target.wants").iterdir()) == [
         "php-fpm-apparmor@8.2.path", "php-fpm-apparmor@8.3.path"]
@@ -247,17 +265,18 @@ def test_units_verify(built, tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze missing")
     root = extract(built[0], tmp_path / "root")
-    units = root / "lib/systemd/system"
+    units = root / "usr/lib/systemd/system"
     for pattern in ("*.target", "*.slice"):
         for unit in Path("/lib/systemd/system").glob(pattern):
             if not (units / unit.name).exists():
                 shutil.copy(unit, units / unit.name, follow_symlinks=True)
     (units / "php8.2-fpm.service").write_text(
-        "[Service]\nType=notify\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize\n")
-    fake = root / "usr/sbin/php-fpm8.2"
-    fake.parent.mkdir(parents=True, exist_ok=True)
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+        f"[Service]\nType=notify\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize\n{RELOAD}\n")
+    for prog in ("usr/sbin/php-fpm8.2", "bin/kill"):
+        fake = root / prog
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.write_text("#!/bin/sh\n")
+        fake.chmod(0o755)
     assert run_generator(root, root / "run/systemd/generator").returncode == 0
     res = run(["systemd-analyze", "verify", "--man=no", f"--root={root}",
                "php-fpm-apparmor@8.2.path", "php-fpm-apparmor@8.2.service", "php8.2-fpm.service"])
