@@ -27,3 +27,19 @@ def cli(tmp_path):
 
 needs_parser = pytest.mark.skipif(not shutil.which("apparmor_parser") and not os.path.exists("/sbin/apparmor_parser"),
                                   reason="apparmor_parser not installed")
+
+
+@pytest.fixture(scope="session")
+def debian_package(tmp_path_factory):
+    """The package built once per run: (.deb, .changes, seconds). Used by the package tests
+    and the booted-system tests."""
+    import debbuild
+
+    if shutil.which("dpkg-buildpackage") is None:
+        pytest.skip("dpkg-buildpackage missing (apt-get install dpkg-dev debhelper)")
+    try:
+        deb, changes, seconds = debbuild.build(tmp_path_factory.mktemp("debbuild"))
+    except debbuild.BuildDepsMissing as e:
+        pytest.skip(f"build dependencies missing: {e}")
+    print(f"dpkg-buildpackage: {seconds:.1f} s")
+    return deb, changes, seconds
