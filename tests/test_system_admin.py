@@ -23,7 +23,8 @@ from system import image, machine, payload
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "system"
 # Every stage must report: a stage that silently vanished is a failure too.
-STAGES = ["boot", "install", "pools", "reload-new-pool", "restart", "php-fpm-upgrade",
+STAGES = ["boot", "install", "pools", "reload-new-pool", "restart", "package-upgrade",
+          "php-fpm-upgrade",
           "apparmor-profiles-install", "apparmor-profiles-purge", "plugin-install",
           "plugin-remove", "reboot", "after-reboot", "remove", "purge"]
 
@@ -36,22 +37,31 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(scope="module")
+def deb(request) -> Path:
+    """The .deb under test: PFA_SYSTEM_DEB (e.g. a release candidate), else this tree's build."""
+    given = os.environ.get("PFA_SYSTEM_DEB")
+    if given:
+        return Path(given).resolve()
+    return request.getfixturevalue("debian_package")[0]
+
+
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.mark.parametrize("release", ["trixie", "bookworm"])
-def test_admin_scenario(release, debian_package):
+def test_admin_scenario(release, deb):
     img = image.get(release, machine.warm)
     out = ARTIFACTS / release / "admin"
     shutil.rmtree(out, ignore_errors=True)
-    pl = payload.admin(out / "payload", img.release, debian_package[0])
+    pl = payload.admin(out / "payload", img.release, deb)
     boot = machine.boot(img, pl, out, max_boots=3)
     checks = jsonl(boot.results / "checks.jsonl")
     stages = jsonl(boot.results / "stages.jsonl")
     timings = json.loads((img.dir / "timings.json").read_text())
     summary = {
-        "release": release, "image": str(img.dir),
+        "release": release, "image": str(img.dir), "deb": str(deb),
         "image_build_seconds_when_built": timings["build_seconds"],
         "image_warm_boot_seconds_when_built": timings["warm_seconds"],
         "image_built_this_run": img.build_seconds > 0,
@@ -61,7 +71,8 @@ def test_admin_scenario(release, debian_package):
         "checks": len(checks), "failed": [c for c in checks if not c["ok"]],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    shutil.rmtree(out / "payload", ignore_errors=True)  # the .deb: the build has it
+    for scratch in ("payload", "plugin-tree"):  # the .debs: the builds have them
+        shutil.rmtree(out / scratch, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "failed"}, indent=1))
 
     assert boot.returncode is not None, f"host timeout after {boot.seconds:.0f} s, see {boot.serial}"

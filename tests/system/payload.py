@@ -39,6 +39,23 @@ def plugin_deb(out: Path) -> Path:
     return deb
 
 
+def bumped(deb: Path, out: Path, suffix: str = "+sysup1") -> Path:
+    """The same package with a higher version: what an upgrade of it installs."""
+    tree = out / "bumped-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True, capture_output=True)
+    control = tree / "DEBIAN/control"
+    lines = control.read_text().splitlines(True)
+    control.write_text("".join(ln.rstrip("\n") + suffix + "\n" if ln.startswith("Version: ") else ln
+                               for ln in lines))
+    name, version, rest = deb.name.split("_", 2)
+    new = out / f"{name}_{version}{suffix}_{rest}"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(new)], check=True,
+                   capture_output=True)
+    shutil.rmtree(tree)
+    return new
+
+
 def admin(dest: Path, release: Release, deb: Path, watchdog: int = 1500) -> Path:
     """Payload of the admin scenario in `dest` (becomes the disk's root)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -46,10 +63,11 @@ def admin(dest: Path, release: Release, deb: Path, watchdog: int = 1500) -> Path
     shutil.copy(deb, dest / deb.name)
     plugin = plugin_deb(dest.parent)
     shutil.copy(plugin, dest / plugin.name)
+    upgrade = bumped(deb, dest)
     shutil.copy(GUEST / "probe.php", dest / "probe.php")
     shutil.copy(GUEST / "admin.py", dest / "run")
     (dest / "run").chmod(0o755)
     (dest / "config.json").write_text(json.dumps({
         "php": release.php, "kernel": release.kernel, "deb": deb.name,
-        "plugin_deb": plugin.name, "plugin_package": PLUGIN_PACKAGE, "watchdog": watchdog}))
+        "plugin_deb": plugin.name, "upgrade_deb": upgrade.name, "plugin_package": PLUGIN_PACKAGE, "watchdog": watchdog}))
     return dest

@@ -3,8 +3,9 @@
 
 What a new user does, in order, each stage checked and timed:
 install the .deb with apt; pools with apparmor_hat served by nginx; a pool dropped in and
-`systemctl reload` at once; restart; a phpX.Y-fpm upgrade; apparmor-profiles installed and
-purged; a third-party plugin package installed and removed; a reboot; apt remove; apt purge.
+`systemctl reload` at once; restart; an upgrade of our package; a phpX.Y-fpm upgrade;
+apparmor-profiles installed and purged; a third-party plugin package installed and
+removed; a reboot; apt remove; apt purge.
 
 Input: /payload/config.json. Output: /payload/results/ (checks.jsonl, stages.jsonl, logs);
 `done` when finished, `reboot` while a reboot is pending. The host reads them back.
@@ -269,6 +270,16 @@ def main_phase():
     with stage("restart"):
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")
         hats_in_place(POOLS)
+
+    with stage("package-upgrade"):
+        before_pid, mark = unit(FPM, "MainPID"), len(kmsg())
+        sh(f"apt-get install -y {PAYLOAD}/{CFG['upgrade_deb']}",
+           check_rc="apt install of a newer php-fpm-apparmor")
+        version = sh("dpkg-query -W -f='${Version}' php-fpm-apparmor")[1]
+        check("upgraded", version.endswith("+sysup1"), version)
+        check(f"{FPM} untouched (same master)", unit(FPM, "MainPID") == before_pid)
+        hats_in_place(POOLS)
+        check("master denied nothing", not master_denials(mark), "\n".join(master_denials(mark)))
 
     with stage("php-fpm-upgrade"):
         mark = len(kmsg())
