@@ -88,6 +88,11 @@ def test_payload_files(deb):
         "/usr/share/man/man8/php-fpm-apparmor.8.gz",
     ):
         assert path in files, path
+    # /usr/bin holds a symlink: Debian 13's php-fpm profile attaches to /usr/bin/php-fpm*
+    # and AppArmor attaches by the resolved path, which must not match it.
+    link = files["/usr/bin/php-fpm-apparmor"]
+    assert link.issym() and link.linkname == "../lib/php-fpm-apparmor/php-fpm-apparmor", link.linkname
+    assert stat.S_IMODE(files["/usr/lib/php-fpm-apparmor/php-fpm-apparmor"].mode) == 0o755
     generator = files["/usr/lib/systemd/system-generators/php-fpm-apparmor-generator"]
     assert stat.S_IMODE(generator.mode) == 0o755
     # Never a file another package ships or the generator writes: no dpkg conflict.

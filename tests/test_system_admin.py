@@ -23,7 +23,7 @@ from system import image, machine, payload
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "system"
 # Every stage must report: a stage that silently vanished is a failure too.
-STAGES = ["boot", "install", "pools", "reload-new-pool", "restart", "package-upgrade",
+STAGES = ["boot", "install", "pools", "reload-new-pool", "restart", "broken-pool", "package-upgrade",
           "php-fpm-upgrade",
           "apparmor-profiles-install", "apparmor-profiles-purge", "plugin-install",
           "plugin-remove", "reboot", "after-reboot", "remove", "purge"]

@@ -271,6 +271,20 @@ def main_phase():
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")
         hats_in_place(POOLS)
 
+    with stage("broken-pool"):
+        # An admin's typo in one pool's local rules: that pool's hat cannot compile. php-fpm
+        # must still (re)start and serve every pool, each worker in a loaded hat.
+        bad = "/etc/apparmor.d/local/php-fpm.d/blog"
+        with open(bad, "w") as f:
+            f.write("/var/www/blog/extra r\n")  # no trailing comma: a syntax error
+        sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} with one broken pool")
+        check(f"{FPM} active", unit(FPM, "ActiveState") == "active",
+              sh(f"journalctl -u {FPM} -n 30 --no-pager")[1])
+        hats_in_place(POOLS)
+        os.unlink(bad)
+        sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} once fixed")
+        hats_in_place(POOLS)
+
     with stage("package-upgrade"):
         before_pid, mark = unit(FPM, "MainPID"), len(kmsg())
         sh(f"apt-get install -y {PAYLOAD}/{CFG['upgrade_deb']}",
@@ -291,10 +305,15 @@ def main_phase():
         check("master denied nothing", not master_denials(mark), "\n".join(master_denials(mark)))
 
     with stage("apparmor-profiles-install"):
+        mark = len(kmsg())
         sh("apt-get install -y /var/local/debs/apparmor-profiles_*.deb",
            check_rc="apt install apparmor-profiles")
         check("exactly one php-fpm profile: Debian's", php_fpm_profiles() == ["php-fpm"],
               php_fpm_profiles())
+        # Debian 13's profile attaches to /usr/{bin,sbin}/php-fpm*: never to our own tool.
+        ours = [ln for ln in kmsg()[mark:] if 'comm="php-fpm-apparmo' in ln
+                and 'profile="php-fpm' in ln]
+        check("php-fpm-apparmor itself ran unconfined", not ours, "\n".join(ours))
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")
         hats_in_place(POOLS)
         isolation("blog", "wiki")
