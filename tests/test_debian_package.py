@@ -32,6 +32,12 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-buildpackage") is None,
                                 reason="dpkg-buildpackage missing (apt-get install dpkg-dev debhelper)")
 
 
+# Debian 12's systemd lists /lib/systemd/system-generators, Debian 13's only /usr/lib: the
+# build puts the generator where the build host's release has it (dh_movetousr, Debian 13).
+GENERATOR = (("/usr/lib" if shutil.which("dh_movetousr") else "/lib")
+             + "/systemd/system-generators/php-fpm-apparmor-generator")
+
+
 def run(cmd, **kw):
     kw.setdefault("env", {**CLEAN_ENV, "HOME": "/tmp"})
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -82,7 +88,7 @@ def test_payload_files(deb):
         "/usr/lib/systemd/system/php-fpm-apparmor@.path",
         "/usr/lib/systemd/system/php-fpm-apparmor@.service",
         "/usr/share/bash-completion/completions/php-fpm-apparmor",
-        "/usr/lib/systemd/system-generators/php-fpm-apparmor-generator",
+        GENERATOR,
         "/etc/php-fpm-apparmor/php-fpm-apparmor.conf",
         "/etc/apparmor.d/local/php-fpm.d/README",
         "/usr/share/man/man8/php-fpm-apparmor.8.gz",
@@ -93,11 +99,12 @@ def test_payload_files(deb):
     link = files["/usr/bin/php-fpm-apparmor"]
     assert link.issym() and link.linkname == "../lib/php-fpm-apparmor/php-fpm-apparmor", link.linkname
     assert stat.S_IMODE(files["/usr/lib/php-fpm-apparmor/php-fpm-apparmor"].mode) == 0o755
-    generator = files["/usr/lib/systemd/system-generators/php-fpm-apparmor-generator"]
+    generator = files[GENERATOR]
     assert stat.S_IMODE(generator.mode) == 0o755
     # Never a file another package ships or the generator writes: no dpkg conflict.
     for path in files:
-        assert not path.startswith("/lib/"), path
+        # Under /lib only the generator (and its parents), where Debian 12's systemd has it.
+        assert not path.startswith("/lib/") or GENERATOR.startswith(path.rstrip("/")), path
         assert path.rstrip("/") != "/etc/apparmor.d/php-fpm", path
         assert not path.startswith("/etc/apparmor.d/php-fpm.d"), path
         assert not path.startswith("/usr/share/php-fpm-apparmor/plugins"), path  # our own trigger
@@ -202,7 +209,7 @@ def fake_units(root: Path, *names: str, masked: tuple[str, ...] = (), reload: tu
 
 def run_generator(root: Path, out: Path):
     out.mkdir(parents=True, exist_ok=True)
-    gen = root / "usr/lib/systemd/system-generators/php-fpm-apparmor-generator"
+    gen = root / GENERATOR.lstrip("/")
     env = {**CLEAN_ENV, "PHP_FPM_APPARMOR_ROOT": str(root)}
     return subprocess.run([str(gen), str(out), str(out) + ".early", str(out) + ".late"],
                           env=env, capture_output=True, text=True)
@@ -445,7 +452,7 @@ def test_remove_keeps_policy_purge_removes_only_ours(built, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert fr.status(PKG) == "deinstall ok config-files"
     assert all(f.exists() for f in ours | set(admin)), "remove must keep the policy in force"
-    assert not (root_dir / "usr/lib/systemd/system-generators/php-fpm-apparmor-generator").exists()
+    assert not (root_dir / GENERATOR.lstrip("/")).exists()
 
     res = fr.dpkg("--purge", PKG)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -171,6 +171,22 @@ def php_fpm_profiles():
     return names
 
 
+def unshared_dirs(files):
+    """Directories of ours that hold other packages' files while no other package lists
+    them: dpkg would try to remove them on purge and warn 'not empty' (a /lib vs /usr/lib
+    alias on merged-/usr systems)."""
+    ours = set(files)
+    bad = []
+    for d in files:
+        if not os.path.isdir(d) or os.path.islink(d):
+            continue
+        others = {os.path.join(d, n) for n in os.listdir(d)} - ours
+        owners = sh(f"dpkg-query -S {shlex.quote(d)}")[1].rsplit(":", 1)[0].split(", ")
+        if others and owners == ["php-fpm-apparmor"]:
+            bad.append(d)
+    return bad
+
+
 def add_pool(pool, port):
     sh(f"id {pool} >/dev/null 2>&1 || useradd --system --home-dir /var/www/{pool} "
        f"--shell /usr/sbin/nologin {pool}")
@@ -225,8 +241,10 @@ def main_phase():
                           check_rc="apt install ./php-fpm-apparmor_*.deb")
         check("no traceback", "Traceback" not in out + err, err)
         files = sh("dpkg -L php-fpm-apparmor")[1].split()
-        check("nothing shipped under /lib (merged /usr)",
-              files and not [f for f in files if f.startswith("/lib/")], files)
+        check("units under /usr/lib/systemd/system",
+              "/usr/lib/systemd/system/php-fpm-apparmor@.path" in files, files)
+        check("no directory only we list holds others' files (purge: 'not empty')",
+              files and not unshared_dirs(files), unshared_dirs(files))
         cat = sh(f"systemctl cat {FPM}")[1]
         check("drop-in: ExecStartPre generates",
               f"ExecStartPre=/usr/bin/php-fpm-apparmor generate --php {PHP} --quiet" in cat, cat)
