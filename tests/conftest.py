@@ -43,3 +43,21 @@ def debian_package(tmp_path_factory):
         pytest.skip(f"build dependencies missing: {e}")
     print(f"dpkg-buildpackage: {seconds:.1f} s")
     return deb, changes, seconds
+
+
+@pytest.fixture(scope="session")
+def release_package(debian_package, tmp_path_factory):
+    """release -> (.deb, .changes) built for that Debian release: the host build for the
+    host's release, else a build inside a cached root of that release (tests/system)."""
+    import debbuild
+    from system import roots
+
+    built = {roots.host_release(): debian_package[:2]}
+
+    def get(release):
+        if release not in built:
+            built[release] = roots.build_deb(release, debbuild.REPO, debbuild.IGNORE,
+                                             tmp_path_factory.mktemp(f"deb-{release}"))
+        return built[release]
+
+    return get

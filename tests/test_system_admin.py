@@ -37,13 +37,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def deb(request) -> Path:
-    """The .deb under test: PFA_SYSTEM_DEB (e.g. a release candidate), else this tree's build."""
+def package(release, release_package) -> Path:
+    """The .deb under test: PFA_SYSTEM_DEB (e.g. a release candidate), else this tree built
+    for `release` (Debian builds per release: e.g. dh_movetousr on Debian 13)."""
     given = os.environ.get("PFA_SYSTEM_DEB")
-    if given:
-        return Path(given).resolve()
-    return request.getfixturevalue("debian_package")[0]
+    return Path(given).resolve() if given else release_package(release)[0]
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -51,7 +49,8 @@ def jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("release", ["trixie", "bookworm"])
-def test_admin_scenario(release, deb):
+def test_admin_scenario(release, release_package):
+    deb = package(release, release_package)
     img = image.get(release, machine.warm)
     out = ARTIFACTS / release / "admin"
     shutil.rmtree(out, ignore_errors=True)
