@@ -10,10 +10,11 @@ echo 'pfa-test' > "$root/etc/hostname"
 echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' > "$root/etc/fstab"
 # root without a password: the console is only a serial log nobody types into.
 chroot "$root" passwd -d root >/dev/null
-# serial-getty's vhangup once swallowed the console; timers would run apt/fstrim mid-test.
+# serial-getty's vhangup once swallowed the console; timers would run apt/fstrim mid-test;
+# mariadb only runs in the WordPress test (which unmasks it).
 for unit in serial-getty@ttyS0.service getty@tty1.service apt-daily.timer \
         apt-daily-upgrade.timer fstrim.timer e2scrub_all.timer man-db.timer \
-        systemd-networkd-wait-online.service; do
+        systemd-networkd-wait-online.service mariadb.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 # The scenario reinstalls these from the local cache (no network): the PHP-FPM package

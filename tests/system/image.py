@@ -41,7 +41,11 @@ class Release:
 
     @property
     def packages(self) -> list[str]:
-        return BASE + [f"php{self.php}-fpm", f"php{self.php}-cli"]
+        # A real app for test_system_wordpress: Debian's wordpress with mariadb (masked
+        # until that test starts it). `php` is listed so apt satisfies wordpress's
+        # "libapache2-mod-php | php" with php-fpm, nginx for its "apache2 | httpd".
+        return BASE + [f"php{self.php}-fpm", f"php{self.php}-cli", f"php{self.php}-mysql",
+                       f"php{self.php}-gd", "php", "mariadb-server", "wordpress"]
 
 
 RELEASES = {
@@ -127,6 +131,8 @@ def get(release_name: str, boot) -> Image:
         rootdir = work / "root"
         start = time.monotonic()
         build_root(release, rootdir, log)
+        if (rootdir / "usr/sbin/apache2").exists():  # wordpress's "apache2 | httpd"
+            raise ImageError(f"apache2 got into the {release.name} image, see {log}")
         vmlinuz = sorted(glob.glob(str(rootdir / "boot/vmlinuz-*")))
         initrd = sorted(glob.glob(str(rootdir / "boot/initrd.img-*")))
         if not vmlinuz or not initrd:

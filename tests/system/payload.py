@@ -71,3 +71,19 @@ def admin(dest: Path, release: Release, deb: Path, watchdog: int = 1500) -> Path
         "php": release.php, "kernel": release.kernel, "deb": deb.name,
         "plugin_deb": plugin.name, "upgrade_deb": upgrade.name, "plugin_package": PLUGIN_PACKAGE, "watchdog": watchdog}))
     return dest
+
+
+def wordpress(dest: Path, release: Release, deb: Path, rows: list[dict],
+              watchdog: int = 1500) -> Path:
+    """Payload of the WordPress scenario: guest/wordpress.py runs, admin.py is its helpers."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "results").mkdir(exist_ok=True)
+    shutil.copy(deb, dest / deb.name)
+    shutil.copy(GUEST / "probe.php", dest / "probe.php")
+    shutil.copy(GUEST / "admin.py", dest / "admin.py")
+    shutil.copy(GUEST / "wordpress.py", dest / "run")
+    (dest / "run").chmod(0o755)
+    (dest / "config.json").write_text(json.dumps({
+        "php": release.php, "kernel": release.kernel, "deb": deb.name, "rows": rows,
+        "watchdog": watchdog}))
+    return dest

@@ -110,8 +110,12 @@ def unit(name, prop):
 def probe(pool, op="label", path=""):
     """One request through nginx to the pool's probe.php; {} when it fails."""
     port = dict(POOLS, **dict([NEW_POOL]))[pool]
+    return probe_url(f"http://127.0.0.1:{port}/probe.php", op, path)
+
+
+def probe_url(url, op="label", path=""):
     q = urllib.parse.urlencode({"op": op, "path": path})
-    rc, out, err = sh(f"curl -s -m 60 'http://127.0.0.1:{port}/probe.php?{q}'")
+    rc, out, err = sh(f"curl -s -m 60 '{url}?{q}'")
     try:
         return json.loads(out)
     except ValueError:
