@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -109,6 +110,30 @@ def build_root(release: Release, rootdir: Path, log: Path):
           release.name, str(rootdir), source], log, timeout=3600)
 
 
+def _busy(d: Path) -> bool:
+    ready = d / "ready"
+    if not ready.exists():
+        return False
+    with open(ready) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+@contextmanager
+def in_use(img: Image):
+    """Held while a test boots `img`: a concurrent build of a newer recipe keeps it."""
+    ready = img.dir / "ready"
+    if not ready.exists():  # the warm boot of a build in progress
+        yield
+        return
+    with open(ready) as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        yield
+
+
 def get(release_name: str, boot) -> Image:
     """The cached image of `release_name`, built (and warmed with `boot`) when missing.
 
@@ -153,8 +178,9 @@ def get(release_name: str, boot) -> Image:
         shutil.rmtree(final, ignore_errors=True)
         os.rename(work, final)
         # Older recipes of this release are never used again, nor failed builds (the lock
-        # is ours: nobody else is building this release).
+        # is ours: nobody else is building this release); an image a test is booting right
+        # now (shared lock, see in_use) stays until a later build.
         for old in CACHE.glob(f"{release.name}-*"):
-            if old != final and old.is_dir():
+            if old != final and old.is_dir() and not _busy(old):
                 shutil.rmtree(old, ignore_errors=True)
     return img

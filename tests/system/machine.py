@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .image import Image
+from .image import Image, in_use
 
 TIMEOUT = int(os.environ.get("PFA_SYSTEM_TIMEOUT", "2400"))  # whole run, all boots
 MEMORY = os.environ.get("PFA_SYSTEM_MEMORY", "2048")
@@ -56,6 +56,11 @@ def boot(image: Image, payload: Path, workdir: Path, overlay: bool = True,
     /payload/results/done and powers off. qemu runs with -no-reboot: a guest `systemctl
     reboot` ends qemu after a clean shutdown and the host starts it again on the same disks
     (a kernel panic also ends qemu, but without `done`)."""
+    with in_use(image):  # from the overlay's creation on: its base must stay
+        return _boot(image, payload, workdir, overlay, timeout, max_boots)
+
+
+def _boot(image, payload, workdir, overlay, timeout, max_boots) -> Boot:
     workdir.mkdir(parents=True, exist_ok=True)
     disk = image.disk
     if overlay:
@@ -67,6 +72,17 @@ def boot(image: Image, payload: Path, workdir: Path, overlay: bool = True,
     payload_disk(payload, pimg)
     serial = workdir / "serial.log"
     serial.unlink(missing_ok=True)
+    rc, seconds = _boots(image, disk, pimg, workdir, serial, overlay, timeout, max_boots)
+    results = workdir / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    read_results(pimg, workdir)
+    if overlay:
+        disk.unlink(missing_ok=True)  # GBs of guest writes; the results are copied out
+    pimg.unlink(missing_ok=True)
+    return Boot(rc, seconds, serial, results)
+
+
+def _boots(image, disk, pimg, workdir, serial, overlay, timeout, max_boots):
     start = time.monotonic()
     rc = None
     for n in range(max_boots):
@@ -91,14 +107,7 @@ def boot(image: Image, payload: Path, workdir: Path, overlay: bool = True,
         if rc is None or _guest_file(pimg, "/results/done") or \
                 not _guest_file(pimg, "/results/reboot"):
             break
-    seconds = time.monotonic() - start
-    results = workdir / "results"
-    shutil.rmtree(results, ignore_errors=True)
-    read_results(pimg, workdir)
-    if overlay:
-        disk.unlink(missing_ok=True)  # GBs of guest writes; the results are copied out
-    pimg.unlink(missing_ok=True)
-    return Boot(rc, seconds, serial, results)
+    return rc, time.monotonic() - start
 
 
 def warm(image: Image, workdir: Path):
