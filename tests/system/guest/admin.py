@@ -191,9 +191,12 @@ def unshared_dirs(files):
     for d in files:
         if not os.path.isdir(d) or os.path.islink(d):
             continue
-        others = {os.path.join(d, n) for n in os.listdir(d)} - ours
         owners = sh(f"dpkg-query -S {shlex.quote(d)}")[1].rsplit(":", 1)[0].split(", ")
-        if others and owners == ["php-fpm-apparmor"]:
+        if owners != ["php-fpm-apparmor"]:
+            continue
+        # Files of other packages in it (not ones nobody owns, e.g. __pycache__).
+        others = sorted({os.path.join(d, n) for n in os.listdir(d)} - ours)
+        if others and sh("dpkg-query -S " + " ".join(map(shlex.quote, others)))[1].strip():
             bad.append(d)
     return bad
 
