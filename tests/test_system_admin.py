@@ -52,13 +52,13 @@ def jsonl(path: Path) -> list[dict]:
 def test_admin_scenario(release, release_package):
     deb = package(release, release_package)
     img = image.get(release, machine.warm)
+    timings = json.loads((img.dir / "timings.json").read_text())
     out = ARTIFACTS / release / "admin"
     shutil.rmtree(out, ignore_errors=True)
     pl = payload.admin(out / "payload", img.release, deb)
     boot = machine.boot(img, pl, out, max_boots=3)
     checks = jsonl(boot.results / "checks.jsonl")
     stages = jsonl(boot.results / "stages.jsonl")
-    timings = json.loads((img.dir / "timings.json").read_text())
     summary = {
         "release": release, "image": str(img.dir), "deb": str(deb),
         "image_build_seconds_when_built": timings["build_seconds"],
