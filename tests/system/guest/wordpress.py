@@ -64,6 +64,9 @@ def setup():
     with open(f"{ROOT}/pfa-probe.php", "w") as f:
         f.write(read(f"{admin.PAYLOAD}/probe.php"))
     sh(f"apt-get install -y {admin.PAYLOAD}/{CFG['deb']}", check_rc="apt install ./php-fpm-apparmor_*.deb")
+    # /usr/share is never inferred as a site root (a system directory): the admin says so.
+    with open("/etc/php-fpm-apparmor/php-fpm-apparmor.conf", "a") as f:
+        f.write(f"\n[{PHP}/wp]\nroot = {ROOT}\n")
     sh("systemctl reload nginx", check_rc="nginx reload")
     sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")
     profiles = admin.loaded()
