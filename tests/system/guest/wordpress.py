@@ -2,7 +2,7 @@
 """A real app over HTTP, run as root inside a booted Debian system (stdlib only).
 
 Debian's `wordpress` package with mariadb, served by nginx through a pool with its own hat
-in enforce mode. Through curl/XML-RPC as a user would: install, log in, upload an image,
+in enforce mode. Through curl (forms, then the REST API with the login cookie) as a user would: install, log in, upload an image,
 publish a post and read it back. The hat must refuse none of that (zero DENIED or ALLOWED
 lines for it); in the same boot every read/write row of the WordPress plugin's
 EXPECTATIONS table (config.json) runs in the pool: allowed rows work, attacks get EACCES.
@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import admin  # noqa: E402  (the shared helpers: sh, check, stage, probe plumbing)
@@ -32,6 +31,14 @@ def hat_lines(since):
     """Every DENIED or ALLOWED line of the WordPress hat (or its children)."""
     return [ln for ln in kmsg()[since:] if 'profile="php-fpm//wp' in ln
             and ('apparmor="DENIED"' in ln or 'apparmor="ALLOWED"' in ln)]
+
+
+def _json(text):
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else {"value": value}
+    except ValueError:
+        return {"raw": text[-1500:]}
 
 
 def curl(args):
@@ -95,23 +102,24 @@ def use_wordpress():
          f"-d redirect_to={URL}/wp-admin/ '{URL}/wp-login.php'")
     dash = curl(f"'{URL}/wp-admin/'")
     check("logged in: the dashboard answers", "Dashboard" in dash, dash[-1500:])
-    rpc = xmlrpc.client.ServerProxy(f"{URL}/xmlrpc.php")
-    try:
-        up = rpc.wp.uploadFile(1, USER, PASSWORD, {"name": "pfa-cat.png", "type": "image/png",
-                                                  "bits": xmlrpc.client.Binary(PNG)})
-        ok = bool(up.get("url"))
-    except Exception as e:  # a refused write surfaces here as an XML-RPC fault
-        up, ok = {"error": repr(e)}, False
-    check("image uploaded (XML-RPC wp.uploadFile)", ok, up)
+    # The REST API with the logged-in cookie and its nonce, as the block editor does
+    # (XML-RPC would need php-xml, which Debian's wordpress does not pull in).
+    nonce = curl(f"'{URL}/wp-admin/admin-ajax.php?action=rest-nonce'").strip()
+    with open("/tmp/pfa-cat.png", "wb") as f:
+        f.write(PNG)
+    media = _json(curl(f"-X POST -H 'X-WP-Nonce: {nonce}' -H 'Content-Type: image/png' "
+                       "-H 'Content-Disposition: attachment; filename=pfa-cat.png' "
+                       f"--data-binary @/tmp/pfa-cat.png '{URL}/?rest_route=/wp/v2/media'"))
+    check("image uploaded (REST /wp/v2/media)", media.get("source_url"), media)
     files = sh(f"find {CONTENT}/uploads -name 'pfa-cat*.png'")[1].split()
     check("the image is in uploads/", files, files)
-    try:
-        post = rpc.wp.newPost(1, USER, PASSWORD, {
-            "post_title": "PFA hello", "post_status": "publish",
-            "post_content": f"<img src=\"{up.get('url', '')}\"> confined"})
-    except Exception as e:
-        post = repr(e)
-    page = curl(f"'{URL}/?p={post}'") if str(post).isdigit() else ""
+    body = json.dumps({"title": "PFA hello", "status": "publish",
+                       "content": f"<img src=\"{media.get('source_url', '')}\"> confined"})
+    with open("/tmp/pfa-post.json", "w") as f:
+        f.write(body)
+    post = _json(curl(f"-X POST -H 'X-WP-Nonce: {nonce}' -H 'Content-Type: application/json' "
+                      f"--data-binary @/tmp/pfa-post.json '{URL}/?rest_route=/wp/v2/posts'"))
+    page = curl(f"'{URL}/?p={post.get('id')}'") if post.get("id") else ""
     check("post published and served", "PFA hello" in page, f"{post} {page[-800:]}")
     time.sleep(1)
     lines = hat_lines(mark)
