@@ -119,7 +119,7 @@ def use_wordpress():
         f.write(body)
     post = _json(curl(f"-X POST -H 'X-WP-Nonce: {nonce}' -H 'Content-Type: application/json' "
                       f"--data-binary @/tmp/pfa-post.json '{URL}/?rest_route=/wp/v2/posts'"))
-    page = curl(f"'{URL}/?p={post.get('id')}'") if post.get("id") else ""
+    page = curl(f"-L '{URL}/?p={post.get('id')}'") if post.get("id") else ""  # -L: to its permalink
     check("post published and served", "PFA hello" in page, f"{post} {page[-800:]}")
     time.sleep(1)
     lines = hat_lines(mark)
