@@ -15,7 +15,8 @@ import pytest
 
 from php_fpm_apparmor import api
 from systree import make_tree, pool_conf
-from test_debian_package import CLEAN_ENV, IGNORE, FakeRoot, built, run  # noqa: F401 (fixture)
+from debbuild import IGNORE
+from test_debian_package import CLEAN_ENV, FakeRoot, built, run  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples/php-fpm-apparmor-plugin-dokuwiki"
