@@ -62,8 +62,9 @@ def check_app(plugin: str, app) -> None:
     hook = "php_fpm_apparmor_detect"
     if not isinstance(app, App):
         raise PluginError(plugin, hook, f"returned {short(app)} ({type(app).__name__}), not an App")
-    if not isinstance(app.name, str) or not app.name:
-        raise PluginError(plugin, hook, f"returned an App whose name is {short(app.name)}, not a non-empty string")
+    if not isinstance(app.name, str) or not app.name or not app.name.isprintable() or len(app.name) > 64:
+        raise PluginError(plugin, hook, f"returned an App whose name is {short(app.name)}, not a non-empty "
+                                        f"printable string (64 characters at most)")
     if not isinstance(app.root, str) or not app.root.startswith("/"):
         raise PluginError(plugin, hook, f"returned App {short(app.name)} whose root is {short(app.root)}, "
                                         f"not an absolute path")
