@@ -174,3 +174,35 @@ def test_a_misspelled_hook_marked_hookimpl_gets_the_near_miss(tmp_path):
     (problem,) = loaded.problems
     assert "php_fpm_apparmor_rule is not a hook (did you mean php_fpm_apparmor_rules?)" in problem
     assert "typo" in problem and "\n" not in problem
+
+
+class ClaimsTheBlog:
+    @hookimpl
+    def php_fpm_apparmor_roots(site):
+        return ["/var/www/blog"] if site.hat == "shop" else []
+
+
+class ClaimsNamed:  # the pool names the directory itself: an app served twice, the admin's call
+    @hookimpl
+    def php_fpm_apparmor_roots(site):
+        return ["/var/www/blog"] if site.hat == "shop" and site.pool.chdir == "/var/www/blog" else []
+
+
+def test_a_plugin_never_claims_another_pools_root(tmp_path):
+    root = two_pools(tmp_path)
+    result = plan_with(root, ClaimsTheBlog)
+    pools = by_pool(result)
+    assert ("plugin ClaimsTheBlog: php_fpm_apparmor_roots: claimed /var/www/blog, which reaches pool "
+            "blog's root /var/www/blog") in (pools["shop"].problem or ""), pools["shop"].problem
+    assert pools["shop"] not in result.ready  # its hat is not written
+    assert not pools["blog"].problem and pools["blog"] in result.ready
+
+
+def test_a_claimed_root_the_pool_names_itself_is_kept(tmp_path):
+    from systree import make_tree, pool_conf
+
+    root = make_tree(tmp_path, {"shop": pool_conf("shop", "/var/www/blog", hat="shop"),
+                                "blog": pool_conf("blog", "/var/www/blog", hat="blog")})
+    pools = by_pool(plan_with(root, ClaimsNamed))
+    assert not pools["shop"].problem and pools["shop"].site.roots == ["/var/www/blog"]
+    assert "claimed by plugin ClaimsNamed" in pools["shop"].site.origin

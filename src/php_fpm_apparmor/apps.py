@@ -55,6 +55,30 @@ def claimed_roots(site, plugins) -> tuple[list[str], list[str]]:
     return roots, by
 
 
+def new_claims(before, after, by) -> list[tuple[str, str]]:
+    """(root, plugins) for each root the plugins claimed that the pool did not have and its
+    own configuration does not name (chdir, doc_root, an open_basedir entry)."""
+    from .apphelpers import pool_names
+
+    return [(r, ", ".join(by)) for r in after.roots if r not in before.roots and not pool_names(before, r)]
+
+
+def refuse_foreign_claims(entries) -> None:
+    """A plugin may claim a packaged app's directory for the pools that name it, never
+    another pool's root (or a directory holding one, or inside one): that would hand one
+    pool's files to another. That pool fails, the plugin named; the other pool is kept."""
+    from .evaluate import inside
+
+    roots = [(r, e) for e in entries if e.site is not None for r in e.site.roots]
+    for e in entries:
+        for root, by in getattr(e, "claims", ()):
+            hit = next(((r, o) for r, o in roots if o is not e and (inside(root, r) or inside(r, root))), None)
+            if hit and not e.problem:
+                e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: plugin {by}: php_fpm_apparmor_roots: "
+                             f"claimed {root}, which reaches pool {hit[1].pool.name}'s root {hit[0]} and is not "
+                             f"named by this pool (chdir, doc_root, open_basedir)")
+
+
 def check_app(plugin: str, app) -> None:
     """An App with a name and an absolute root, or that pool fails with the plugin named."""
     from .plugins import short

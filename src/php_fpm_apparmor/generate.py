@@ -45,6 +45,7 @@ class Entry:
     problem: str | None = None  # why this pool gets no (new) hat
     note: str | None = None  # skipped harmlessly (no apparmor_hat and nothing to go on)
     unsafe_sendmail: bool = False  # its sendmail_path must not enter the shared profiles
+    claims: list = field(default_factory=list)  # [(root, plugins)] claimed, not named by the pool
 
     @property
     def needs_hat(self) -> bool:
@@ -146,8 +147,10 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
             if "root" not in e.site.settings:  # the admin's root = wins over plugins
                 claimed, by = apps_mod.claimed_roots(e.site, plugins)
                 if claimed:
+                    before = e.site
                     e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
                                          claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                    e.claims = apps_mod.new_claims(before, e.site, by)
         except ConfigError as exc:
             e.problem = str(exc)
             continue
@@ -167,6 +170,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
             e.text = render.render(e.policy)
         except (ValueError, TypeError) as exc:
             e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+    apps_mod.refuse_foreign_claims(result.entries)
     result.warnings.extend(plugins.problems)
     if check:  # off only in benchmarks that time the text generation alone
         check_invariants(result)
