@@ -206,3 +206,32 @@ def test_a_claimed_root_the_pool_names_itself_is_kept(tmp_path):
     pools = by_pool(plan_with(root, ClaimsNamed))
     assert not pools["shop"].problem and pools["shop"].site.roots == ["/var/www/blog"]
     assert "claimed by plugin ClaimsNamed" in pools["shop"].site.origin
+
+
+def test_never_code_is_what_makes_a_writable_tree_acceptable(tmp_path):
+    """API 1.1: the guide's answer to "my `dir/**` rw rule is refused"."""
+    from php_fpm_apparmor import testing
+    from php_fpm_apparmor.api import Expectation, never_code
+
+    (tmp_path / "var/www/shop/data").mkdir(parents=True)
+
+    def plugin(extra):
+        class Tree:
+            @hookimpl
+            def php_fpm_apparmor_detect(site, found):
+                return [App("tree", site.roots[0])]
+
+            @hookimpl
+            def php_fpm_apparmor_rules(site, app):
+                return [FileRule(path=under(app.root, "/data/**"), perms="rw", why="data")] + extra(app.root)
+        return Tree
+
+    site = testing.site(tmp_path, "shop", ["/var/www/shop"])
+    bare = testing.build(site, testing.plugins(plugin(lambda root: [])))
+    assert any("would let PHP write" in p for p in testing.problems(bare))
+    guarded = testing.build(site, testing.plugins(plugin(lambda root: never_code(root + "/data"))))
+    assert testing.problems(guarded) == []
+    rows = [Expectation("write", "{root}/data/a.txt", "allow", "data"),
+            Expectation("write", "{root}/data/x/a.PHP7", "deny", "code in any case"),
+            Expectation("write", "{root}/data/.user.ini", "deny", "server config")]
+    assert testing.failed_expectations(guarded, rows, root="/var/www/shop") == []

@@ -25,10 +25,10 @@ from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
 from .policy import (HAT, MASTER, CapabilityRule, ExecRule, FileRule, IncludeRule, NetworkRule,
-                     PtraceRule, Rule, SignalRule, WriteException, lit, under)
+                     PtraceRule, Rule, SignalRule, WriteException, lit, never_code, under)
 from .sites import Site
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: never_code()
 
 __all__ = [
     "API_VERSION",
@@ -38,7 +38,7 @@ __all__ = [
     "Rule", "FileRule", "ExecRule", "NetworkRule", "CapabilityRule", "SignalRule", "PtraceRule",
     "IncludeRule", "WriteException", "HAT", "MASTER",
     # building paths
-    "lit", "under", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
+    "lit", "under", "never_code", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
     "find_binaries", "temp_dir", "site_ini", "pool_names",
     # reading an app's files without running them
     "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version",

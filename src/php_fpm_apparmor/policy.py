@@ -181,6 +181,14 @@ MTA_READ = ("/etc/mailname", "/etc/aliases", "/etc/postfix/", "/etc/exim4/", "/e
 MTA_WRITE = ("/var/spool/postfix/maildrop/", "/var/spool/exim4/", "/var/spool/mail-php/")
 
 
+def never_code(path: str, profile: str = HAT, why: str = "never PHP code or server config here") -> list:
+    """Audit-deny rules for writing or linking code or server config (the core's list:
+    PHP names in any case, .htaccess, .user.ini, .maintenance) anywhere below `path`. A
+    writable tree (`under(path, "/**")` with w) is refused by the generator without them."""
+    return [FileRule(path=under(path, glob), perms="wl", deny=True, audit=True, profile=profile, why=why)
+            for glob in NEVER_WRITE_GLOBS]
+
+
 def _session_dir(value: str | None) -> str | None:
     # session.save_path is "[N;[MODE;]]/path" for the files handler.
     if not value:

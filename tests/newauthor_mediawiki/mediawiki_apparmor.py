@@ -18,13 +18,15 @@ from __future__ import annotations
 import re
 
 from php_fpm_apparmor.api import (API_VERSION, App, ExecRule, Expectation, FileRule, IncludeRule,
-                                  clean_version, find_binaries, hookimpl, lit, read_php, under,
-                                  unsafe_path, is_within, temp_dir, UNKNOWN)
+                                  clean_version, find_binaries, hookimpl, lit, never_code, read_php,
+                                  under, unsafe_path, is_within, temp_dir, UNKNOWN)
 
 __version__ = "0.1"
 NAME = "mediawiki"
-if API_VERSION.split(".")[0] != "1":
-    raise ImportError(f"mediawiki_apparmor needs php-fpm-apparmor API 1.x, not {API_VERSION}")
+# Written for API 1.1 (never_code): runs on any 1.M with M >= 1 (the compatibility rule).
+_major, _minor = (int(x) for x in API_VERSION.split("."))
+if _major != 1 or _minor < 1:
+    raise ImportError(f"mediawiki_apparmor needs php-fpm-apparmor API 1.1 or a later 1.x, not {API_VERSION}")
 
 SHELL = "sh"      # the core's /bin/sh child, where proc_open("...") lands
 CHILD = "thumb"   # ours: php-fpm//<hat>_thumb runs limit.sh and convert
@@ -75,19 +77,10 @@ def php_fpm_apparmor_detect(site, found):
     return apps
 
 
-# The generator refuses a writable tree that could receive code: the guide does not say
-# so, and the API has no helper; this copies the dokuwiki example's list.
-NEVER_WRITE = ("/**.[pP][hH]*", "{,/**}/.htaccess", "{,/**}/.user.ini", "{,/**}/.maintenance")
-
-
-def _never_code(path, profile="hat"):
-    return [FileRule(path=under(path, glob), perms="wl", deny=True, audit=True, profile=profile,
-                     why="never PHP or server config here") for glob in NEVER_WRITE]
-
-
 def _writable(path, why):
+    # A writable tree that could receive code is refused by the generator: never_code().
     return [FileRule(path=under(path, "/"), perms="r", why=why),
-            FileRule(path=under(path, "/**"), perms="rwk", owner=True, why=why)] + _never_code(path)
+            FileRule(path=under(path, "/**"), perms="rwk", owner=True, why=why)] + never_code(path)
 
 
 @hookimpl
@@ -120,7 +113,7 @@ def php_fpm_apparmor_rules(site, app):
                                why="source images"),
                       FileRule(path=under(app.info["uploads"], "/thumb/**"), perms="rw", profile=CHILD,
                                owner=True, why="thumbnails")]
-            rules += _never_code(app.info["uploads"] + "/thumb", CHILD)
+            rules += never_code(app.info["uploads"] + "/thumb", CHILD)
     return rules
 
 
