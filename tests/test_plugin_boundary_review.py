@@ -235,3 +235,49 @@ def test_never_code_is_what_makes_a_writable_tree_acceptable(tmp_path):
             Expectation("write", "{root}/data/x/a.PHP7", "deny", "code in any case"),
             Expectation("write", "{root}/data/.user.ini", "deny", "server config")]
     assert testing.failed_expectations(guarded, rows, root="/var/www/shop") == []
+
+
+SLOW_IMPORT = '''
+import time
+time.sleep(30)
+'''
+
+HANGS = '''
+from php_fpm_apparmor.api import hookimpl
+
+@hookimpl
+def php_fpm_apparmor_detect(site, found):
+    if site.hat == "shop":
+        while True:
+            try:
+                time_passes = sum(range(1000))
+            except Exception:  # a sloppy plugin's catch-all does not swallow the limit
+                pass
+    return []
+'''
+
+
+def test_a_plugin_that_hangs_costs_its_pool_not_the_run(tmp_path, monkeypatch):
+    import time
+
+    from php_fpm_apparmor import plugins as plugins_mod
+
+    monkeypatch.setattr(plugins_mod, "IMPORT_SECONDS", 0.5)
+    monkeypatch.setattr(plugins_mod, "HOOK_SECONDS", 0.5)
+    root = two_pools(tmp_path)
+    d = root / "etc/php-fpm-apparmor/plugins.d"
+    d.mkdir(parents=True)
+    (d / "slow.py").write_text(SLOW_IMPORT)
+    (d / "hangs.py").write_text(HANGS)
+    for p in (root / "etc/php-fpm-apparmor", d, d / "slow.py", d / "hangs.py", root / "etc", root):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    start = time.monotonic()
+    loaded = plugins_mod.load(entry_points=[], sysroot=str(root))
+    (problem,) = loaded.problems
+    assert "plugin slow" in problem and "failed to load" in problem and "the import took longer" in problem
+    from php_fpm_apparmor import generate
+    pools = by_pool(generate.plan(str(root), loaded))
+    assert time.monotonic() - start < 10
+    assert "plugin hangs: php_fpm_apparmor_detect: raised PluginTimeout('the call took longer than 0.5 s')" \
+        in (pools["shop"].problem or ""), pools["shop"].problem
+    assert not pools["blog"].problem and pools["blog"].text

@@ -20,8 +20,10 @@ import difflib
 import importlib.util
 import os
 import re
+import signal
 import stat
 import sys
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +39,39 @@ NO_EXTERNAL_ENV = "PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"
 LOCAL_DIR = "/etc/php-fpm-apparmor/plugins.d"
 HOOK_PREFIX = "php_fpm_apparmor_"
 HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
+# A plugin that hangs must not hang `generate` (php-fpm's ExecStartPre waits for it): an
+# import or one hook call taking longer is that plugin's (or pool's) failure. Detection
+# must take milliseconds; these bounds only catch a hang or a network call.
+IMPORT_SECONDS = 20.0
+HOOK_SECONDS = 20.0
+
+
+class PluginTimeout(BaseException):
+    """Not an Exception: a plugin's own `except Exception` must not swallow it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise PluginTimeout inside the plugin's code after `seconds` (main thread only, where
+    SIGALRM is delivered; elsewhere no limit). Stdout goes to stderr meanwhile: ours is
+    the tool's output (--json)."""
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if usable and signal.getitimer(signal.ITIMER_REAL)[0]:
+        usable = False  # someone else's timer is running: leave it alone
+
+    def expired(signum, frame):
+        raise PluginTimeout(f"{what} took longer than {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired) if usable else None
+    if usable:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
 
 
 @dataclass
@@ -68,9 +103,9 @@ class Plugins:
         handed = copy.deepcopy(kwargs)
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # stdout is ours (--json)
+                with time_limit(HOOK_SECONDS, "the call"):
                     result = impl.function(*[handed[a] for a in impl.argnames])
-            except (Exception, SystemExit) as exc:  # a third party's bug: this pool's failure, named
+            except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
                 raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
             changed = _changed(kwargs, handed)
             if changed:
@@ -238,9 +273,9 @@ def _load_local(plugins: Plugins, sysroot: str, taken: set) -> None:
             spec = importlib.util.spec_from_file_location(modname, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module  # dataclasses and typing look modules up by name
-            with contextlib.redirect_stdout(sys.stderr):
+            with time_limit(IMPORT_SECONDS, "the import"):
                 spec.loader.exec_module(module)
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, PluginTimeout) as exc:
             sys.modules.pop(modname, None)
             plugins.problems.append(f"plugin {name} ({path}) failed to load: {one_line(repr(exc))}")
             continue
@@ -266,9 +301,9 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
         dist = getattr(ep, "dist", None)
         where = ep.value + (f" from {dist.name}" if dist is not None and getattr(dist, "name", None) else "")
         try:
-            with contextlib.redirect_stdout(sys.stderr):
+            with time_limit(IMPORT_SECONDS, "the import"):
                 module = ep.load()
-        except (Exception, SystemExit) as exc:  # sys.exit() at import must not end the run
+        except (Exception, SystemExit, PluginTimeout) as exc:  # sys.exit() at import must not end the run
             plugins.problems.append(f"plugin {ep.name} ({where}) failed to load: {one_line(repr(exc))}")
             continue
         if not _register(plugins, module, ep.name, where):
