@@ -281,3 +281,17 @@ def test_a_plugin_that_hangs_costs_its_pool_not_the_run(tmp_path, monkeypatch):
     assert "plugin hangs: php_fpm_apparmor_detect: raised PluginTimeout('the call took longer than 0.5 s')" \
         in (pools["shop"].problem or ""), pools["shop"].problem
     assert not pools["blog"].problem and pools["blog"].text
+
+
+class ClaimsSlash:
+    @hookimpl
+    def php_fpm_apparmor_roots(site):
+        return ["/"] if site.hat == "shop" else []
+
+
+def test_a_refused_claimed_root_names_the_plugin(tmp_path):
+    root = two_pools(tmp_path)
+    pools = by_pool(plan_with(root, ClaimsSlash))
+    problem = pools["shop"].problem or ""
+    assert "plugin ClaimsSlash: php_fpm_apparmor_roots: site root / is a system directory" in problem, problem
+    assert not pools["blog"].problem

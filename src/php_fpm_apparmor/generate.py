@@ -148,8 +148,14 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True) -> 
                 claimed, by = apps_mod.claimed_roots(e.site, plugins)
                 if claimed:
                     before = e.site
-                    e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
-                                         claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                    try:
+                        e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
+                                             claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                    except ConfigError as exc:  # "/ is a system directory": whose claim it was
+                        head = f"pool {e.pool.name}: "
+                        exc.message = (head + f"plugin {', '.join(by)}: php_fpm_apparmor_roots: "
+                                       + exc.message.removeprefix(head))
+                        raise
                     e.claims = apps_mod.new_claims(before, e.site, by)
         except ConfigError as exc:
             e.problem = str(exc)
