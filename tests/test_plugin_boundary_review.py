@@ -295,3 +295,20 @@ def test_a_refused_claimed_root_names_the_plugin(tmp_path):
     problem = pools["shop"].problem or ""
     assert "plugin ClaimsSlash: php_fpm_apparmor_roots: site root / is a system directory" in problem, problem
     assert not pools["blog"].problem
+
+
+class StringDetect:
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        return "shop" if site.hat == "shop" else []
+
+
+def test_trace_of_a_failed_pool_says_so(tmp_path):
+    from php_fpm_apparmor import plugins as plugins_mod, trace
+
+    root = two_pools(tmp_path)
+    loaded = plugins_mod.load(entry_points=[], extra=[StringDetect])
+    records, entries = trace.run(str(root), loaded, "shop")
+    lines = trace.lines(records, entries)
+    assert lines[0].startswith("pool 8.2/shop (hat shop): FAILED: ") and "plugin StringDetect" in lines[0]
+    assert lines[1:] == ["  no plugin answered before that failure"]
