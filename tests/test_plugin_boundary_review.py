@@ -312,3 +312,22 @@ def test_trace_of_a_failed_pool_says_so(tmp_path):
     lines = trace.lines(records, entries)
     assert lines[0].startswith("pool 8.2/shop (hat shop): FAILED: ") and "plugin StringDetect" in lines[0]
     assert lines[1:] == ["  no plugin answered before that failure"]
+
+
+class BadVersion:
+    class _V:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    __version__ = _V()
+
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        return []
+
+
+def test_a_version_that_cannot_be_printed_is_a_question_mark():
+    from php_fpm_apparmor import plugins as plugins_mod
+
+    loaded = plugins_mod.load(entry_points=[], extra=[BadVersion])
+    assert [(i.name, i.version) for i in loaded.info] == [("BadVersion", "?")]

@@ -143,9 +143,14 @@ def one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _version(value) -> str:
-    """A plugin's __version__ fit for one column of `plugins` (whatever it set)."""
-    return one_line(str(value), 40)
+def _version(module, fallback: str) -> str:
+    """A plugin's __version__ fit for one column of `plugins`, whatever it set (a module
+    __getattr__ or a __str__ that raises included)."""
+    try:
+        value = getattr(module, "__version__", None)
+        return one_line(str(value), 40) if value not in (None, "") else fallback
+    except Exception:
+        return "?"
 
 
 def short(value) -> str:
@@ -280,7 +285,7 @@ def _load_local(plugins: Plugins, sysroot: str, taken: set) -> None:
             plugins.problems.append(f"plugin {name} ({path}) failed to load: {one_line(repr(exc))}")
             continue
         if _register(plugins, module, name, str(path)):
-            plugins.info.append(PluginInfo(name, _version(getattr(module, "__version__", "-")), "local", str(path)))
+            plugins.info.append(PluginInfo(name, _version(module, "-"), "local", str(path)))
 
 
 def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool | None = None) -> Plugins:
@@ -310,7 +315,7 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
             continue
         plugins.info.append(PluginInfo(
             name=ep.name,
-            version=_version(getattr(module, "__version__", None) or (dist.version if dist else "?")),
+            version=_version(module, str(dist.version) if dist else "?"),
             source="first-party" if first_party else (getattr(dist, "name", None) or "external"),
             module=ep.value,
         ))
@@ -319,7 +324,7 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
     for module in extra:
         name = getattr(module, "__name__", repr(module)).rsplit(".", 1)[-1]
         if _register(plugins, module, name, "extra"):
-            plugins.info.append(PluginInfo(name, _version(getattr(module, "__version__", "?")), "extra", name))
+            plugins.info.append(PluginInfo(name, _version(module, "?"), "extra", name))
     return plugins
 
 
