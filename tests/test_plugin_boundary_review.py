@@ -331,3 +331,22 @@ def test_a_version_that_cannot_be_printed_is_a_question_mark():
 
     loaded = plugins_mod.load(entry_points=[], extra=[BadVersion])
     assert [(i.name, i.version) for i in loaded.info] == [("BadVersion", "?")]
+
+
+class AppInEtc:
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        return [App("x", "/etc")] if site.hat == "shop" else []
+
+    @hookimpl
+    def php_fpm_apparmor_rules(site, app):
+        return [FileRule(path=under(app.root, "/cron.d/*"), perms="w")] if app.name == "x" else []
+
+
+def test_an_app_outside_the_site_fails_the_pool(tmp_path):
+    root = two_pools(tmp_path)
+    pools = by_pool(plan_with(root, AppInEtc))
+    problem = pools["shop"].problem or ""
+    assert "plugin AppInEtc: php_fpm_apparmor_detect: returned App 'x' at '/etc', outside the pool's site roots" \
+        in problem, problem
+    assert not pools["blog"].problem

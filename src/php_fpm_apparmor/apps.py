@@ -29,6 +29,11 @@ def detect(site, plugins) -> list[App]:
         for plugin, app in plugins.call("php_fpm_apparmor_detect", with_names=True, site=site,
                                         found=list(found)):
             check_app(plugin, app)
+            if not any(_inside(app.root, r) for r in site.roots):
+                from .plugins import short
+                raise PluginError(plugin, "php_fpm_apparmor_detect",
+                                  f"returned App {short(app.name)} at {short(app.root)}, outside the pool's site "
+                                  f"roots ({', '.join(site.roots)}): claim the directory in php_fpm_apparmor_roots")
             if app.plugin != plugin:  # provenance is who really returned it, as for rules
                 app = replace(app, plugin=plugin)
             key = (app.name, app.root)
@@ -39,6 +44,10 @@ def detect(site, plugins) -> list[App]:
             break
         found.extend(new)
     return sorted(found, key=lambda a: (a.root, a.name))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path.rstrip("/") == root.rstrip("/") or path.startswith(root.rstrip("/") + "/")
 
 
 def claimed_roots(site, plugins) -> tuple[list[str], list[str]]:
