@@ -92,6 +92,10 @@ def test_payload_files(deb):
         "/etc/php-fpm-apparmor/php-fpm-apparmor.conf",
         "/etc/apparmor.d/local/php-fpm.d/README",
         "/usr/share/man/man8/php-fpm-apparmor.8.gz",
+        # A plugin author has the installed package only: the guide and the example with it.
+        "/usr/share/doc/php-fpm-apparmor/plugin-guide.md.gz",
+        "/usr/share/doc/php-fpm-apparmor/examples/php-fpm-apparmor-plugin-dokuwiki/dokuwiki_apparmor.py",
+        "/usr/share/doc/php-fpm-apparmor/examples/php-fpm-apparmor-plugin-dokuwiki/tests/test_dokuwiki_apparmor.py",
     ):
         assert path in files, path
     # /usr/bin holds a symlink: Debian 13's php-fpm profile attaches to /usr/bin/php-fpm*

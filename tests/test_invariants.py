@@ -170,8 +170,17 @@ def test_a_data_dir_inside_another_pools_root(tmp_path):
 
 def test_another_pools_local_file(tmp_path):
     from php_fpm_apparmor.policy import IncludeRule
-    p = refused(tmp_path, [IncludeRule(name="local/php-fpm.d/blog")])
-    assert "includes another profile's local file" in p
+    # The plugin boundary refuses it first (a plugin includes abstractions/ only) ...
+    result = generate.plan(str(tree(tmp_path)), plugins_mod.load(
+        entry_points=[], extra=[hostile([IncludeRule(name="local/php-fpm.d/blog")], ())]))
+    by = {e.pool.name: e for e in result.entries}
+    assert by["blog"] in result.ready and "plugin Hostile" in by["shop"].problem
+    # ... and the closed list still refuses it in any rendered text, whatever wrote it.
+    e = by["blog"]
+    text = e.text.replace("include if exists <local/php-fpm.d/blog>", "include if exists <local/php-fpm.d/shop>")
+    assert text != e.text
+    problems = invariants.check(e.policy, text).problems
+    assert any("includes another profile's local file" in p for p in problems), problems
 
 
 # --- finding 6: one case-insensitive list of code names -----------------------------------

@@ -215,7 +215,7 @@ class WrongArgs:
 
 
 @pytest.mark.parametrize("plugin, words", [
-    (Misspelled, "unknown hook 'php_fpm_apparmor_rule'"),
+    (Misspelled, "php_fpm_apparmor_rule is not a hook (did you mean php_fpm_apparmor_rules?)"),
     (Unmarked, "php_fpm_apparmor_rules has no @hookimpl"),
     (MisspelledUnmarked, "php_fpm_apparmor_detct is not a hook (did you mean php_fpm_apparmor_detect?)"),
     (WrongArgs, "pool"),
@@ -262,7 +262,7 @@ def test_plugins_exits_1_when_a_plugin_failed_to_load(tmp_path, cli):
                                "@hookimpl\ndef php_fpm_apparmor_rule(site, app):\n    return []\n")
     proc = cli("plugins", root=root)
     assert proc.returncode == 1
-    assert "plugin typo" in proc.stderr and "unknown hook 'php_fpm_apparmor_rule'" in proc.stderr
+    assert "plugin typo" in proc.stderr and "php_fpm_apparmor_rule is not a hook (did you mean php_fpm_apparmor_rules?)" in proc.stderr
     assert "typo" not in proc.stdout
 
 

@@ -100,7 +100,7 @@ def test_a_local_plugin_with_a_mistake_is_refused_by_name(tmp_path):
     root, d = tree(tmp_path)
     (d / "myshop.py").write_text(SHOP.replace("def php_fpm_apparmor_rules", "def php_fpm_apparmor_rule"))
     loaded = plugins_mod.load(entry_points=[], sysroot=str(root))
-    assert not loaded.info and "unknown hook 'php_fpm_apparmor_rule'" in loaded.problems[0]
+    assert not loaded.info and "php_fpm_apparmor_rule is not a hook (did you mean php_fpm_apparmor_rules?)" in loaded.problems[0]
     (d / "myshop.py").write_text("import no_such_module_xyz\n")
     loaded = plugins_mod.load(entry_points=[], sysroot=str(root))
     assert "failed to load" in loaded.problems[0] and "no_such_module_xyz" in loaded.problems[0]

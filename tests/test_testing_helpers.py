@@ -65,5 +65,5 @@ def test_a_refused_plugin_is_an_error_not_a_silent_pass():
         def php_fpm_apparmor_rule(site, app):
             return []
 
-    with pytest.raises(RuntimeError, match="unknown hook 'php_fpm_apparmor_rule'"):
+    with pytest.raises(RuntimeError, match=r"php_fpm_apparmor_rule is not a hook \(did you mean php_fpm_apparmor_rules\?\)"):
         testing.plugins(Typo)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 
 from php_fpm_apparmor.api import (API_VERSION, App, Expectation, FileRule, WriteException, clean_version,
-                                  code_denies, hookimpl, lit, under)
+                                  hookimpl, lit, never_code, under)
 
 __version__ = "1.0"
 NAME = "dokuwiki"
 _major, _minor = (int(x) for x in API_VERSION.split(".")[:2])
-if _major != 1 or _minor < 1:  # written for API 1.1 (code_denies; see the compatibility rule)
+if _major != 1 or _minor < 1:  # written for API 1.1 (never_code; see the compatibility rule)
     raise ImportError(f"dokuwiki_apparmor needs php-fpm-apparmor API 1.x, x >= 1, not {API_VERSION}")
 
 AUTH_FILES = ("conf/users.auth.php", "conf/acl.auth.php")
@@ -45,7 +45,7 @@ def php_fpm_apparmor_rules(site, app):
     rules = [FileRule(path=under(data, "/"), perms="r", why="DokuWiki data dir"),
              FileRule(path=under(data, "/**"), perms="rwk", owner=True,
                       why="pages, media, revisions, caches, locks")]
-    rules += code_denies(data, why="never PHP or server config in data/")
+    rules += never_code(data, why="never PHP or server config in data/")
     rules += [FileRule(path=lit(f"{app.root}/{f}"), perms="rw", why="plain auth backend (users, ACL)")
               for f in AUTH_FILES]
     if site.flag("config_writes"):

@@ -25,11 +25,11 @@ from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
 from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, DataDir, ExecRule, FileRule,
-                     IncludeRule, NetworkRule, PtraceRule, Rule, SignalRule, WriteException, code_denies, lit,
+                     IncludeRule, NetworkRule, PtraceRule, Rule, SignalRule, WriteException, lit, never_code,
                      under)
 from .sites import Site
 
-API_VERSION = "1.1"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, code_denies
+API_VERSION = "1.1"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code()
 
 __all__ = [
     "API_VERSION",
@@ -37,10 +37,9 @@ __all__ = [
     "hookimpl", "Site", "App", "Expectation",
     # rules (policy.py): the only way to ask for a permission
     "Rule", "FileRule", "ExecRule", "NetworkRule", "CapabilityRule", "SignalRule", "PtraceRule",
-    "IncludeRule", "WriteException", "DataDir", "CODE_EXTENSIONS", "CODE_FILES", "code_denies", "HAT",
-    "MASTER",
+    "IncludeRule", "WriteException", "DataDir", "CODE_EXTENSIONS", "CODE_FILES", "HAT", "MASTER",
     # building paths
-    "lit", "under", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
+    "lit", "under", "never_code", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
     "find_binaries", "temp_dir", "site_ini", "pool_names",
     # reading an app's files without running them
     "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version",

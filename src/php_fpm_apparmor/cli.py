@@ -275,8 +275,9 @@ def cmd_plugins(args, plugins) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        width = max([16] + [len(r["name"]) for r in rows])
         for r in rows:
-            print(f"{r['name']:<16} {r['version']:<10} {r['source']}")
+            print(f"{r['name']:<{width}} {r['version']:<10} {r['source']}")
     for w in plugins.problems:
         _err(f"error: {w}")
     return PROBLEMS if plugins.problems else OK

@@ -42,6 +42,7 @@ class Entry:
     # plan(only=...): a pool not asked for keeps its installed file. Its text is "" and its
     # policy names only its profiles: enough for the checks of the pools that are planned.
     keep: bool = False
+    claims: list = field(default_factory=list)  # [(root, plugins)] claimed, not named by the pool
 
     @property
     def needs_hat(self) -> bool:
@@ -157,8 +158,16 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
             if "root" not in e.site.settings:  # the admin's root = wins over plugins
                 claimed, by = apps_mod.claimed_roots(e.site, plugins)
                 if claimed:
-                    e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
-                                         claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                    before = e.site
+                    try:
+                        e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
+                                             claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                    except ConfigError as exc:  # "/ is a system directory": whose claim it was
+                        head = f"pool {e.pool.name}: "
+                        exc.message = (head + f"plugin {', '.join(by)}: php_fpm_apparmor_roots: "
+                                       + exc.message.removeprefix(head))
+                        raise
+                    e.claims = apps_mod.new_claims(before, e.site, by)
         except ConfigError as exc:
             e.problem = str(exc)
             # Whatever is wrong with its section, the pool's own settings still say what
@@ -193,6 +202,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
             e.text = render.render(e.policy)
         except (ValueError, TypeError) as exc:
             e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+    apps_mod.refuse_foreign_claims(result.entries)
     result.warnings.extend(plugins.problems)
     if not build:
         return result

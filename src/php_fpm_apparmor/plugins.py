@@ -13,12 +13,17 @@ PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS=1 loads only the plugins of this distributi
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import difflib
 import importlib.util
 import os
 import re
+import signal
 import stat
 import sys
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +39,39 @@ NO_EXTERNAL_ENV = "PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"
 LOCAL_DIR = "/etc/php-fpm-apparmor/plugins.d"
 HOOK_PREFIX = "php_fpm_apparmor_"
 HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
+# A plugin that hangs must not hang `generate` (php-fpm's ExecStartPre waits for it): an
+# import or one hook call taking longer is that plugin's (or pool's) failure. Detection
+# must take milliseconds; these bounds only catch a hang or a network call.
+IMPORT_SECONDS = 20.0
+HOOK_SECONDS = 20.0
+
+
+class PluginTimeout(BaseException):
+    """Not an Exception: a plugin's own `except Exception` must not swallow it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise PluginTimeout inside the plugin's code after `seconds` (main thread only, where
+    SIGALRM is delivered; elsewhere no limit). Stdout goes to stderr meanwhile: ours is
+    the tool's output (--json)."""
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if usable and signal.getitimer(signal.ITIMER_REAL)[0]:
+        usable = False  # someone else's timer is running: leave it alone
+
+    def expired(signum, frame):
+        raise PluginTimeout(f"{what} took longer than {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired) if usable else None
+    if usable:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
 
 
 @dataclass
@@ -59,11 +97,20 @@ class Plugins:
         With `with_names`, items come as (plugin name, item) so provenance cannot be faked.
         """
         out = []
+        # Plugins get a copy of what they look at: one that changes it (a root added, the
+        # hat renamed, another plugin's App.info) fails this pool, named, and the core keeps
+        # working on the originals. One copy per call; compared after each plugin.
+        handed = copy.deepcopy(kwargs)
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             try:
-                result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except (Exception, SystemExit) as exc:  # a third party's bug: this pool's failure, named
+                with time_limit(HOOK_SECONDS, "the call"):
+                    result = impl.function(*[handed[a] for a in impl.argnames])
+            except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
                 raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
+            changed = _changed(kwargs, handed)
+            if changed:
+                raise PluginError(impl.plugin_name, hook, f"changed {changed}: a hook must not modify "
+                                                          f"its arguments (return what you need instead)")
             if result is None:
                 result = []
             if not isinstance(result, (list, tuple)):
@@ -77,10 +124,33 @@ class Plugins:
         return out
 
 
+def _changed(originals: dict, handed: dict) -> str | None:
+    """The first argument (or dataclass field of it) a plugin modified, e.g. "site.roots"."""
+    for key, value in originals.items():
+        if handed[key] == value:
+            continue
+        names = [f.name for f in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
+        for name in names:
+            if getattr(handed[key], name, None) != getattr(value, name):
+                return f"{key}.{name}"
+        return key
+    return None
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """A value a plugin handed us, fit for one line of a message (escaped, bounded)."""
     text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _version(module, fallback: str) -> str:
+    """A plugin's __version__ fit for one column of `plugins`, whatever it set (a module
+    __getattr__ or a __str__ that raises included)."""
+    try:
+        value = getattr(module, "__version__", None)
+        return one_line(str(value), 40) if value not in (None, "") else fallback
+    except Exception:
+        return "?"
 
 
 def short(value) -> str:
@@ -116,7 +186,7 @@ def mistakes(pm: pluggy.PluginManager, plugin) -> list[str]:
         if attr in HOOKS:
             if not marked:
                 out.append(f"{attr} has no @hookimpl (from php_fpm_apparmor.api), so it is never called")
-        elif not marked:  # marked unknown hooks are pluggy's check_pending's to report
+        else:  # pluggy's check_pending would say "unknown hook" without the near miss
             near = difflib.get_close_matches(attr, HOOKS, n=1)
             out.append(f"{attr} is not a hook" + (f" (did you mean {near[0]}?)" if near else "")
                        + f"; the hooks are {', '.join(HOOKS)}")
@@ -138,7 +208,8 @@ def _register(plugins: Plugins, obj, name: str, where: str) -> bool:
         return False
     found = mistakes(pm, obj)
     try:
-        pm.check_pending()  # hooks marked @hookimpl that no spec knows (pluggy 1.0 API)
+        if not found:  # other names marked @hookimpl that no spec knows (pluggy 1.0 API)
+            pm.check_pending()
     except pluggy.PluginValidationError as exc:
         found.append(one_line(str(exc)))
     if found:
@@ -207,13 +278,14 @@ def _load_local(plugins: Plugins, sysroot: str, taken: set) -> None:
             spec = importlib.util.spec_from_file_location(modname, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module  # dataclasses and typing look modules up by name
-            spec.loader.exec_module(module)
-        except (Exception, SystemExit) as exc:
+            with time_limit(IMPORT_SECONDS, "the import"):
+                spec.loader.exec_module(module)
+        except (Exception, SystemExit, PluginTimeout) as exc:
             sys.modules.pop(modname, None)
             plugins.problems.append(f"plugin {name} ({path}) failed to load: {one_line(repr(exc))}")
             continue
         if _register(plugins, module, name, str(path)):
-            plugins.info.append(PluginInfo(name, str(getattr(module, "__version__", "-")), "local", str(path)))
+            plugins.info.append(PluginInfo(name, _version(module, "-"), "local", str(path)))
 
 
 def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool | None = None) -> Plugins:
@@ -234,15 +306,16 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
         dist = getattr(ep, "dist", None)
         where = ep.value + (f" from {dist.name}" if dist is not None and getattr(dist, "name", None) else "")
         try:
-            module = ep.load()
-        except (Exception, SystemExit) as exc:  # sys.exit() at import must not end the run
+            with time_limit(IMPORT_SECONDS, "the import"):
+                module = ep.load()
+        except (Exception, SystemExit, PluginTimeout) as exc:  # sys.exit() at import must not end the run
             plugins.problems.append(f"plugin {ep.name} ({where}) failed to load: {one_line(repr(exc))}")
             continue
         if not _register(plugins, module, ep.name, where):
             continue
         plugins.info.append(PluginInfo(
             name=ep.name,
-            version=str(getattr(module, "__version__", None) or (dist.version if dist else "?")),
+            version=_version(module, str(dist.version) if dist else "?"),
             source="first-party" if first_party else (getattr(dist, "name", None) or "external"),
             module=ep.value,
         ))
@@ -251,7 +324,7 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
     for module in extra:
         name = getattr(module, "__name__", repr(module)).rsplit(".", 1)[-1]
         if _register(plugins, module, name, "extra"):
-            plugins.info.append(PluginInfo(name, str(getattr(module, "__version__", "?")), "extra", name))
+            plugins.info.append(PluginInfo(name, _version(module, "?"), "extra", name))
     return plugins
 
 

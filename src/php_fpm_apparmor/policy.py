@@ -242,6 +242,13 @@ MTA_READ = ("/etc/mailname", "/etc/aliases", "/etc/postfix/", "/etc/exim4/", "/e
 MTA_WRITE = ("/var/spool/postfix/maildrop/", "/var/spool/exim4/", "/var/spool/mail-php/")
 
 
+def never_code(path: str, profile: str = HAT, why: str = "never PHP code or server config here") -> list:
+    """Audit-deny rules for writing or linking code or server config (the core's one list:
+    PHP names in any case, .htaccess, .user.ini, .maintenance) anywhere below `path`. A
+    writable tree (`under(path, "/**")` with w) is refused by the generator without them."""
+    return code_denies(path, profile=profile, why=why)
+
+
 def _session_dir(value: str | None) -> str | None:
     # session.save_path is "[N;[MODE;]]/path" for the files handler.
     if not value:
@@ -492,6 +499,35 @@ def _check_rule(plugin: str, rule) -> None:
     if rule.profile.startswith("_") or (getattr(rule, "target", None) or "").startswith("_"):
         raise PluginError(plugin, hook, f"returned {_short(rule)}: profiles named _* are the shared ones, "
                                         f"not a plugin's")
+    # Everything render would refuse later, refused here, where the plugin can be named.
+    if type(rule) not in PLUGIN_RULE_TYPES:  # a subclass could override what render reads
+        raise PluginError(plugin, hook, f"returned {_short(rule)} ({type(rule).__name__}), not one of "
+                                        f"{', '.join(t.__name__ for t in PLUGIN_RULE_TYPES)}")
+    for name in (rule.profile, getattr(rule, "target", None)):
+        if name is not None and name not in (HAT, MASTER) and not SAFE_NAME.match(name):
+            raise PluginError(plugin, hook, f"returned {_short(rule)}: {_short(name)} is not a child "
+                                            f"profile name ({SAFE_NAME.pattern})")
+    if isinstance(rule, IncludeRule) and not PLUGIN_INCLUDE.match(rule.name):
+        raise PluginError(plugin, hook, f"returned {_short(rule)}: a plugin includes abstractions/<name> only")
+    from . import render
+    try:
+        post_init = getattr(rule, "__post_init__", None)
+        if post_init is not None:  # again: object.__setattr__ can change a frozen rule after it
+            post_init()
+        if isinstance(rule, ExecRule):
+            render.quote(rule.path)
+        elif isinstance(rule, DataDir):  # renders no rule: a literal path the pool owns
+            lit(rule.path)
+        else:
+            render.rule_text(rule)
+    except (ValueError, TypeError) as exc:
+        from .plugins import one_line
+        raise PluginError(plugin, hook, f"returned {_short(rule)}: {one_line(str(exc))}") from None
+
+
+PLUGIN_RULE_TYPES = (FileRule, ExecRule, NetworkRule, CapabilityRule, SignalRule, PtraceRule, IncludeRule,
+                     DataDir)
+PLUGIN_INCLUDE = re.compile(r"^abstractions(/[A-Za-z0-9][A-Za-z0-9_.-]*)+$")
 
 
 def _restamp(rule, plugin: str):

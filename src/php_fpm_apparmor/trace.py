@@ -67,7 +67,7 @@ def lines(records: list[dict], entries) -> list[str]:
                    + (f"FAILED: {e.problem}" if e.problem else "ok"))
         mine = [r for r in records if r["pool"] == e.pool.name and r["version"] == e.pool.version]
         if not mine:
-            out.append("  no plugin answered")
+            out.append("  no plugin answered" + (" before that failure" if e.problem else ""))
         for r in mine:
             app = f" [{r['app']}]" if r["app"] else ""
             for item in r["items"]:
