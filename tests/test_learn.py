@@ -397,6 +397,19 @@ def test_enforce_if_quiet(demo, cli):
     assert _mode(demo) != before and "mode = enforce" in _mode(demo).split("[cloud]", 1)[1]
 
 
+def test_enforce_if_quiet_on_a_pool_already_enforced(demo, cli):
+    """Old ALLOWED lines of a pool already in enforce mode: said so, not "stays in complain"."""
+    log = demo / "var/log/audit/audit.log"
+    log.write_text(rec(1, "blog", "/srv/z/new.txt", st="ALLOWED", t=time.time() - 60) + "\n")
+    st = json.loads(cli("--json", "status", root=demo).stdout)
+    assert {r["pool"]: r["mode"] for r in st}["blog"] == "enforce"
+    before = _mode(demo)
+    proc = cli("enforce", "blog", "--if-quiet", "7", root=demo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "pool blog is already in enforce mode"
+    assert _mode(demo) == before
+
+
 def test_status_reads_a_bounded_tail(demo, cli):
     log = demo / "var/log/audit/audit.log"
     old = rec(1, "cloud", "/etc/x", st="ALLOWED", t=T0)

@@ -107,6 +107,9 @@ def cmd_enforce(args, plugins) -> int:
         if not e.hat or not e.site:
             _err(f"pool {e.pool.name}: {e.problem or e.note or 'no hat'}")
             return PROBLEMS
+        if e.site.mode == "enforce":  # nothing to switch; its old ALLOWED lines are history
+            print(f"pool {e.pool.name} is already in enforce mode")
+            return OK
         quiet, message = learn.quiet_check(args.root, e, args.if_quiet)
         if not quiet:
             print(message)
