@@ -368,6 +368,23 @@ def test_no_terminal_no_questions(demo, cli):
     assert not (demo / "etc/apparmor.d/local/php-fpm.d/plain").exists()
 
 
+def test_listing_another_pools_session_or_temp_dir_is_refused(demo, cli):
+    """The names in a session dir are session ids: reading the directory is another pool's
+    data, though no sess_* pattern matches the directory itself."""
+    log = demo / "var/log/audit/audit.log"
+    log.write_text(rec(1, "blog", "/var/lib/php/sessions/cloud/") + "\n"
+                   + rec(2, "blog", "/tmp/php-cloud/") + "\n")
+    (demo / "var/log/audit/audit.log.1").unlink()
+    proc = cli("--json", "learn", "--pool", "blog", "--log", str(log), root=demo)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["proposals"] == []
+    why = {r["what"]: r["why"] for r in out["refused"]}
+    assert why == {"r /var/lib/php/sessions/cloud/": "pool cloud's session.save_path",
+                   "r /tmp/php-cloud/": why.get("r /tmp/php-cloud/")}
+    assert why["r /tmp/php-cloud/"].startswith("pool cloud's")
+
+
 # --- complain -> enforce ----------------------------------------------------------------
 
 def _mode(root: Path) -> str:
