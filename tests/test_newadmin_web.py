@@ -92,11 +92,15 @@ def test_apache_phpmyadmin_alias_with_a2enconf_php_fpm(tmp_path):
     apache_tree(root, {})
     (root / "etc/apache2/conf-available/phpmyadmin.conf").write_text(APACHE_PMA)
     (root / "etc/apache2/conf-enabled/phpmyadmin.conf").symlink_to("../conf-available/phpmyadmin.conf")
+    icons = root / "usr/share/apache2/icons"  # Debian's alias.conf: Alias /icons/ ...: no PHP there
+    icons.mkdir(parents=True)
+    (icons / "apache_pb.png").write_bytes(b"\x89PNG")
     proc = real_apache(root, "-t")
     assert proc.returncode == 0, proc.stderr
     result, e = _www(root)
     assert not e.problem, e.problem
     assert e.site.roots == ["/usr/share/phpmyadmin", "/var/www/html"]
+    assert e.site.web_roots == ["/var/www/html", "/usr/share/phpmyadmin"]
     assert [a.name for a in e.policy.apps] == ["phpmyadmin"]
     assert _vhost_findings(root, result) == []
 
