@@ -209,17 +209,6 @@ def check_invariants(result: Plan) -> None:
                 if other is not e and root != r and evaluate.inside(root, r):
                     e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
                                  f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
-        # Likewise a vhost root inside another pool's site (`root /var/www/blog/uploads;`
-        # passing PHP to pool shop): that vhost's pool pays, not the site it reaches into.
-        if e.site.origin.startswith("from ") and not e.problem:
-            for root in e.site.roots:
-                hit = next(((r, o) for r, o in all_roots if o is not e and root != r
-                            and evaluate.inside(root, r)), None)
-                if hit:
-                    e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: its root {root} ({e.site.origin}) "
-                                 f"is inside pool {hit[1].pool.name}'s site {hit[0]}: that site's code would "
-                                 f"run in {e.pool.name}'s hat; fix the vhost or set root = in {sites.CONFIG}")
-                    break
         # mail() runs sendmail_path in the children every pool shares: never a site's file.
         binary = policy_mod._first_word(e.pool.ini("sendmail_path") or "")
         if binary:
