@@ -356,6 +356,7 @@ def test_terminal_asks_allow_glob_skip(demo):
     local = (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text()
     assert '"/srv/plain-shared/data/*" r,' in local and "png" not in local
     assert "appended to" in out
+    assert ": 2 rule(s) proposed, 1 allowed, " in out  # not the allowed count as "proposed"
     # stop at once: nothing else is written
     rc, out = run_on_pty(demo, ["learn", "--pool", "plain"], ["t"])
     assert rc == 0 and (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text() == local
