@@ -115,3 +115,36 @@ def test_an_alias_to_phpmyadmin_for_another_pool_claims_nothing_for_www(tmp_path
     result, e = _www(root)
     assert e.site.roots == ["/var/www/html"]
     assert e.policy.apps == []
+
+
+DEPLOYER_NGINX = r"""server {
+    listen 80;
+    server_name app.example.org;
+    root /var/www/app/current/public;
+    location ~ \.php$ {
+        include fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;
+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;
+    }
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
+def test_a_deploy_tools_current_symlink_root_is_pinned_and_check_says_so(tmp_path, cli):
+    """Deployer/Capistrano: the hat names releases/5; check tells what to do when it moves."""
+    root = make_tree(tmp_path / "root", {"www": WWW_CONF}, sites=False)
+    public = root / "var/www/app/releases/5/public"
+    public.mkdir(parents=True)
+    (public / "index.php").write_text("<?php echo 1;\n")
+    (root / "var/www/app/current").symlink_to("releases/5")
+    nginx_tree(root, {"default": None, "app": DEPLOYER_NGINX})
+    assert real_nginx(root, "-t")[0].returncode == 0
+    _, e = _www(root)
+    assert not e.problem, e.problem
+    assert e.site.roots == ["/var/www/app/releases/5/public"]
+    out = cli("check", root=root).stdout
+    assert ("note: pool www: root /var/www/app/current/public is a symlink to /var/www/app/releases/5/public, "
+            "and the hat allows /var/www/app/releases/5/public only: when the link moves (a deploy), run "
+            "php-fpm-apparmor generate after each switch, or set root = /var/www/app in the pool's section "
+            "of /etc/php-fpm-apparmor/php-fpm-apparmor.conf") in out, out
