@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from php_fpm_apparmor import generate, plugins, validate  # noqa: E402
+from php_fpm_apparmor import apply as apply_mod, generate, invariants, plugins, validate  # noqa: E402
 from systree import make_tree, pool_conf  # noqa: E402
 
 
@@ -37,12 +37,12 @@ def main():
         root = make_tree(Path(tmp), {f"web{i}": pool_conf(f"web{i}", f"/var/www/clients/client{i}/web{i}/web",
                                                           hat=f"web{i}") for i in range(n)})
         text_s, result = best(lambda: generate.plan(str(root), pm, check=False))
-        inv_s, _ = best(lambda: generate.check_invariants(result), runs=1)
+        inv_s, _ = best(lambda: invariants.check_plan(result), runs=1)
         assert len(result.ready) == n, result.problems[:3]
-        main_text = generate.template()
+        main_text = apply_mod.template()
         files = {e.hat: e.text for e in result.ready[:n_compile]}
         t = time.perf_counter()
-        err = generate._compile_whole(main_text, files, validate.search_dirs(str(root)))
+        err = apply_mod._compile_whole(main_text, files, validate.search_dirs(str(root)))
         compile_s = time.perf_counter() - t
         assert err is None, err
     per_text = text_s / n

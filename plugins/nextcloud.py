@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, ExecRule, Expectation, FileRule,
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, ExecRule, Expectation, FileRule,
                                   find_binaries, hookimpl, IncludeRule, is_within, lit,
                                   NetworkRule, read_php, site_ini, under, unsafe_path,
                                   WriteException)
@@ -191,6 +191,17 @@ def php_fpm_apparmor_rules(site, app):
         if writable and site.flag("code_writes"):
             rules += [_file(under(path, "/"), "rw", "app store installs"),
                       _file(under(path, "/**"), "rw", "app store installs and updates")]
+    # The dirs written outside the site roots are this pool's own (no other pool may reach
+    # them, and the pool may write nowhere else).
+    outside = [(info["data"], "data directory"), (info["logfile"], "'logfile'"),
+               (info["tempdirectory"], "'tempdirectory'")]
+    if site.flag("code_writes"):
+        outside += [(path, "app store installs") for path, writable in info["apps"] if writable]
+    if site.flag("config_writes"):
+        outside.append((cfg, "setup and settings rewrite config.php"))
+    for path, why in outside:
+        if path and not inside(path):
+            rules.append(DataDir(path=path, why=why))
     if site.flag("config_writes"):
         rules += [_file(lit(cfg + "/config.php"), "rwk", "setup and settings rewrite config.php"),
                   _file(lit(cfg + "/CAN_INSTALL"), "w", "setup removes it when done"),

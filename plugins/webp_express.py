@@ -151,7 +151,10 @@ def _helper_rules(site, app) -> list:
         converters[name] = list(dict.fromkeys(converters[name] + [DEBIAN_DEFAULTS[name]]))
     bundled = under(info["plugin_dir"], "/" + BINARIES + "/cwebp-*-linux-*")
     execs = [(lit(p), name) for name, paths in converters.items() for p in paths]
-    execs.append((bundled, "cwebp"))
+    if not site.flag("code_writes"):
+        # With code_writes the plugins dir is writable: nothing in it may run (a written
+        # file would be run next), so the bundled binaries are left out; Debian's cwebp stays.
+        execs.append((bundled, "cwebp"))
     for path, name in execs:
         rules.append(ExecRule(path=path, mode="Px", target=CHILD, profile=SHELL, source=NAME,
                               why=f"{name} converts images in the {CHILD} child"))
@@ -213,6 +216,9 @@ def php_fpm_apparmor_check(site, app):
     if not site.disk(d, "config/index.php").is_file():
         out.append(f"note: {d}/config/index.php is missing: the pool may write it once; open WebP "
                    "Express's settings page, then regenerate to drop that exception")
+    if site.flag("code_writes"):
+        out.append("note: code_writes is on, so the bundled cwebp binaries of WebP Express (in the "
+                   "writable plugins dir) may not run: `apt install webp` for Debian's cwebp")
     if not find_binaries(site, ["cwebp"]):
         out.append("note: cwebp is not installed: WebP Express falls back to its bundled binaries "
                    "or slower converters; `apt install webp` and regenerate")

@@ -23,7 +23,7 @@ import os
 import posixpath
 from pathlib import Path
 
-from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, Expectation, ext_glob, FileRule,
+from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, Expectation, ext_glob, FileRule,
                                   hookimpl, is_within, lit, pool_names, read_php, under,
                                   unsafe_path, WriteException)
 
@@ -256,7 +256,24 @@ def php_fpm_apparmor_rules(site, app):
         rules += _code_write_rules(app)
     if site.flag("config_writes"):
         rules += _config_write_rules(app)
-    return rules
+    return rules + _data_dirs(site, info)
+
+
+def _data_dirs(site, info) -> list:
+    """The places outside the site roots this WordPress writes: the pool's own from now on."""
+    outside = [(info["content"], "WP_CONTENT_DIR outside the site root"),
+               (info["uploads"], "uploads outside the site root")]
+    if info["debug_log"]:
+        outside.append((info["debug_log"], "WP_DEBUG_LOG"))
+    if site.flag("code_writes"):
+        outside += [(info[k], f"{k} outside the site root (code_writes)") for k in ("plugins", "themes", "languages")]
+    if site.flag("config_writes") and info["config"]:
+        outside.append((info["config"], "wp-config.php above ABSPATH (config_writes)"))
+    out = []
+    for path, why in outside:
+        if not any(is_within(path, r) for r in site.roots) and not any(is_within(path, d.path) for d in out):
+            out.append(DataDir(path=path, why=why))
+    return out
 
 
 def _code_write_rules(app) -> list:

@@ -27,3 +27,37 @@ def cli(tmp_path):
 
 needs_parser = pytest.mark.skipif(not shutil.which("apparmor_parser") and not os.path.exists("/sbin/apparmor_parser"),
                                   reason="apparmor_parser not installed")
+
+
+@pytest.fixture(scope="session")
+def debian_package(tmp_path_factory):
+    """The package built once per run: (.deb, .changes, seconds). Used by the package tests
+    and the booted-system tests."""
+    import debbuild
+
+    if shutil.which("dpkg-buildpackage") is None:
+        pytest.skip("dpkg-buildpackage missing (apt-get install dpkg-dev debhelper)")
+    try:
+        deb, changes, seconds = debbuild.build(tmp_path_factory.mktemp("debbuild"))
+    except debbuild.BuildDepsMissing as e:
+        pytest.skip(f"build dependencies missing: {e}")
+    print(f"dpkg-buildpackage: {seconds:.1f} s")
+    return deb, changes, seconds
+
+
+@pytest.fixture(scope="session")
+def release_package(debian_package, tmp_path_factory):
+    """release -> (.deb, .changes) built for that Debian release: the host build for the
+    host's release, else a build inside a cached root of that release (tests/system)."""
+    import debbuild
+    from system import roots
+
+    built = {roots.host_release(): debian_package[:2]}
+
+    def get(release):
+        if release not in built:
+            built[release] = roots.build_deb(release, debbuild.REPO, debbuild.IGNORE,
+                                             tmp_path_factory.mktemp(f"deb-{release}"))
+        return built[release]
+
+    return get

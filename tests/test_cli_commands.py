@@ -82,13 +82,24 @@ def test_clean_removes_only_generated_files(tmp_path, cli):
     assert not (root / "etc/apparmor.d/php-fpm-apparmor").exists()
 
 
-def test_execstartpre_fails_only_for_a_hatted_pool_without_its_hat(tmp_path, cli):
+def test_execstartpre_never_fails_because_of_one_pool(tmp_path, cli):
     root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"),
                                 "nohat": pool_conf("nohat", None, hat="lost")})
     make_tree(root, {"c": pool_conf("c", "/var/www/c", hat="c")}, version="8.1")
     proc = cli("generate", "--php", "8.2", "--quiet", root=root)
-    assert proc.returncode == 1
-    assert "pool nohat: no hat could be generated: php-fpm 8.2 would respawn" in proc.stderr
+    # nohat has no root: it is reported and gets the core-only hat; php-fpm 8.2 starts
+    assert proc.returncode == 0, proc.stderr
+    assert "pool nohat" in proc.stderr and "core-only hat" in proc.stderr
+    lost = (root / "etc/apparmor.d/php-fpm.d/lost").read_text()
+    assert "^lost flags=" in lost and "/var/www" not in lost
+    # a hat name php-fpm could never load: that pool alone, php-fpm still starts
+    (root / "etc/php/8.2/fpm/pool.d/nohat.conf").write_text(pool_conf("nohat", None, hat="bad name"))
+    proc = cli("generate", "--php", "8.2", "--quiet", root=root)
+    assert proc.returncode == 0 and "pool nohat: no hat could be generated" in proc.stderr
+    # only when no hatted pool of the version can have its hat does php-fpm not start
+    only = make_tree(tmp_path / "only", {"x": pool_conf("x", None, hat="bad name")})
+    proc = cli("generate", "--php", "8.2", "--quiet", root=only)
+    assert proc.returncode == 1 and "not starting php-fpm 8.2" in proc.stderr
     # another version's php-fpm starts; its pools got their hats
     proc = cli("generate", "--php", "8.1", "--quiet", root=root)
     assert proc.returncode == 0, proc.stderr

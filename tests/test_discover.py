@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+import phpver
+
 from php_fpm_apparmor.discover import Installation, find_installations, installed_fpm_packages
 
 STATUS = """\
@@ -94,8 +96,8 @@ def test_no_dpkg_query_on_path(tmp_path, monkeypatch):
     assert installed_fpm_packages("/") == {}
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/sbin/php-fpm8.2"), reason="php8.2-fpm not installed")
+@pytest.mark.skipif(not os.path.exists(phpver.FPM), reason=f"{phpver.PACKAGE} not installed")
 @needs_dpkg
 def test_live_system_reports_installed_php_fpm():
-    assert "php8.2-fpm" in installed_fpm_packages("/")
-    assert any(i.version == "8.2" and i.package == "php8.2-fpm" for i in find_installations("/"))
+    assert phpver.PACKAGE in installed_fpm_packages("/")
+    assert any(i.version == phpver.VERSION and i.package == phpver.PACKAGE for i in find_installations("/"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from php_fpm_apparmor import evaluate, generate, install, plugins as plugins_mod, validate
+from php_fpm_apparmor import apply as apply_mod, evaluate, generate, install, plugins as plugins_mod, validate
 from php_fpm_apparmor.policy import lit
 from systree import make_tree, pool_conf, snapshot
 
@@ -187,7 +187,9 @@ def test_overlapping_roots_are_refused(tmp_path, cli):
     assert proc.returncode == 1
     assert "reaches pool inner's root /var/www/site/inner" in proc.stderr
     assert (root / "etc/apparmor.d/php-fpm.d/inner").exists()
-    assert not (root / "etc/apparmor.d/php-fpm.d/outer").exists()
+    # outer sets apparmor_hat and had no file: its core-only hat, without its site
+    outer = (root / "etc/apparmor.d/php-fpm.d/outer").read_text()
+    assert generate.CORE_ONLY in outer and "/var/www/site" not in outer
 
 
 def test_php_write_rule_without_exception_is_refused(tmp_path):
@@ -357,7 +359,7 @@ def test_apparmor_parser_absent_changes_nothing(tmp_path, monkeypatch):
     root = two_pools(tmp_path)
     monkeypatch.setattr(validate, "parser", lambda: None)
     result = generate.plan(str(root), NO_PLUGINS)
-    out = generate.apply(result)
+    out = apply_mod.apply(result)
     assert any("apparmor_parser not found (install the apparmor package)" in p for p in out.problems)
     assert not out.written and not list((root / "etc/apparmor.d/php-fpm.d").iterdir())
 

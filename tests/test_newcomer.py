@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from php_fpm_apparmor import evaluate, validate
+import phpver
 from systree import make_tree, pool_conf
 
 FEATURES = "/usr/share/apparmor-features/features"
@@ -98,8 +99,11 @@ def ok(proc) -> None:
 
 
 def hats(root: Path) -> dict:
+    """The installed files with a pool's own policy: a refused pool's core-only hat (no
+    site files, see docs/apply.md) is not one."""
     d = root / "etc/apparmor.d/php-fpm.d"
-    return {p.name: p.read_text() for p in sorted(d.iterdir())} if d.is_dir() else {}
+    files = {p.name: p.read_text() for p in sorted(d.iterdir())} if d.is_dir() else {}
+    return {n: t for n, t in files.items() if "\n# core-only hat:" not in t}
 
 
 def hat(root: Path, name: str):
@@ -309,12 +313,14 @@ php_value[session.save_path] = /home/alice/tmp
 
 
 def test_debian_stock_www_conf_is_a_note_not_a_failure(tmp_path, cli):
-    base = tmp_path / "etc/php/8.2/fpm/pool.d"
+    stock = Path(f"/etc/php/{phpver.VERSION}/fpm")  # this release's phpX.Y-fpm files
+    base = tmp_path / stock.relative_to("/") / "pool.d"
     base.mkdir(parents=True)
-    (base.parent / "php-fpm.conf").write_text(Path("/etc/php/8.2/fpm/php-fpm.conf").read_text())
-    (base / "www.conf").write_text(Path("/etc/php/8.2/fpm/pool.d/www.conf").read_text())
+    (base.parent / "php-fpm.conf").write_text((stock / "php-fpm.conf").read_text())
+    (base / "www.conf").write_text((stock / "pool.d/www.conf").read_text())
     (base.parent / "php.ini").write_text("[PHP]\n")
-    tree(tmp_path, {})
+    tree(tmp_path, {}, version=phpver.VERSION)
+    (base.parent / "php-fpm.conf").write_text((stock / "php-fpm.conf").read_text())  # not tree()'s
     proc = cli("generate", root=tmp_path)
     ok(proc)
     assert proc.returncode == 0, proc.stderr
@@ -487,6 +493,9 @@ def test_nextcloud_data_outside_root_and_inside_another_pool(tmp_path, cli):
     ok(proc)
     assert proc.returncode == 1
     assert set(hats(root)) == {"_shared", "cloud", "blog"}  # cloud2 refused, the others installed
+    # cloud2 has its core-only hat (no site, no data dir)
+    core = (root / "etc/apparmor.d/php-fpm.d/cloud2").read_text()
+    assert "core-only hat" in core and "/var/www/blog" not in core and "/var/www/cloud2" not in core
     assert f"{root}/etc/php/8.2/fpm/pool.d/cloud2.conf: pool cloud2: policy refused" in proc.stderr
     assert "reaches pool blog's root /var/www/blog" in proc.stderr
     cloud = hat(root, "cloud")
@@ -583,10 +592,12 @@ def test_paths_that_write_php_or_reach_another_pool_are_refused(tmp_path, cli):
         "accini": "access.log = /var/www/victim/.user.ini\n",
         "updotdot": "php_admin_value[upload_tmp_dir] = /var/www/updotdot/../victim\n",
         "sessdotdot": "php_admin_value[session.save_path] = /var/www/sessdotdot/../victim\n",
-        "sessroot": "php_admin_value[session.save_path] = /var/www/sessroot\n",
         "wpother": "",
     }
     pools = {n: pool(n, f"/var/www/{n}", extra) for n, extra in bad.items()}
+    # Sessions in the site root: sess_* could be named sess_x.php, but the session dir's
+    # code names are denied (policy.code_denies), so it is accepted and stays code-free.
+    pools["sessroot"] = pool("sessroot", "/var/www/sessroot", "php_admin_value[session.save_path] = /var/www/sessroot\n")
     pools["victim"] = pool("victim", "/var/www/victim")
     pools["sane"] = pool("sane", "/var/www/sane", "php_admin_value[opcache.file_cache] = /var/www/sane\n"
                          "slowlog = /var/log/sane.slow\nrequest_slowlog_timeout = 3\n")
@@ -597,7 +608,11 @@ def test_paths_that_write_php_or_reach_another_pool_are_refused(tmp_path, cli):
     proc = cli("generate", root=root)
     ok(proc)
     assert proc.returncode == 1
-    assert set(hats(root)) == {"_shared", "victim", "sane"}
+    assert set(hats(root)) == {"_shared", "victim", "sane", "sessroot"}
+    sessroot = hat(root, "sessroot")
+    assert evaluate.allows(sessroot, "write", "/var/www/sessroot/sess_abc")
+    for name in ("sess_x.php", "sess_x.PhP7", "sess_.phtml"):
+        assert not evaluate.allows(sessroot, "write", f"/var/www/sessroot/{name}"), name
     for n in bad:
         assert f"{root}/etc/php/8.2/fpm/pool.d/{n}.conf: pool {n}: policy refused" in proc.stderr, n
     sane = hat(root, "sane")

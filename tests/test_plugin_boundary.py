@@ -153,7 +153,8 @@ def test_generate_and_check_exit_1_and_keep_the_good_pool(tmp_path, cli):
     lines = [l for l in proc.stderr.splitlines() if "raiser" in l]
     assert len(lines) == 1 and "pool shop" in lines[0] and "php_fpm_apparmor_rules" in lines[0], proc.stderr
     assert (root / "etc/apparmor.d/php-fpm.d/blog").is_file()
-    assert not (root / "etc/apparmor.d/php-fpm.d/shop").exists()
+    # The broken plugin's pool still gets a hat: the core-only one, none of the app's rules.
+    assert generate.CORE_ONLY in (root / "etc/apparmor.d/php-fpm.d/shop").read_text()
     proc = cli("check", root=root)
     assert proc.returncode == 1 and "plugin raiser: php_fpm_apparmor_rules" in proc.stdout
 

@@ -1,4 +1,4 @@
-"""Differential tests: the real `php-fpm8.2 -tt` and our reader must agree on every corpus config.
+"""Differential tests: the real `php-fpmX.Y -tt` (8.2 on Debian 12, 8.4 on 13) and our reader must agree on every corpus config.
 
 Each tests/fpm_corpus/*.txt case is a small system tree (files separated by `=== path`
 lines, `@ROOT@` = the temporary root). php-fpm reads it through a wrapper that includes
@@ -19,9 +19,10 @@ from php_fpm_apparmor.discover import Installation
 from php_fpm_apparmor.errors import ConfigError
 from php_fpm_apparmor.pools import POOL_OPTIONS, read_pools, time_seconds
 
-FPM = "/usr/sbin/php-fpm8.2"
+from phpver import FPM, VERSION
+
 CORPUS = Path(__file__).parent / "fpm_corpus"
-needs_fpm = pytest.mark.skipif(not os.path.exists(FPM), reason="php-fpm8.2 not installed")
+needs_fpm = pytest.mark.skipif(not os.path.exists(FPM), reason=f"{FPM} not installed")
 BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
@@ -66,7 +67,7 @@ def materialize(text: str, root: Path):
 
 def installation(root: Path) -> Installation:
     return Installation(
-        version="8.2", binary=FPM, config=str(root / "wrapper.conf"),
+        version=VERSION, binary=FPM, config=str(root / "wrapper.conf"),
         php_ini=str(root / "etc/php/8.2/fpm/php.ini"), service="php8.2-fpm.service",
         prefix=str(root / "usr"),
     )

@@ -1,4 +1,4 @@
-"""Property test: generated configs are read identically by php-fpm8.2 -tt and by us.
+"""Property test: generated configs are read identically by php-fpmX.Y -tt and by us.
 
 Hypothesis writes pool trees with odd quoting, booleans, comments, ${VAR} references
 (php.ini first, then environment), includes, pools split across files with differently

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from php_fpm_apparmor import apache, nginx, webserver
+from php_fpm_apparmor import apache, generate, nginx, webserver
 from php_fpm_apparmor.webserver import Files, parse_address, same_address
 from webtrees import apache_tree, corpus, nginx_dump_files, nginx_tree, real_apache, real_nginx
 
@@ -450,7 +450,10 @@ def test_a_control_character_in_a_root_is_refused_with_its_line(tmp_path, cli):
     assert proc.returncode == 1
     assert ("/etc/nginx/sites-enabled/blog:5: root '/var/www/bl\\nog' contains a control character"
             in proc.stderr), proc.stderr
-    assert not (root / "etc/apparmor.d/php-fpm.d/blog").exists()
+    # The pool sets apparmor_hat: it gets the core-only hat, nothing of the refused root.
+    hat = (root / "etc/apparmor.d/php-fpm.d/blog").read_text()
+    rules = [line for line in hat.splitlines() if not line.lstrip().startswith("#")]
+    assert generate.CORE_ONLY in hat and not any("/var/www/bl" in line for line in rules)
 
 
 @needs_nginx

@@ -12,15 +12,14 @@ from __future__ import annotations
 import re
 
 from php_fpm_apparmor.api import (API_VERSION, App, Expectation, FileRule, WriteException, clean_version,
-                                  hookimpl, lit, under)
+                                  code_denies, hookimpl, lit, under)
 
 __version__ = "1.0"
 NAME = "dokuwiki"
-if API_VERSION.split(".")[0] != "1":  # written for API 1.x (see the compatibility rule)
-    raise ImportError(f"dokuwiki_apparmor needs php-fpm-apparmor API 1.x, not {API_VERSION}")
+_major, _minor = (int(x) for x in API_VERSION.split(".")[:2])
+if _major != 1 or _minor < 1:  # written for API 1.1 (code_denies; see the compatibility rule)
+    raise ImportError(f"dokuwiki_apparmor needs php-fpm-apparmor API 1.x, x >= 1, not {API_VERSION}")
 
-# Code and server config never become writable in data/, whatever DokuWiki stores there.
-NEVER_WRITE = ("/**.[pP][hH]*", "{,/**}/.htaccess", "{,/**}/.user.ini", "{,/**}/.maintenance")
 AUTH_FILES = ("conf/users.auth.php", "conf/acl.auth.php")
 
 
@@ -46,8 +45,7 @@ def php_fpm_apparmor_rules(site, app):
     rules = [FileRule(path=under(data, "/"), perms="r", why="DokuWiki data dir"),
              FileRule(path=under(data, "/**"), perms="rwk", owner=True,
                       why="pages, media, revisions, caches, locks")]
-    rules += [FileRule(path=under(data, glob), perms="wl", deny=True, audit=True,
-                       why="never PHP or server config in data/") for glob in NEVER_WRITE]
+    rules += code_denies(data, why="never PHP or server config in data/")
     rules += [FileRule(path=lit(f"{app.root}/{f}"), perms="rw", why="plain auth backend (users, ACL)")
               for f in AUTH_FILES]
     if site.flag("config_writes"):

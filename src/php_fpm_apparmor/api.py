@@ -24,11 +24,12 @@ from .apphelpers import (UNKNOWN, PhpFacts, any_case, canonical_or_none, clean_v
 from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
-from .policy import (HAT, MASTER, CapabilityRule, ExecRule, FileRule, IncludeRule, NetworkRule,
-                     PtraceRule, Rule, SignalRule, WriteException, lit, under)
+from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, DataDir, ExecRule, FileRule,
+                     IncludeRule, NetworkRule, PtraceRule, Rule, SignalRule, WriteException, code_denies, lit,
+                     under)
 from .sites import Site
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, code_denies
 
 __all__ = [
     "API_VERSION",
@@ -36,7 +37,8 @@ __all__ = [
     "hookimpl", "Site", "App", "Expectation",
     # rules (policy.py): the only way to ask for a permission
     "Rule", "FileRule", "ExecRule", "NetworkRule", "CapabilityRule", "SignalRule", "PtraceRule",
-    "IncludeRule", "WriteException", "HAT", "MASTER",
+    "IncludeRule", "WriteException", "DataDir", "CODE_EXTENSIONS", "CODE_FILES", "code_denies", "HAT",
+    "MASTER",
     # building paths
     "lit", "under", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
     "find_binaries", "temp_dir", "site_ini", "pool_names",

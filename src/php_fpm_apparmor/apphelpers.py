@@ -11,6 +11,7 @@ marks anything else UNKNOWN; it never raises on hostile input.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -461,7 +462,11 @@ def any_case(ext: str) -> str:
 
 def ext_glob(exts) -> str:
     """AARE alternation of file extensions, any case: "{[jJ][pP][gG],[pP][nN][gG]}"."""
-    exts = list(exts)
+    return _ext_glob(tuple(exts))
+
+
+@functools.lru_cache(maxsize=256)
+def _ext_glob(exts: tuple) -> str:  # the same lists in every pool: build each once per run
     if len(exts) == 1:  # apparmor_parser refuses a one-item {alternation}
         return any_case(exts[0])
     return "{" + ",".join(any_case(e) for e in exts) + "}"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from . import generate, install, load, policy, sites, webserver
+from . import apply as apply_mod, generate, hatting, install, load, policy, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -52,13 +50,14 @@ def hat_support(sysroot: str, binary: str) -> bool | None:
 
 def findings(args, plugins) -> list[str]:
     result = generate.plan(args.root, plugins)
-    out = list(result.problems)
+    out = hatting.findings(result) + list(result.problems)  # pools without a hat lead
     out += [f"note: {e.note}" for e in result.entries if e.note]
+    out += [f"note: {c}" for e in result.entries for c in getattr(e, "crossings", ())]  # share =
     live = args.root in ("/", "")
     if live and not load.enabled(args.root):
         out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "
                    "security=apparmor (Debian's default kernel has it) and install the apparmor package")
-    main, ours = generate.main_profile(args.root)
+    main, ours = apply_mod.main_profile(args.root)
     if not ours and main and re.search(r"flags=\([^)]*complain", main.read_text(errors="replace")):
         out.append(f"note: {main} (the php-fpm master profile) is in complain mode: the master is not "
                    f"confined, the hats are; run aa-enforce {main} once the hats are quiet")
@@ -78,9 +77,6 @@ def findings(args, plugins) -> list[str]:
     shared: dict[tuple, tuple[set, set]] = {}
     for e in result.entries:
         p = e.pool
-        if not p.hat and e.hat and not e.note:
-            out.append(f"{p.config_file}: pool {p.name} has no apparmor_hat, so its PHP runs in the "
-                       f"master's profile: run php-fpm-apparmor enable {p.version}/{p.name}")
         if e.site:
             # `owner` rules keep pools apart in a shared dir only if they run as different users.
             for key, path in policy.runtime_dirs(p).items():
@@ -126,7 +122,7 @@ def findings(args, plugins) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-KNOWN_KEYS = {"root", "read", "write", "mode", *sites.FLAGS}
+KNOWN_KEYS = {"root", "read", "write", "share", "mode", *sites.FLAGS}
 
 
 def _groups(sysroot: str) -> dict[str, set]:
@@ -271,7 +267,8 @@ def cmd_mode(args, plugins) -> int:
     text = path.read_text() if path.exists() else "# php-fpm-apparmor: one section per pool\n"
     section = sites.section_for(sites.load_config(args.root), e.pool) or f"{e.pool.version}/{e.pool.name}"
     install.write_atomic(path, set_in_section(text, section, "mode", args.command), keep_meta=True)
-    outcome = generate.apply(generate.plan(args.root, plugins))
+    # Only this pool changed: the others keep their installed files (and loaded hats).
+    outcome = apply_mod.apply(generate.plan(args.root, plugins, only=[e.hat or e.pool.name]))
     for p in outcome.problems:
         print(f"php-fpm-apparmor: {p}", file=sys.stderr)
     print(f"pool {e.pool.name}: {args.command} (in {path} [{section}])")
@@ -279,39 +276,4 @@ def cmd_mode(args, plugins) -> int:
 
 
 def cmd_enable(args, plugins) -> int:
-    found = _find_or_say(args, plugins)
-    if found is None:
-        return USAGE
-    result, e = found
-    if e.problem or not e.hat:
-        print(f"php-fpm-apparmor: {e.problem or e.note}", file=sys.stderr)
-        return PROBLEMS
-    if e.pool.hat == e.hat:
-        print(f"pool {e.pool.name} already has apparmor_hat = {e.hat}")
-        return OK
-    if not load.enabled(args.root):
-        print("php-fpm-apparmor: AppArmor is not enabled (or --root is not /): setting apparmor_hat "
-              "now would make php-fpm's workers fail in a loop; nothing changed", file=sys.stderr)
-        return PROBLEMS
-    outcome = generate.apply(result, want_main=True)
-    if f"php-fpm//{e.hat}" not in load.loaded():
-        print(f"php-fpm-apparmor: hat {e.hat} is not loaded ({'; '.join(outcome.problems) or 'unknown'}); "
-              "nothing changed", file=sys.stderr)
-        return PROBLEMS
-    conf = Path(e.pool.config_file)
-    header = _section_line(conf, e.pool.name)
-    install.write_atomic(conf, set_in_section(conf.read_text(), e.pool.name, "apparmor_hat", e.hat, header),
-                         keep_meta=True)
-    inst = e.pool.installation
-    if inst and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "reload", inst.service], check=False)
-    print(f"pool {e.pool.name}: apparmor_hat = {e.hat} set in {conf}; {inst.service if inst else 'php-fpm'} reloaded")
-    return OK
-
-
-def _section_line(path: Path, name: str) -> int | None:
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        m = re.match(r"^\s*\[([^\]]*)\]", line)
-        if m and m.group(1).strip().lower() == name.lower():
-            return n
-    return None
+    return hatting.cmd_enable(args, plugins)

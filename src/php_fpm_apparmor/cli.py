@@ -6,12 +6,13 @@ import argparse
 import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, generate, install, load, plugins as plugins_mod, render
-from .errors import ConfigError
+from . import __version__, apply as apply_mod, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
+from .errors import ConfigError, LibraryError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -28,13 +29,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--diff", action="store_true", help="show what would change")
     g.add_argument("--php", metavar="X.Y", help="exit non-zero only for this PHP version's pools (ExecStartPre)")
     g.add_argument("--quiet", action="store_true", help="print problems only")
+    g.add_argument("--pool", action="append", metavar="NAME",
+                   help="re-plan only this pool (or hat); the others keep their installed files")
     sub.add_parser("check", help="find problems, each with a fix hint")
     for name, text in (("complain", "log, don't block"), ("enforce", "block"), ("enable", "set apparmor_hat")):
         c = sub.add_parser(name, help=f"{text} for POOL")
-        c.add_argument("pool", help="pool name, or X.Y/name")
+        c.add_argument("pool", nargs="?" if name == "enable" else None, help="pool name, or X.Y/name")
         if name == "enforce":
             c.add_argument("--if-quiet", type=float, metavar="DAYS",
                            help="only if the log shows no complain-mode event of its hat in DAYS")
+        if name == "enable":
+            c.add_argument("--all", action="store_true",
+                           help="every pool without apparmor_hat: load the hats, set them, reload php-fpm")
     lr = sub.add_parser("learn", help="rules the audit log shows a pool still needs -> local overrides")
     lr.add_argument("--log", action="append", metavar="FILE",
                     help="audit or kernel log to read (default: the usual ones); repeatable")
@@ -59,23 +65,37 @@ def _err(message: str) -> None:
 
 
 def cmd_status(args, plugins) -> int:
-    result = generate.plan(args.root, plugins)
+    # Reads only: pools, sites and apps, the installed files and the kernel's list. No
+    # policy is built, no invariant checked, no parser run (`check` and `generate` do).
+    # The apps are those the installed hat was built for (its header); only a pool without
+    # a file has its apps looked for (plugins read the sites' PHP: the slow part).
+    result = generate.plan(args.root, plugins, build=False, detect=False)
     present = load.loaded() if load.enabled(args.root) else {}
     rows = []
     for e in result.entries:
         p = e.pool
         file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
+        installed = _installed(file)
+        if installed is not None:
+            e.apps = installed["apps"]
+        elif e.site and e.site.roots:
+            try:
+                e.apps = [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)]
+            except (ValueError, TypeError) as exc:
+                e.problem = e.problem or f"{p.config_file}: pool {p.name}: {exc}"
         rows.append({
             "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
             "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
             "site_root": e.site.roots if e.site else [],
             "vhosts": e.site.vhosts if e.site else [],
             "root_origin": e.site.origin if e.site and e.site.roots else None,
-            "apps": [f"{a.name} {a.version or ''}".strip() for a in (e.policy.apps if e.policy else [])],
+            "apps": e.apps,
             "mode": e.site.mode if e.site else None,
-            "file": str(file) if file and file.exists() else None,
+            "file": str(file) if installed is not None else None,
+            "installed_mode": installed.get("mode") if installed else None,
             "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
-            "exceptions": [f"{x.path} ({x.source}: {x.why})" for x in (e.policy.exceptions if e.policy else [])],
+            "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
+            "exceptions": installed.get("exceptions", []) if installed else [],
             "problem": e.problem or e.note,
         })
     quiet = _quiet(args.root, result.entries)
@@ -114,6 +134,29 @@ def _quiet(root, entries) -> dict:
         return {}
 
 
+def _installed(file) -> dict | None:
+    """What the installed file's header says (mode, exceptions); None if not installed."""
+    if file is None:
+        return None
+    try:
+        with open(file, encoding="utf-8", errors="replace") as f:
+            head = []
+            for line in f:
+                if not line.startswith("#"):
+                    break
+                head.append(line[2:].rstrip("\n"))
+    except OSError:
+        return None
+    # render writes "exception (SOURCE): writes PATH: WHY"; shown as "PATH (SOURCE: WHY)"
+    exceptions = [re.match(r"exception \((.*?)\): writes (.*?): (.*)$", h) for h in head]
+    info = {"exceptions": [f"{m.group(2)} ({m.group(1)}: {m.group(3)})" for m in exceptions if m],
+            "apps": [" ".join(h.split(" at ", 1)[0].split()[1:]) for h in head if h.startswith("app ")]}
+    for h in head:
+        if h.startswith("mode "):
+            info["mode"] = h.split()[1].rstrip(";")
+    return info
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -125,9 +168,18 @@ def _cell(value) -> str:
 
 
 def cmd_generate(args, plugins) -> int:
-    result = generate.plan(args.root, plugins)
+    shown = progress.for_cli(args.quiet or args.json)
+    try:
+        result = generate.plan(args.root, plugins, progress=shown, only=args.pool)
+        return _generate(args, result, shown, plugins)
+    finally:
+        if shown:
+            shown.close()
+
+
+def _generate(args, result, shown, plugins) -> int:
     if args.diff:
-        files = [(e.hat, e.text) for e in result.ready]
+        files = [(e.hat, e.text) for e in result.ready if not e.keep]
         if files:
             files.append((render.SHARED_FILE, result.shared))
         for name, text in files:
@@ -135,7 +187,9 @@ def cmd_generate(args, plugins) -> int:
             old = path.read_text() if path.exists() else ""
             sys.stdout.writelines(difflib.unified_diff(
                 old.splitlines(True), text.splitlines(True), str(path), f"{path} (new)"))
-    outcome = generate.apply(result, dry_run=args.dry_run or args.diff)
+    outcome = apply_mod.apply(result, dry_run=args.dry_run or args.diff, progress=shown)
+    if shown:
+        shown.close()
     for w in result.warnings:
         _err(f"warning: {w}")
     if not args.quiet:
@@ -147,9 +201,11 @@ def cmd_generate(args, plugins) -> int:
     if args.json:
         print(json.dumps({"written": outcome.written, "removed": outcome.removed,
                           "problems": outcome.problems, "loaded": outcome.loaded,
+                          "reloaded": outcome.reloaded, "hats_loaded": outcome.hats_loaded,
                           "load_skipped": outcome.load_skipped,
                           "pools": [{"pool": e.pool.name, "version": e.pool.version, "hat": e.hat,
-                                     "ok": e in result.ready and not e.problem} for e in result.entries]},
+                                     "ok": e in result.ready and not e.problem,
+                                     "core_only": bool(e.problem and e.fallback)} for e in result.entries]},
                          indent=2))
     elif not args.quiet:
         verb = "would write" if args.dry_run else "wrote"
@@ -159,12 +215,15 @@ def cmd_generate(args, plugins) -> int:
             _say(args, f"removed {r}")
         ok = [e for e in result.ready if not e.problem]
         _say(args, f"{len(ok)} pool(s) ready, {len(outcome.problems)} problem(s)"
-                   + ("" if args.dry_run else "; loaded" if outcome.loaded else
+                   + ("" if args.dry_run else
+                      f"; loaded {len(outcome.hats_loaded)} profile(s) alone" if outcome.hats_loaded else
+                      "; loaded" if outcome.loaded else
                       f"; {outcome.load_skipped}" if outcome.load_skipped else "; nothing changed"))
     if args.php:
-        # As ExecStartPre: fail (so php-fpm does not start) only if a pool of this version
-        # sets apparmor_hat and its hat will not be there: its workers would exit 70 and be
-        # respawned in a tight loop. Any other problem is reported and php-fpm starts.
+        # As ExecStartPre: php-fpm starts whatever one pool's problem is (every pool with
+        # apparmor_hat has its previous or its core-only hat). Only when no pool of this
+        # version that sets apparmor_hat could find its hat (AppArmor off, nothing loaded)
+        # would every worker exit 70 and be respawned in a loop: then it does not start.
         hatted = [e for e in result.entries if e.pool.version == args.php and e.pool.hat]
         live = args.root in ("/", "")
         present = load.loaded() if live and load.enabled(args.root) else None
@@ -174,12 +233,15 @@ def cmd_generate(args, plugins) -> int:
                 bad.append(f"pool {e.pool.name}: apparmor_hat = {e.pool.hat} but AppArmor is not enabled")
             elif present is not None and f"php-fpm//{e.pool.hat}" not in present:
                 bad.append(f"pool {e.pool.name}: hat {e.pool.hat} is not loaded")
-            elif e.problem and not install.at(args.root, f"{install.POOL_DIR}/{e.hat}").exists():
+            elif e.problem and not install.at(args.root, f"{install.POOL_DIR}/{e.hat or e.pool.hat}").exists():
                 bad.append(f"pool {e.pool.name}: no hat could be generated")
         for b in bad:
-            _err(f"{b}: php-fpm {args.php} would respawn its workers in a loop; not starting it "
-                 f"(fix the problem above, or remove apparmor_hat from the pool)")
-        return PROBLEMS if bad else OK
+            _err(f"{b}: its workers will fail to start (exit 70) and php-fpm respawns them; "
+                 f"fix the problem above, or remove apparmor_hat from the pool")
+        if hatted and len(bad) == len(hatted):
+            _err(f"no pool of PHP {args.php} has its hat: not starting php-fpm {args.php}")
+            return PROBLEMS
+        return OK
     # A plugin that could not be loaded leaves its apps' pools without their rules.
     return PROBLEMS if outcome.problems or plugins.problems else OK
 
@@ -265,7 +327,7 @@ def main(argv=None) -> int:
     try:
         plugins = plugins_mod.load(sysroot=args.root)
         return commands[args.command](args, plugins)
-    except ConfigError as exc:
+    except (ConfigError, LibraryError) as exc:
         _err(str(exc))
         return PROBLEMS
     except TimeoutError as exc:

@@ -31,3 +31,8 @@ class PluginError(ValueError):
         self.plugin = plugin
         self.hook = hook
         self.message = message
+
+
+class LibraryError(RuntimeError):
+    """A library (python3-apparmor, LibAppArmor, pluggy) did not behave as we expect (an
+    API change, a bug): one line naming the call, never a rule silently left unchecked."""

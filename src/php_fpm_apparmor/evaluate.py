@@ -1,7 +1,7 @@
 """What a rendered policy really allows, judged with Debian's python3-apparmor.
 
-Used twice: by the generator's invariants (no pool writes PHP, none reaches another
-pool's root) and by the tests (every app operation granted, every attack refused).
+Used by the tests (every app operation granted, every attack refused) and `learn`; the
+generator's invariants are decided on automata (invariants.py), not here.
 It reads the RENDERED text back, abstractions included, so it judges what is installed,
 not what we meant to install.
 
@@ -13,21 +13,23 @@ then compares them as plain characters, and real globs keep their meaning.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import apparmor
 from apparmor.aare import AARE
+from apparmor.common import AppArmorException
 from apparmor.rule.file import FileRule as AAFileRule
+
+from .errors import LibraryError
+from .policy import is_code_name
 
 APPARMOR_DIR = "/etc/apparmor.d"
 _SPECIAL = '\\*?[]{}^"|()+$.'
 _PUA = {c: chr(0xE000 + i) for i, c in enumerate(_SPECIAL)}
 _ENCODE_PATH = str.maketrans({c: _PUA[c] for c in '\\*?[]{}^"|'})
-FORBIDDEN_SUFFIXES = (".php", ".phtml", ".phar")
-FORBIDDEN_NAMES = (".maintenance", ".user.ini", ".htaccess")
 _VAR = re.compile(r"@\{([A-Za-z0-9_]+)\}")
 _HEAD = re.compile(r"^(\^|profile\s+)([^\s{]+)(\s+flags=\([^)]*\))?\s*\{$")
 
@@ -61,11 +63,22 @@ def decode(text: str) -> str:
 
 @lru_cache(maxsize=None)
 def _aare(pattern: str) -> AARE:
-    return AARE(encode_pattern(pattern), True)
+    try:
+        return AARE(encode_pattern(pattern), True)
+    except AppArmorException as exc:  # not a path pattern: the rule cannot be judged
+        raise ValueError(f"cannot evaluate pattern {pattern!r}: {exc}") from exc
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.aare.AARE({pattern!r}) "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
 
 
 def matches(pattern: str, path: str) -> bool:
-    return _aare(pattern).match(encode_path(path))
+    aare = _aare(pattern)
+    try:
+        return aare.match(encode_path(path))
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: AARE({pattern!r}).match({path!r}) "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
 
 
 # --- tunables and abstractions ---------------------------------------------------------
@@ -102,7 +115,9 @@ def tunables(base: str = APPARMOR_DIR) -> dict:
 
 def expand_vars(text: str, vars_: dict, depth=0) -> str:
     def sub(m):
-        values = vars_.get(m.group(1), [""])
+        if m.group(1) not in vars_:  # an empty stand-in would judge some other path
+            raise ValueError(f"cannot evaluate {text.strip()}: @{{{m.group(1)}}} is not defined in tunables")
+        values = vars_[m.group(1)]
         return values[0] if len(values) == 1 else "{" + ",".join(values) + "}"
 
     out = _VAR.sub(sub, text)
@@ -116,51 +131,127 @@ class Profile:
     ours: list = field(default_factory=list)  # the subset written in our own text
 
 
+def _make_file_rule():
+    """The rule constructor of this python3-apparmor: 4.x `create_instance`, 3.x `parse`."""
+    for name in ("create_instance", "parse"):
+        if callable(getattr(AAFileRule, name, None)):
+            return name, getattr(AAFileRule, name)
+    raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.rule.file.FileRule has "
+                       f"neither create_instance() (4.x) nor parse() (3.x)")
+
+
+def _library_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("apparmor")
+    except Exception:  # Debian installs it without metadata on some releases
+        return getattr(apparmor, "__version__", "(version unknown)")
+
+
+def new_file_rule(text: str):
+    """One FileRule from rule text, or None when python3-apparmor says it is not a valid
+    file rule (AppArmorException). Anything else is a library failure and says which call."""
+    name, make = _make_file_rule()
+    try:
+        return make(text)
+    except AppArmorException:
+        return None
+    except Exception as exc:
+        raise LibraryError(f"python3-apparmor {_library_version()}: apparmor.rule.file.FileRule."
+                           f"{name}({text!r}) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _split_leading(path: str) -> list[str]:
+    """`{/etc/,/usr/etc/}/x` -> [`/etc//x`, `/usr/etc//x`]: a multi-valued variable at the
+    start of a path (@{etc_ro}, @{run}). python3-apparmor 3.0 refuses a path that starts
+    with `{`, 4.1 accepts it: splitting gives both releases the same rules."""
+    depth = 0
+    for i, c in enumerate(path):
+        depth += c == "{"
+        depth -= c == "}"
+        if depth == 0:
+            break
+    else:
+        return [path]
+    inner, rest, alts, cur, depth = path[1:i], path[i + 1:], [], "", 0
+    for c in inner:
+        if c == "," and depth == 0:
+            alts.append(cur)
+            cur = ""
+            continue
+        depth += (c == "{") - (c == "}")
+        cur += c
+    alts.append(cur)
+    out = []
+    for a in alts:
+        out.extend(_split_leading(a + rest) if (a + rest).startswith("{") else [a + rest])
+    return out
+
+
+_PATH_START = re.compile(r'^((?:(?:audit|allow|deny|owner|other|file)\s+)*)(")?(\{.*)$')
+
+
 @lru_cache(maxsize=65536)
-def _file_rule(line: str, base: str = APPARMOR_DIR):
-    """One file rule parsed by python3-apparmor (cached: most lines recur in every pool)."""
+def _file_rule(line: str, base: str = APPARMOR_DIR) -> tuple:
+    """The file rule(s) of one policy line, parsed by python3-apparmor (cached: most lines
+    recur in every pool); () when the line is no file rule or not one it can read."""
     vars_ = tunables(base)
     line = line.strip()
     if not line or line.startswith("#"):
-        return None
+        return ()
     line = re.sub(r"^(audit|allow)\s+", "", line)
     head = re.sub(r"^(deny|owner|other)\s+", "", line)
     head = re.sub(r"^(deny|owner|other)\s+", "", head)
-    if not head.startswith(("/", '"/', "@{", '"@{', "file ")):
-        return None
+    if not head.startswith(("/", '"/', "@{", '"@{', "{", '"{', "file ")):
+        return ()
     # Debian 12's FileRule.parse cannot read \" or \\ inside quotes: encode them first,
     # as encode_path() does for paths.
     line = line.replace("\\\\", _PUA["\\"]).replace('\\"', _PUA['"'])
     left, arrow, target = expand_vars(line, vars_).partition(" -> ")
     left = re.sub(r"/{2,}", "/", left)  # variables end in "/" too; AppArmor collapses "//"
-    try:
-        return AAFileRule.parse(left + arrow + target)
-    except Exception:
-        return None  # exec rules with odd targets and such: not file access
+    m = _PATH_START.match(left)
+    lefts = [m.group(1) + (m.group(2) or "") + re.sub(r"/{2,}", "/", p)
+             for p in _split_leading(m.group(3))] if m else [left]
+    rules = tuple(new_file_rule(one + arrow + target) for one in lefts)
+    # exec rules with odd targets and such are not file access: python3-apparmor says so
+    return () if None in rules else rules
 
 
 @lru_cache(maxsize=256)
 def abstraction(name: str, base: str = APPARMOR_DIR) -> tuple:
-    """File rules of an include (abstraction), recursively, variables expanded."""
+    """File rules of an include (abstraction), recursively, variables expanded. A file rule
+    python3-apparmor cannot read is an error naming file:line (none in Debian 12's or 13's
+    stock abstractions): a rule nobody checked must not count as absent."""
     path = Path(base, name)
     if path.is_dir():
-        texts = [p.read_text(errors="replace") for p in sorted(path.iterdir()) if p.is_file()]
+        files = [p for p in sorted(path.iterdir()) if p.is_file()]
     else:
-        try:
-            texts = [path.read_text(errors="replace")]
-        except OSError:
-            return ()
+        files = [path] if path.is_file() else []
     rules = []
-    for text in texts:
-        for line in text.splitlines():
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
             m = re.match(r"^\s*#?include\s+(if exists\s+)?<([^>]+)>", line)
             if m:
                 rules.extend(abstraction(m.group(2), base))
                 continue
-            r = _file_rule(line, base)
-            if r is not None:
-                rules.append(r)
+            try:
+                found = _file_rule(line, base)
+            except ValueError as exc:
+                raise ValueError(f"{f}:{n}: {exc}") from exc
+            if not found and _looks_like_file_rule(line.strip()):
+                raise ValueError(f"{f}:{n}: cannot evaluate rule: {line.strip()}")
+            rules.extend(found)
     return tuple(rules)
+
+
+def _looks_like_file_rule(line: str) -> bool:
+    if re.match(r"^@\{\w+\}\s*\+?=", line):  # a variable definition (tunables)
+        return False
+    return re.sub(r"^((audit|allow|deny|owner|other)\s+)*", "", line).startswith(('"', "/", "{", "@{", "file "))
 
 
 def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[str, Profile]:
@@ -184,11 +275,11 @@ def parse(text: str, parent: str = "php-fpm", base: str = APPARMOR_DIR) -> dict[
         if m:
             stack[-1].rules.extend(abstraction(m.group(2), base))
             continue
-        rule = _file_rule(line, base)
-        if rule is not None:
-            stack[-1].rules.append(rule)
-            stack[-1].ours.append(rule)
-        elif line.startswith(('"', "/", "owner ", "deny ")):
+        rules = _file_rule(line, base)
+        if rules:
+            stack[-1].rules.extend(rules)
+            stack[-1].ours.extend(rules)
+        elif _looks_like_file_rule(line):
             # A rule of ours we cannot read is a rule nobody checked: refuse it.
             raise ValueError(f"cannot evaluate rule: {line}")
     return profiles
@@ -239,85 +330,10 @@ def exec_transition(profile: Profile, path: str):
 
 
 def is_forbidden_name(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.endswith(FORBIDDEN_SUFFIXES) or name in FORBIDDEN_NAMES
-
-
-def _alternatives(pattern: str, limit=64) -> list[str]:
-    """Expand {a,b} alternations (innermost first); escaped braces are already encoded."""
-    out, todo = [], [pattern]
-    while todo and len(out) < limit:
-        p = todo.pop()
-        m = re.search(r"\{([^{}]*)\}", p)
-        if not m:
-            out.append(p)
-            continue
-        for alt in m.group(1).split(","):
-            todo.append(p[: m.start()] + alt + p[m.end():])
-    return out
-
-
-_GLOB = re.compile(r"\*\*|\*|\?|\[[^\]]*\]")
-_FORBIDDEN_TAILS = ["x" + s for s in FORBIDDEN_SUFFIXES] + list(FORBIDDEN_NAMES)
-# Every prefix of every forbidden tail: the last glob may be followed by literal text that
-# completes the name ("*p" needs "x.ph", ".htacces?" needs one letter).
-_TAIL_PREFIXES = sorted({t[:k] for t in _FORBIDDEN_TAILS for k in range(len(t) + 1)})
-_LETTERS = sorted(set("".join(_FORBIDDEN_TAILS)))
-
-
-@lru_cache(maxsize=65536)
-def witnesses(pattern: str) -> tuple[str, ...]:
-    """Concrete paths a pattern matches, chosen to end in every forbidden name it can reach.
-
-    Globs are filled with plain names; the LAST glob is also filled with each forbidden
-    tail, and single-character globs try the letters forbidden names are made of.
-    """
-    out = []
-    for alt in _alternatives(encode_pattern(pattern)):
-        tokens = list(_GLOB.finditer(alt))
-        if not tokens:
-            out.append(decode(alt))
-            continue
-        choices = []
-        for i, tok in enumerate(tokens):
-            t = tok.group(0)
-            last = i == len(tokens) - 1
-            if t == "**":
-                c = ["x/x"] + (_TAIL_PREFIXES + ["x/" + f for f in _TAIL_PREFIXES] if last else [])
-            elif t == "*":
-                c = ["x"] + (_TAIL_PREFIXES if last else [])
-            else:
-                c = _LETTERS
-            choices.append(c)
-        for combo in itertools.islice(itertools.product(*choices), 5000):
-            s, pos = [], 0
-            for tok, fill in zip(tokens, combo):
-                s.append(alt[pos:tok.start()])
-                s.append(fill)
-                pos = tok.end()
-            s.append(alt[pos:])
-            out.append(decode("".join(s)))
-    return tuple(out)
+    """Is `path` a code name (policy.CODE_EXTENSIONS/CODE_FILES, any letter case)?"""
+    return is_code_name(path)
 
 
 def inside(path: str, root: str) -> bool:
     """Is `path` the directory `root` or below it (plain path comparison, no globs)?"""
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def reaches(pattern: str, root: str, own=()) -> bool:
-    """Could a rule with `pattern` touch anything inside `root` (a canonical directory)?
-
-    Paths inside `own` (the rule's pool's own roots, nested in `root`) do not count.
-    """
-    probes = [root, root + "/", root + "/x", root + "/x/x", root + "/index.php", root + "/wp-config.php"]
-    # A glob standing for the other root's own name ("/var/www/*/config.php"): put the root
-    # in place of the first glob and keep the rule's own tail.
-    enc = encode_pattern(pattern)
-    first = _GLOB.search(enc)
-    if first:
-        for tail in witnesses(decode(enc[first.end():]) or "/"):
-            probes += [root + tail, root + "/x" + tail]
-    found = [p for p in probes if matches(pattern, p)] + [w for w in witnesses(pattern) if inside(w, root)]
-    nested = [o for o in own if o != root and inside(o, root)]
-    return any(not any(inside(p, o) for o in nested) for p in found)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from apparmor.common import convert_regexp
 
-from . import evaluate, install, render
+from . import automata, evaluate, install, invariants, render
 from .auditlog import LOGS, Event, Seen, parse_line  # noqa: F401  (parse_line: the tests' entry)
 from .policy import SHARED_SENDMAIL, SHARED_SH, FileRule, NetworkRule, lit
 
@@ -90,16 +90,26 @@ class Owned:
 
 
 def _others(plan, entry, owned=None) -> list[Owned]:
-    # Becomes invariants.owned_paths (the invariants branch) at merge.
-    """Everything the other pools own: roots, and every path they may write or lock (data
-    dirs, sessions, temp, logs, sockets: their hats', children's and master rules).
-    Patterns this pool is granted as well (a shared /tmp/*) are not another's.
+    """Everything the other pools own: what invariants.owned_paths says (roots, data dirs,
+    sessions, temp, logs, sockets), and every path their rules let them write or lock.
+    What this pool owns or is granted as well (a shared /tmp/*, a common session dir) is
+    not another's.
     owned: every pool's [(entry, Owned)], when the caller already listed them."""
     mine = set()
     if entry is not None and entry.policy:
         mine = {r.path for r in _file_rules(entry.policy) if set(r.perms) & _WRITES}
+    if entry is not None and entry.site:
+        mine |= {o.pattern for o in _owned_of(entry)}
     owned = _all_owned(plan) if owned is None else owned
-    return [o for e, o in owned if e is not entry and (o.root or o.pattern not in mine)]
+    return [o for e, o in owned if e is not entry and (o.what == "root" or o.pattern not in mine)]
+
+
+def _owned_of(e) -> list[Owned]:
+    """invariants.owned_paths in learn's terms: a tree is a plain directory (root=True)."""
+    if not e.policy:
+        return [Owned(r, e.hat, "root", root=True) for r in e.site.roots]
+    return [Owned(o.path, e.hat, o.what, root=True) if o.tree else Owned(lit(o.path), e.hat, o.what)
+            for o in invariants.owned_paths(e) if not (o.tree and o.path in invariants.SHARED_DIRS)]
 
 
 def _all_owned(plan) -> list[tuple]:
@@ -107,8 +117,7 @@ def _all_owned(plan) -> list[tuple]:
     for e in plan.entries:
         if not e.site:
             continue
-        for root in e.site.roots:
-            out.append((e, Owned(root, e.hat, "root", root=True)))
+        out += [(e, o) for o in _owned_of(e)]
         if not e.policy or e.problem:
             continue
         for r in _file_rules(e.policy):
@@ -296,13 +305,12 @@ def _overlaps(pattern: str, other: Owned, own_roots) -> bool:
     mine, prefix = _prefix(pattern), (other.pattern + "/" if other.root else _prefix(other.pattern))
     if not (mine.startswith(prefix) or prefix.startswith(mine)):
         return False
+    # Decided on automata (invariants.py's engine), never by sampling spellings.
     if other.root:
-        return evaluate.reaches(pattern, other.pattern, own_roots)
-    tail = re.split(r"(?<!\\)[*?\]}]", pattern)[-1]
-    probes = [prefix, prefix + "x", prefix + "x" + tail, prefix + "/x" + tail, prefix + "x/x" + tail]
-    if any(evaluate.matches(pattern, p) and evaluate.matches(other.pattern, p) for p in probes):
-        return True
-    return any(evaluate.matches(other.pattern, w) for w in evaluate.witnesses(pattern))
+        nested = {(r, True) for r in own_roots if r != other.pattern and evaluate.inside(r, other.pattern)}
+        return automata.intersect(automata.compile(pattern), automata.Under({(other.pattern, True)}),
+                                  avoid=[automata.Under(nested)] if nested else []) is not None
+    return automata.intersect(automata.compile(pattern), automata.compile(other.pattern)) is not None
 
 
 def glob_problem(pattern: str, perms: str, t: Target) -> str | None:
@@ -311,9 +319,9 @@ def glob_problem(pattern: str, perms: str, t: Target) -> str | None:
     if d.count("/") < 2 or any(evaluate.inside(d, s) for s in SYSTEM_TREES):
         return f"{d} is a system directory"
     if set(perms) & _WRITES:
-        for w in evaluate.witnesses(pattern):
-            if code_name(w) and evaluate.matches(pattern, w):
-                return f"it would let PHP write {w}"
+        w = invariants.code_witness(pattern)
+        if w is not None:
+            return f"it would let PHP write {w}"
     own_roots = t.entry.site.roots if t.entry else []
     for o in t.owned:
         if _overlaps(pattern, o, own_roots):
@@ -449,8 +457,8 @@ def propose(seen, plan, pools=()) -> Proposal:
             continue
         o = _owner(t, ev.name)
         if o is not None:
-            refuse(f"{missing} {ev.name}", f"pool {o.hat}'s {o.what}" if o.root is False
-                   else f"inside pool {o.hat}'s root")
+            refuse(f"{missing} {ev.name}", f"inside pool {o.hat}'s root" if o.what == "root"
+                   else f"pool {o.hat}'s {o.what}")
             continue
         if set(missing) & {"w", "a", "l"} and code_name(ev.name):
             refuse(f"{missing} {ev.name}", "writes code or server config: only a plugin's named "
@@ -575,7 +583,13 @@ def complain_events(seen, names) -> list[Seen]:
 
 
 def profile_names(entry) -> set[str]:
-    return {p.name for p in entry.policy.profiles} if entry.policy else {entry.hat}
+    """The pool's hat and its children: from its policy, else (status plans no policy)
+    from its installed file."""
+    if entry.policy:
+        return {p.name for p in entry.policy.profiles}
+    from .apply import installed_profiles
+
+    return {entry.hat, *installed_profiles(entry.site.sysroot, entry.hat)} if entry.site else {entry.hat}
 
 
 def quiet_check(sysroot: str, entry, days: float, logs=None) -> tuple[bool, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import auditlog, generate, install, learn
+from . import apply as apply_mod, auditlog, generate, install, learn
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -70,7 +70,7 @@ def cmd_learn(args, plugins) -> int:
     if not (args.write or _interactive(args)) or not proposal.rules:
         return OK
     backup = learn.write(proposal, args.root, read_from)
-    outcome = generate.apply(generate.plan(args.root, plugins))
+    outcome = apply_mod.apply(generate.plan(args.root, plugins))
     if any("does not compile" in p for p in outcome.problems):
         learn.undo(backup)  # the admin's files go back to what they were
         for p in outcome.problems:

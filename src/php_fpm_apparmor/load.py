@@ -49,9 +49,24 @@ def _run(args: list[str]) -> str | None:
     return None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()
 
 
-def reload(profile_file: str) -> str | None:
-    """Replace the php-fpm profile (all hats with it); None on success, else the message."""
-    return _run(["-r", "-W", "-T", profile_file])
+def reload(profile_file: str, use_cache: bool = False) -> str | None:
+    """Replace the php-fpm profile (all hats with it); None on success, else the message.
+
+    The cache is always written (-W: the next boot loads it instead of compiling), and read
+    only when asked: when no file changed since it was written (the parser checks the
+    mtimes of the profile and every file it includes, and unchanged files keep theirs)."""
+    return _run(["-r", "-W", *([] if use_cache else ["-T"]), profile_file])
+
+
+def replace_text(text: str) -> str | None:
+    """Load top-level `profile php-fpm//x` blocks next to the loaded parent: only those
+    profiles are replaced, the parent and its other hats stay as they are."""
+    with tempfile.NamedTemporaryFile("w", prefix="php-fpm-apparmor-", suffix=".hats", delete=False) as f:
+        f.write(text)
+    try:
+        return _run(["-r", "-T", f.name])
+    finally:
+        Path(f.name).unlink(missing_ok=True)
 
 
 def in_use() -> set[str]:

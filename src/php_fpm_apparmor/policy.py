@@ -129,6 +129,20 @@ class WriteException:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class DataDir(Rule):
+    """A directory an app writes outside the site roots (Nextcloud's data, a WordPress
+    content dir elsewhere). Returned among a plugin's rules, it renders no rule itself: it
+    makes that directory the pool's own, so the pool's write rules may land there (a write
+    anywhere else is refused) and no other pool may reach it."""
+
+    path: str = ""  # a canonical path, literal (not a glob)
+
+    def __post_init__(self):
+        if not isinstance(self.path, str) or not self.path.startswith("/") or CONTROL.search(self.path):
+            raise ValueError(f"data dir must be an absolute path: {self.path!r}")
+
+
 @dataclass
 class Profile:
     name: str  # full name inside the parent: hat name, or "<hat>_<helper>" for a child
@@ -149,6 +163,7 @@ class PoolPolicy:
     master: list = field(default_factory=list)  # rules for the php-fpm parent profile
     profiles: list = field(default_factory=list)  # [hat Profile, child Profiles...]
     exceptions: list = field(default_factory=list)
+    data_dirs: list = field(default_factory=list)  # DataDir, from the plugins
 
     @property
     def hat_profile(self) -> Profile:
@@ -170,9 +185,55 @@ FPM_SIGNALS = ("term", "kill", "quit", "int", "usr1", "usr2")
 RESOLVER_FILES = ("/etc/hosts", "/etc/host.conf", "/etc/resolv.conf", "/etc/nsswitch.conf",
                   "/etc/gai.conf", "/run/systemd/resolve/stub-resolv.conf",
                   "/run/systemd/resolve/resolv.conf", "/etc/ssl/openssl.cnf")
-NEVER_WRITE_GLOBS = ("/**.[pP][hH][pP]", "/**.[pP][hH][pP][0-9]", "/**.[pP][hH][tT]",
-                     "/**.[pP][hH][tT][mM][lL]", "/**.[pP][hH][aA][rR]", "{,/**}/.htaccess",
-                     "{,/**}/.user.ini", "{,/**}/.maintenance")
+# Code names: ONE case-insensitive list, shared by the deny globs below and by the
+# invariants (invariants.py), so what the check refuses and what the kernel denies agree.
+# Extensions Debian's nginx/Apache PHP handlers run (.php, .phtml, .phar; .php3-.php8,
+# .pht in many panels' configs), .phps (Apache's source handler) and .inc (included by
+# convention: a template cache written as .inc is code too). Plus the files that change
+# what the server or PHP runs: .htaccess (Apache), .user.ini (auto_prepend_file),
+# .maintenance (WordPress includes it). Matched case-insensitively everywhere, and as a
+# name of their own too ("/dir/.php"): stricter than any server, never looser.
+CODE_EXTENSIONS = ("php", "php[0-9]", "pht", "phtml", "phar", "phps", "inc")
+CODE_FILES = (".htaccess", ".user.ini", ".maintenance")
+
+
+def fold(glob: str) -> str:
+    """A glob matching `glob` case-insensitively: letters outside [...] become [xX]."""
+    out, in_class = [], False
+    for c in glob:
+        if c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        elif not in_class and c.isalpha() and c.lower() != c.upper():
+            c = f"[{c.lower()}{c.upper()}]"
+        out.append(c)
+    return "".join(out)
+
+
+# Below a directory (appended after "dir/"): any code file in or below it. `{,**}`, not
+# `**`: apparmor_parser lets a `**` right after "/" match nothing only when text follows,
+# and the empty branch says so plainly (python3-apparmor's reading needs it too).
+CODE_EXT_GLOB = "{,**}.{" + ",".join(fold(e) for e in CODE_EXTENSIONS) + "}"
+CODE_FILE_GLOB = "{,**/}{" + ",".join(fold(n) for n in CODE_FILES) + "}"
+NEVER_WRITE_GLOBS = ("/" + CODE_EXT_GLOB, "/" + CODE_FILE_GLOB)
+# Any path whose name is a code name: the language the invariants test rules against.
+CODE_NAMES = "/{" + CODE_EXT_GLOB + "," + CODE_FILE_GLOB + "}"
+
+
+def is_code_name(path: str) -> bool:
+    """Is `path` (a plain path) a code name: the one list above, case-insensitively?"""
+    from . import automata
+
+    return automata.glob_matches(CODE_NAMES, path)
+
+
+def code_denies(directory: str, **kw) -> list:
+    """Deny (audited) writes of code names in and below a writable directory."""
+    return [FileRule(path=under(directory, glob), perms="wl", deny=True, audit=True, **kw)
+            for glob in NEVER_WRITE_GLOBS]
+
+
 CA_DIRS = ("/etc/ssl/certs/{,**}", "/etc/ca-certificates/{,**}", "/usr/share/ca-certificates/{,**}",
            "/usr/local/share/ca-certificates/{,**}")
 # Mail transfer agents' sendmail front ends need their own config and spool.
@@ -248,6 +309,8 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     hat_rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
     hat_rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
     hat_rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
+    hat_rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r", owner=True,
+                              **why("its own AppArmor label (libapparmor's aa_getcon)")))
     for domain in ("inet", "inet6"):
         for kind in ("stream", "dgram"):
             hat_rules.append(NetworkRule(domain=domain, type=kind, **why("database, cache and HTTP clients")))
@@ -271,9 +334,7 @@ def core_rules(site, hat: str) -> tuple[list, list]:
         hat_rules.append(FileRule(path=under(path, "/**"), perms="rwk", owner=False, source="config", why="write = in php-fpm-apparmor.conf"))
         # A writable dir may be web-served through a symlink (Laravel's public/storage):
         # code and server config stay unwritable there, whatever else is allowed.
-        for glob in NEVER_WRITE_GLOBS:
-            hat_rules.append(FileRule(path=under(path, glob), perms="wl", deny=True, audit=True, source="config",
-                                      why="write = never covers PHP code or server config"))
+        hat_rules += code_denies(path, source="config", why="write = never covers PHP code or server config")
 
     for key, value in sorted(runtime_dirs(pool).items()):
         d = site.worker(value)
@@ -283,6 +344,9 @@ def core_rules(site, hat: str) -> tuple[list, list]:
         else:
             hat_rules.append(FileRule(path=under(d, "/"), perms="r", **why(key)))
             hat_rules.append(FileRule(path=under(d, "/*"), perms="rwk", owner=True, **why(key)))
+        # PHP's scratch space is no place for code: an include of a dropped file there is
+        # how a write becomes a run (template caches included from /tmp need an exception).
+        hat_rules += code_denies(d, **why(f"{key}: never code"))
     error_log = pool.ini("error_log")
     if error_log and error_log.startswith("/"):
         hat_rules.append(FileRule(path=lit(site.worker(error_log)), perms="w", **why("error_log")))
@@ -354,11 +418,20 @@ def build(site, apps, plugins) -> PoolPolicy:
         for plugin, rule in plugins.call("php_fpm_apparmor_rules", with_names=True, site=site, app=app):
             _check_rule(plugin, rule)
             # Provenance is who really returned the rule, whatever it claims.
+            if isinstance(rule, DataDir):
+                policy.data_dirs.append(_restamp(rule, plugin))
+                continue
             rules.append(_restamp(rule, plugin))
         for plugin, exc in plugins.call("php_fpm_apparmor_exceptions", with_names=True, site=site, app=app):
             if not isinstance(exc, WriteException) or not isinstance(exc.path, str) or not isinstance(exc.why, str):
                 raise PluginError(plugin, "php_fpm_apparmor_exceptions", f"returned {_short(exc)}, not a WriteException")
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
+    # A plugin's exception for a whole temp or session dir ("<dir>/**", phpMyAdmin's Twig
+    # cache) lifts the core's code deny there: a deny would beat the exception.
+    excepted = {x.path for x in policy.exceptions}
+    lifted = {r.path for r in rules if isinstance(r, FileRule) and r.deny and r.source == "core"
+              and any(r.path.endswith(g) and r.path[: -len(g)] + "/**" in excepted for g in NEVER_WRITE_GLOBS)}
+    rules = [r for r in rules if not (isinstance(r, FileRule) and r.deny and r.path in lifted)]
     sendmail = jailed(site.pool, site.pool.ini("sendmail_path") or DEFAULT_SENDMAIL)
     jail = (site.pool.chroot or "").rstrip("/")
     if jail:  # a chrooted worker's /bin/sh is the jail's

@@ -448,6 +448,8 @@ def constants_for(version: str) -> dict[str, str]:
     if re.match(r"^[0-9]+\.[0-9]+$", version):
         major, minor = version.split(".")
         table.update(PHP_MAJOR_VERSION=major, PHP_MINOR_VERSION=minor)
+        if (int(major), int(minor)) >= (8, 4):  # PHP 8.4 dropped E_STRICT from E_ALL
+            table["E_ALL"] = str(E["E_ALL"] & ~E["E_STRICT"])
     return table
 
 

@@ -135,6 +135,8 @@ def render(policy: PoolPolicy) -> str:
         lines.append(comment(f"app {app.name} {app.version or ''} at {app.root} (plugin {app.plugin})"))
     for exc in sorted(policy.exceptions, key=lambda e: e.path):
         lines.append(comment(f"exception ({exc.source}): writes {exc.path}: {exc.why}"))
+    for d in sorted(policy.data_dirs, key=lambda d: (d.path, d.source)):
+        lines.append(comment(f"data dir ({d.source}): {d.path}: {d.why}"))
     lines.append("")
     lines.append(comment(f"php-fpm master: what it needs to run pool {pool.name}"))
     lines += _lines(policy.master, policy, "")

@@ -35,6 +35,8 @@ class Site:
     mode: str = "enforce"
     read_paths: list[str] = field(default_factory=list)  # extra canonical paths, read-only
     write_paths: list[str] = field(default_factory=list)  # extra canonical paths, writable
+    # canonical paths of other pools this pool's `read =`/`write =` may reach (`share =`)
+    share_paths: list[str] = field(default_factory=list)
     origin: str = ""  # where the roots came from (config section or inferred from which key)
     symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
     vhosts: list[str] = field(default_factory=list)  # server names of the vhosts passing PHP here
@@ -287,7 +289,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
             raise ConfigError(o.file if o else pool.config_file, o.line if o else None,
                               f"pool {pool.name}: {path}: {exc.message}") from None
 
-    values = {k: _paths(settings.get(k, "")) for k in ("root", "read", "write")}
+    values = {k: _paths(settings.get(k, "")) for k in ("root", "read", "write", "share")}
     for key, paths in values.items():
         for p in paths:
             if _control(p):
@@ -332,6 +334,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
         pool=pool, hat=hat, roots=roots, sysroot=sysroot, settings=settings, mode=mode,
         read_paths=sorted({canon(p, "read") for p in values["read"]}),
         write_paths=writes, origin=origin,
+        share_paths=sorted({canon(p, "share") for p in values["share"]}),
         symlinked={r: p for p, r in resolved.items() if p.rstrip("/") != r},
         vhosts=webserver.names(served),
         web_roots=list(dict.fromkeys(p for v in served for p, _ in v.roots)),

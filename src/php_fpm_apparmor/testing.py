@@ -203,7 +203,7 @@ def problems(*built, core: bool = True) -> list[str]:
     """The generator's invariants over built pools judged together, as `generate` judges a
     whole system (core=False: the plugins' rules alone). Each item: a Built or a
     (site, policy, text) triple."""
-    from . import generate
+    from . import generate, invariants
 
     triples = [(b.site, b.policy, b.text) if isinstance(b, Built) else tuple(b) for b in built]
     if not core:
@@ -211,7 +211,7 @@ def problems(*built, core: bool = True) -> list[str]:
         triples = [(s, p, render.render(p)) for s, p, _ in triples]
     entries = [generate.Entry(pool=s.pool, hat=s.hat, site=s, policy=p, text=t) for s, p, t in triples]
     plan = generate.Plan(triples[0][0].sysroot, entries=entries)
-    generate.check_invariants(plan)
+    invariants.check_plan(plan)
     return [e.problem for e in entries if e.problem]
 
 

@@ -2,6 +2,8 @@
 
 `-Q -K` compiles without a kernel or cache, `-M` pins the feature set Debian ships, so the
 result does not depend on the running kernel (or on there being AppArmor in it at all).
+The features file is the one shipped beside the parser being run (the apparmor package
+of Debian 12 and 13 each ship their own): features_for() finds it from the parser's path.
 """
 
 from __future__ import annotations
@@ -37,13 +39,25 @@ def search_dirs(sysroot: str) -> list[str]:
     return dirs
 
 
-def compile_file(path: str, includes: list[str], features: str = FEATURES) -> str | None:
+def features_for(exe: str) -> str | None:
+    """The features file of the package that ships `exe`: <prefix>/share/apparmor-features
+    for <prefix>/sbin/apparmor_parser (/sbin is /usr/sbin on a merged /usr). A parser under
+    /usr/local has no features there: then none, never Debian's file for another parser."""
+    prefix = Path(os.path.realpath(exe)).parents[1]
+    if prefix == Path("/"):  # /sbin/apparmor_parser on a split /usr
+        prefix = Path("/usr")
+    candidate = prefix / "share/apparmor-features/features"
+    return str(candidate) if candidate.is_file() else None
+
+
+def compile_file(path: str, includes: list[str], features: str | None = None) -> str | None:
     """None if `path` compiles, else the parser's message."""
     exe = parser()
     if exe is None:
         return "apparmor_parser not found (install the apparmor package)"
     cmd = [exe, "-Q", "-K", "--quiet"]
-    if os.path.exists(features):
+    features = features or features_for(exe)
+    if features and os.path.exists(features):
         cmd += ["-M", features]
     for d in includes:
         cmd += ["-I", d]
@@ -53,8 +67,9 @@ def compile_file(path: str, includes: list[str], features: str = FEATURES) -> st
     return (proc.stderr or proc.stdout).strip() or f"apparmor_parser exited {proc.returncode}"
 
 
-def compile_pools(texts: dict[str, str], includes: list[str]) -> dict[str, str | None]:
-    """Compile each pool file alone inside a php-fpm parent: {hat: error or None}."""
+def compile_pools(texts: dict[str, str], includes: list[str], done=None) -> dict[str, str | None]:
+    """Compile each pool file alone inside a php-fpm parent: {hat: error or None}.
+    done(hat) is called as each finishes (progress)."""
     with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-") as tmp:
         jobs = {}
         for hat, text in texts.items():
@@ -63,6 +78,12 @@ def compile_pools(texts: dict[str, str], includes: list[str]) -> dict[str, str |
             wrapper = Path(tmp, f"{hat}.wrapper")
             wrapper.write_text(WRAPPER.format(path=body))
             jobs[hat] = str(wrapper)
+        def one(hat):
+            error = compile_file(jobs[hat], includes)
+            if done:
+                done(hat)
+            return error
+        # Parser runs are separate processes: one per core compiles in parallel.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            results = dict(zip(jobs, pool.map(lambda w: compile_file(w, includes), jobs.values())))
+            results = dict(zip(jobs, pool.map(one, jobs)))
     return results

@@ -1,0 +1,409 @@
+"""Steps 6-8 as one transaction over candidate files: wanted -> diff -> compile -> write -> load.
+
+Every pool's file is a candidate of its own. One that does not compile is left out with a
+problem line naming the pool, the rule (and so the plugin) and the parser's message: its
+previous file stays, and a pool with apparmor_hat that has none gets its core-only hat.
+The other pools are written and loaded all the same.
+
+Only what changed is compiled and loaded. A pool whose change stays inside its hat and
+children is loaded alone, as top-level `profile php-fpm//<name>` blocks next to the loaded
+parent (DESIGN.md 5: such a profile loads by itself and survives a parent reload), so the
+other hats and their workers are untouched. Anything the parent itself holds (a pool's
+socket or logs, a new or removed pool, the main profile, the admin's overrides, the
+shared children) reloads the parent. The files on disk stay the single truth: a reboot or
+a full reload compiles exactly what was loaded piecewise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import generate, install, load, render, validate
+from .policy import PARENT
+
+_HERE = Path(__file__).resolve()
+TEMPLATES = ("/usr/share/php-fpm-apparmor/php-fpm.profile",
+             # an installed package under another root (dpkg --root, an unpacked .deb):
+             # <usr>/lib/python3/dist-packages/php_fpm_apparmor/apply.py
+             str(_HERE.parents[min(4, len(_HERE.parents) - 1)] / "share/php-fpm-apparmor/php-fpm.profile"),
+             # a source checkout: <repo>/src/php_fpm_apparmor/apply.py
+             str(_HERE.parents[min(2, len(_HERE.parents) - 1)] / "etc/apparmor.d/php-fpm-apparmor.profile"))
+_PROFILE_PHP_FPM = re.compile(r"^\s*profile\s+php-fpm\s", re.M)
+# Above this many changed files one compile of the whole profile is cheaper than one
+# parser run per file (each run pays for abstractions/base again).
+PER_FILE_MAX = 16
+
+
+@dataclass
+class Candidate:
+    """One file of php-fpm.d/ as this run wants it."""
+
+    name: str  # a hat, or render.SHARED_FILE
+    text: str
+    entry: object = None  # generate.Entry (None for the shared file)
+    core_only: bool = False  # the pool's fallback hat, not its real policy
+
+
+@dataclass
+class Outcome:
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    loaded: bool = False  # something was loaded into the kernel
+    reloaded: bool = False  # the parent was replaced (every hat with it)
+    hats_loaded: list[str] = field(default_factory=list)  # hats loaded alone, parent untouched
+    load_skipped: str | None = None
+
+
+# --- the main profile -------------------------------------------------------------------
+
+def main_profile(sysroot: str) -> tuple[Path | None, bool]:
+    """(the file that defines profile php-fpm, whether it is ours to manage)."""
+    stock = install.at(sysroot, install.STOCK_PROFILE)
+    if stock.exists():
+        return stock, False
+    d = install.at(sysroot, "/etc/apparmor.d")
+    ours_path = install.at(sysroot, install.MAIN_PROFILE)
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if p.is_file() and p != ours_path and not p.name.startswith(".") and p.stat().st_size < 1 << 20:
+                try:
+                    if _PROFILE_PHP_FPM.search(p.read_text(errors="replace")):
+                        return p, False
+                except OSError:
+                    continue
+    return ours_path, True
+
+
+def template() -> str:
+    for t in TEMPLATES:
+        if Path(t).is_file():
+            return Path(t).read_text()
+    raise FileNotFoundError("php-fpm profile template missing: " + " or ".join(TEMPLATES))
+
+
+def main_text_for(result, ours_main: bool, main: Path) -> str:
+    if not ours_main:
+        return main.read_text()
+    text = template()
+    # A pool without apparmor_hat runs PHP in the master's profile: enforcing it would
+    # break that site, so the master stays in complain mode until every pool has a hat.
+    if any(not e.pool.hat for e in result.entries):
+        text = re.sub(r"flags=\(([^)]*)\)", lambda m: f"flags=({m.group(1)},complain)", text, count=1)
+    return text
+
+
+# --- one pool file: its parent-level rules and its profiles -----------------------------
+
+_BLOCK = re.compile(r"^  (\^|profile )(\S+)(.*)$")
+
+
+def split(text: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the parent-level rules, {profile name: its block}) of a php-fpm.d file as render
+    writes it: rules at column 0, each profile from `  ^x {`/`  profile x {` to `  }`."""
+    master, blocks, name, lines = [], {}, None, []
+    for line in text.splitlines():
+        if name is None:
+            m = _BLOCK.match(line)
+            if m:
+                name, lines = m.group(2), [line]
+            elif line.strip() and not line.lstrip().startswith("#"):
+                master.append(line.strip())
+            continue
+        lines.append(line)
+        if line == "  }":
+            blocks[name] = "\n".join(lines)
+            name = None
+    return tuple(master), blocks
+
+
+def installed_profiles(sysroot: str, hat: str) -> list[str]:
+    """The profile names in the pool's installed file of ours ([] if it has none)."""
+    path = install.at(sysroot, install.POOL_DIR) / hat
+    if not install.is_ours(path):
+        return []
+    try:
+        return list(split(path.read_text())[1])
+    except OSError:
+        return []
+
+
+def preamble(main_text: str) -> str:
+    """What the main profile states before `profile php-fpm` (abi, tunables, variables)."""
+    m = _PROFILE_PHP_FPM.search(main_text)
+    head = main_text[: m.start()] if m else ""
+    return "\n".join(line for line in head.splitlines()
+                     if line.strip() and not line.lstrip().startswith("#")) + "\n"
+
+
+def standalone(main_text: str, texts: list[str]) -> str:
+    """The pools' profiles as top-level `profile php-fpm//<name>`: loadable without the
+    parent's other hats (the kernel attaches them to the loaded parent)."""
+    out = [preamble(main_text)]
+    for text in texts:
+        for name, block in split(text)[1].items():
+            head, _, body = block.partition("\n")
+            flags = _BLOCK.match(head).group(3)
+            out.append(f"profile {PARENT}//{name}{flags}\n{body}\n")
+    return "\n".join(out)
+
+
+# --- compile ----------------------------------------------------------------------------
+
+def _compile_whole(main_text: str, files: dict[str, str], includes: list[str]) -> str | None:
+    """Compile the php-fpm profile as it will be after install; None if it compiles."""
+    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-stage-") as stage:
+        staged = Path(stage, "php-fpm.d")
+        staged.mkdir()
+        for name, text in files.items():
+            (staged / name).write_text(text)
+        whole = Path(stage, "php-fpm-main")
+        whole.write_text(main_text)
+        return validate.compile_file(str(whole), [stage] + includes)
+
+
+def culprit_rule(text: str, includes: list[str]) -> str | None:
+    """The first rule of a file that the parser refuses on its own, with the comment it is
+    rendered under (`plugin: why`), found by halving; None if no single rule is to blame."""
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines)
+             if line.strip() and not line.lstrip().startswith(("#", "include", "^", "profile "))
+             and line.strip() != "}" and line.rstrip().endswith(",")]
+
+    def fails(idx: list[int]) -> bool:
+        body = "\n".join("  " + lines[i].strip() for i in idx)
+        with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
+            f.write(f"abi <abi/3.0>,\ninclude <tunables/global>\nprofile culprit {{\n{body}\n}}\n")
+        try:
+            return validate.compile_file(f.name, includes) is not None
+        finally:
+            Path(f.name).unlink(missing_ok=True)
+
+    if not rules or not fails(rules):
+        return None
+    while len(rules) > 1:
+        half = rules[: len(rules) // 2]
+        rules = half if fails(half) else rules[len(rules) // 2:]
+    i = rules[0]
+    why = next((lines[j].strip()[2:] for j in range(i - 1, -1, -1) if lines[j].lstrip().startswith("#")), "")
+    return f"rule `{lines[i].strip()}`" + (f" (from {why})" if why else "")
+
+
+def _refused(c: Candidate, error: str, includes: list[str]) -> str:
+    rule = culprit_rule(c.text, includes)
+    what = f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else c.name
+    return (f"{what}: apparmor_parser refused {'the core-only hat' if c.core_only else 'hat'} {c.name}"
+            + (f": {rule}" if rule else "") + f": {error}")
+
+
+# --- the transaction --------------------------------------------------------------------
+
+def wanted(result, existing: dict[str, Path]) -> dict[str, Candidate]:
+    """{file name: candidate}: each pool's hat; the core-only hat for a failed pool with
+    apparmor_hat that has no file yet (a failed pool with a file keeps it)."""
+    out = {}
+    for e in result.entries:
+        if not e.hat or e.keep:
+            continue
+        if e.text is not None and not e.problem:
+            out[e.hat] = Candidate(e.hat, e.text, e)
+        elif e.fallback is not None and e.hat not in existing:
+            out[e.hat] = Candidate(e.hat, e.fallback, e, core_only=True)
+    return out
+
+
+def apply(result, dry_run: bool = False, want_main: bool = False, progress=None) -> Outcome:
+    """Compile, install and load what `result` (generate.plan) wants; see the module doc."""
+    tell = progress or (lambda *a: None)
+    sysroot = result.sysroot
+    out = Outcome(problems=list(result.problems))
+    with (install.lock(sysroot) if not dry_run else contextlib.nullcontext()):
+        includes = validate.search_dirs(sysroot)
+        existing = install.ours(sysroot)
+        old = {h: p.read_text() for h, p in existing.items()}
+        want = wanted(result, existing)
+        claimed = {e.hat for e in result.entries if e.hat}
+        # The shared children exist only while some hat may point into them.
+        if want or any(h in claimed for h in existing):
+            claimed.add(render.SHARED_FILE)
+            want[render.SHARED_FILE] = Candidate(render.SHARED_FILE, result.shared)
+        stale = {h: p for h, p in existing.items() if h not in claimed}
+        main, ours_main = main_profile(sysroot)
+        main_text = main_text_for(result, ours_main, main)
+        pool_dir = install.at(sysroot, install.POOL_DIR)
+        # The admin's own files in php-fpm.d are part of the profile too: never overwritten,
+        # and compiled with ours (a hat they define twice must fail here, not at boot).
+        theirs = {p.name: p.read_text(errors="replace") for p in sorted(pool_dir.iterdir())
+                  if p.is_file() and not p.name.startswith(".") and p.name not in existing}\
+            if pool_dir.is_dir() else {}
+        for name in [n for n in want if n in theirs]:
+            e = want.pop(name).entry
+            e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: {pool_dir / name} exists and "
+                         f"was not written by php-fpm-apparmor: move it to "
+                         f"{install.LOCAL_DIR}/{name} or choose another apparmor_hat")
+            out.problems.append(e.problem)
+        # Until some pool uses a hat (or `enable` asks), confining the master would only
+        # change what runs today: our profile stays out; the hat files wait, unloaded.
+        install_main = ours_main and (want_main or main.exists() or any(e.pool.hat for e in result.entries))
+        main_changed = install_main and not (main.exists() and main.read_text() == main_text)
+        local = install.local_digest(sysroot)  # the admin's overrides count as a change too
+        local_changed = local != install.read_state(sysroot)
+        changed = {n: c for n, c in want.items() if old.get(n) != c.text}
+        foreign_main = not ours_main and install.at(sysroot, install.MAIN_PROFILE).exists()
+        if changed or stale or main_changed or local_changed or foreign_main:
+            keep = {n: t for n, t in old.items() if n not in stale}
+            # The whole profile is compiled when more than pool files changed, and while
+            # the admin keeps files of their own in php-fpm.d (they may clash with ours).
+            if not _compile(sysroot, changed, want, old, keep, theirs, main_text, includes,
+                            whole=(main_changed or local_changed or bool(theirs) or foreign_main
+                                   or len(changed) > PER_FILE_MAX),
+                            out=out, tell=tell):
+                return out
+        if dry_run:
+            return out
+        if sysroot in ("/", "") and not load.enabled(sysroot):
+            # Policy for a kernel that will not load it is policy nobody checked in use;
+            # at boot with AppArmor on, php-fpm's ExecStartPre runs generate again.
+            out.problems.append("AppArmor is not enabled in the running kernel: validated only, nothing "
+                                "installed or loaded (boot with apparmor=1 security=apparmor)")
+            return out
+        # --- write
+        install.clean_temp(sysroot)
+        if install_main and install.write_atomic(main, main_text):
+            out.written.append(str(main))
+        elif not ours_main:
+            mine = install.at(sysroot, install.MAIN_PROFILE)
+            if mine.exists() and install.is_ours(mine):  # another php-fpm profile arrived
+                mine.unlink()
+                out.removed.append(str(mine))
+        # The shared children first: hats that run helpers point into them.
+        for name in sorted(changed, key=lambda n: (n != render.SHARED_FILE, n)):
+            if install.write_atomic(pool_dir / name, changed[name].text):
+                out.written.append(str(pool_dir / name))
+        for h, p in sorted(stale.items()):
+            p.unlink()
+            out.removed.append(str(p))
+        install.write_state(sysroot, local)
+        # --- load
+        if not main.exists():
+            out.load_skipped = "no pool uses a hat yet (php-fpm-apparmor enable POOL): nothing loaded"
+            return out
+        if not load.enabled(sysroot):
+            out.load_skipped = "--root is not /: files installed, nothing loaded"
+            return out
+        tell("loading", 0, 0)
+        _load(main, main_text, changed, want, old, stale, main_changed or local_changed or bool(out.removed),
+              out)
+    return out
+
+
+def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, theirs, main_text, includes,
+             whole: bool, out: Outcome, tell) -> bool:
+    """Compile what changed; a file the parser refuses leaves `changed` and `want` (its old
+    file stays, or its core-only hat takes its place). False: nothing may be installed."""
+
+    def drop(errors: dict[str, str | None]) -> list[str]:
+        """Take the refused candidates out; returns the core-only hats that replace some."""
+        retry = []
+        for name, error in errors.items():
+            if not error:
+                continue
+            if name not in changed:  # an installed file (its local additions changed): report
+                out.problems.append(_refused(want.get(name) or Candidate(name, keep[name]), error, includes))
+                continue
+            c = changed.pop(name)
+            want.pop(name, None)
+            out.problems.append(_refused(c, error, includes))
+            e = c.entry
+            if e is not None:
+                e.problem = e.problem or out.problems[-1]
+                if not c.core_only and name not in old and e.needs_hat:
+                    if e.fallback is None:
+                        # Its policy passed the checks, so its core rules did: the core-only
+                        # hat is a subset of what was checked (no plugin is asked).
+                        try:
+                            e.fallback = generate.core_only(e, None)
+                        except (ValueError, TypeError):
+                            continue
+                    changed[name] = want[name] = Candidate(name, e.fallback, e, core_only=True)
+                    retry.append(name)
+        return retry
+
+    def per_file(names: list[str]) -> dict[str, str | None]:
+        done = []
+
+        def step(name):
+            done.append(name)
+            tell("compiling hats", len(done), len(names))
+        texts = {n: changed[n].text if n in changed else keep[n] for n in names}
+        return validate.compile_pools(texts, includes, step)
+
+    def files() -> dict[str, str]:
+        # php-fpm.d as it will be: a pool whose new policy failed keeps its previous file
+        # (its hat must stay loaded), removed pools' files are gone.
+        return {**theirs, **keep, **{n: c.text for n, c in changed.items()}}
+
+    if not whole:
+        retry = drop(per_file(sorted(changed)))
+        if retry:
+            drop(per_file(retry))
+        return True
+    tell("compiling the whole profile", 0, 0)
+    error = _compile_whole(main_text, files(), includes)
+    if error:
+        # Which files? The changed ones, and those whose local additions exist (an edit
+        # there changes an installed file's meaning without changing the file).
+        local = install.at(sysroot, install.LOCAL_DIR)
+        suspects = set(changed) | {n for n in keep if (local / n).is_file()}
+        retry = drop(per_file(sorted(suspects)))
+        if retry:
+            drop(per_file(retry))
+        error = _compile_whole(main_text, files(), includes)
+    if error:
+        out.problems.append(f"the php-fpm profile with all pools does not compile, nothing was "
+                            f"changed: {error}")
+        return False
+    return True
+
+
+def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stale: dict,
+          parent_changed: bool, out: Outcome) -> None:
+    present = load.loaded()
+    # Profiles a pool no longer defines stay in the kernel until unloaded (replacing the
+    # parent keeps them): a removed pool's, and a child a pool dropped.
+    gone = set()
+    for name, text in old.items():
+        if name in stale:
+            gone |= set(split(text)[1])
+        elif name in changed:
+            gone |= set(split(text)[1]) - set(split(changed[name].text)[1])
+    # An unchanged file whose profiles the kernel lacks: the parent must be reloaded (a
+    # changed file's new profiles, e.g. a child it gained, load with it).
+    missing = [n for n, c in want.items() if n not in changed
+               for p in split(c.text)[1] if f"{PARENT}//{p}" not in present]
+    alone = PARENT in present and not parent_changed and not missing and all(
+        n in old and n != render.SHARED_FILE and split(old[n])[0] == split(c.text)[0]
+        for n, c in changed.items())
+    if changed and alone:
+        error = load.replace_text(standalone(main_text, [c.text for c in changed.values()]))
+        if not error:
+            out.loaded = True
+            out.hats_loaded = sorted(p for c in changed.values() for p in split(c.text)[1])
+        else:  # the parent's way is slower but the same policy
+            out.problems.append(f"loading the changed hats alone failed, reloading {main}: {error}")
+            alone = False
+    if not alone and (changed or parent_changed or missing or stale):
+        # Nothing written, only profiles missing from the kernel (a failed boot-time load):
+        # the cache of the last full load is still valid and saves the whole compile.
+        error = load.reload(str(main), use_cache=not (changed or parent_changed or stale))
+        if error:
+            out.problems.append(f"loading {main} failed: {error}")
+            return
+        out.loaded = out.reloaded = True
+    error = load.unload(sorted(gone))
+    if error:
+        out.problems.append(f"unloading removed hats failed: {error}")

@@ -1,0 +1,199 @@
+"""The apply transaction on fake trees with the real apparmor_parser: one pool's failure is
+that pool's alone; a hat changed alone is loadable alone."""
+
+import subprocess
+
+import pytest
+
+from php_fpm_apparmor import apply as apply_mod, generate, install, plugins as plugins_mod, validate
+from php_fpm_apparmor.apps import App
+from php_fpm_apparmor.hookspecs import hookimpl
+from php_fpm_apparmor.policy import FileRule, under
+from systree import make_tree, pool_conf, snapshot
+
+NO_PLUGINS = plugins_mod.load(entry_points=[])
+pytestmark = pytest.mark.skipif(validate.parser() is None, reason="apparmor_parser not installed")
+
+
+def three_pools(tmp_path):
+    return make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in ("a", "b", "c")})
+
+
+def plugin(name, rules=None, for_hat="a"):
+    """A third-party plugin that finds an app in pool `for_hat` and returns `rules(root)`."""
+
+    class Plugin:
+        @hookimpl
+        def php_fpm_apparmor_detect(site, found):
+            return [App(name, site.roots[0], plugin=name)] if site.hat == for_hat else []
+
+        @hookimpl
+        def php_fpm_apparmor_rules(site, app):
+            return rules(app.root)
+
+    Plugin.__name__ = name
+    return plugins_mod.load(entry_points=[], extra=[Plugin])
+
+
+# The parser refuses a class ending in '-' ("[A-Za-z0-9_-]"): issue 9 finding 1.
+BAD_GLOB = plugin("badglob", lambda r: [FileRule(path=under(r, "/cache/[A-Za-z0-9_-]"), perms="r",
+                                                 why="cache keys")])
+
+
+def test_a_pool_the_parser_refuses_costs_that_pool_alone(tmp_path):
+    root = three_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and sorted(p.name for p in d.iterdir()) == ["_shared", "a", "b", "c"]
+    old_a = (d / "a").read_bytes()
+    (d / "c").unlink()  # c's file went missing: it must be written again
+    (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b")
+                                                        + "slowlog = /var/log/b.slow\n")
+    out = apply_mod.apply(generate.plan(str(root), BAD_GLOB))
+    # one line for a, naming the pool, the rule, the plugin and the parser's message
+    [line] = out.problems
+    assert "pool a: apparmor_parser refused hat a" in line, line
+    assert 'rule `"/var/www/a/cache/[A-Za-z0-9_-]" r,`' in line and "badglob: cache keys" in line, line
+    assert "ERROR" in line or "error" in line.lower(), line
+    assert (d / "a").read_bytes() == old_a  # a keeps its previous, loaded hat
+    assert (d / "c").exists() and "/var/log/b.slow" in (d / "b").read_text()  # the others go on
+    assert validate.compile_file(str(root / "etc/apparmor.d/php-fpm-apparmor"),
+                                 validate.search_dirs(str(root))) is None
+
+
+def test_a_new_pool_the_parser_refuses_gets_its_core_only_hat(tmp_path, cli):
+    root = three_pools(tmp_path)
+    out = apply_mod.apply(generate.plan(str(root), BAD_GLOB))
+    assert len(out.problems) == 1 and "pool a: apparmor_parser refused hat a" in out.problems[0]
+    d = root / "etc/apparmor.d/php-fpm.d"
+    a = (d / "a").read_text()
+    assert generate.CORE_ONLY in a and "^a flags=" in a and "/var/www/a" not in a
+    assert "/var/www/b/**" in (d / "b").read_text()
+    # the whole profile, core-only hat included, compiles
+    assert validate.compile_file(str(root / "etc/apparmor.d/php-fpm-apparmor"),
+                                 validate.search_dirs(str(root))) is None
+    # fixed: the next run gives a its real hat
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and "/var/www/a/**" in (d / "a").read_text()
+
+
+def test_a_plugin_error_keeps_the_old_file_or_gives_the_core_only_hat(tmp_path):
+    broken = plugin("returnsjunk", lambda r: ["not a rule"])
+    root = three_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    result = generate.plan(str(root), broken)
+    [e] = [e for e in result.entries if e.problem]
+    assert e.pool.name == "a" and "plugin returnsjunk" in e.problem and e.fallback
+    out = apply_mod.apply(result)
+    assert any("plugin returnsjunk" in p for p in out.problems)
+    assert generate.CORE_ONLY in (d / "a").read_text()
+    # once a has its real hat, a broken plugin leaves it in place
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    before = snapshot(root)
+    out = apply_mod.apply(generate.plan(str(root), broken))
+    assert out.problems and snapshot(root) == before
+
+
+def test_a_pool_without_any_root_gets_the_core_only_hat_and_the_rest_compiles(tmp_path, cli):
+    root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"),
+                                "lost": pool_conf("lost", None, hat="lost")})
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    assert "pool lost" in proc.stderr and "core-only hat" in proc.stderr
+    text = (root / "etc/apparmor.d/php-fpm.d/lost").read_text()
+    assert generate.CORE_ONLY in text and '"/run/php/lost.sock" rwkl,' in text  # its socket still works
+    assert "include <abstractions/base>" in text and "/var/www" not in text
+
+
+def test_only_the_changed_hat_is_compiled(tmp_path, monkeypatch):
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    compiled = []
+    real = validate.compile_file
+    monkeypatch.setattr(validate, "compile_file", lambda path, inc, **k: compiled.append(path) or real(path, inc, **k))
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[b]\nmode = complain\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and [p.rsplit("/", 1)[1] for p in compiled] == ["b.wrapper"]
+    assert "^b flags=(attach_disconnected,complain)" in (root / "etc/apparmor.d/php-fpm.d/b").read_text()
+
+
+def test_split_and_standalone_hats_compile_alone_under_their_full_names(tmp_path):
+    webp = plugin("helper", lambda r: [], for_hat="a")
+    root = three_pools(tmp_path)
+    result = generate.plan(str(root), webp)
+    a = next(e for e in result.entries if e.hat == "a")
+    master, blocks = apply_mod.split(a.text)
+    assert '"/run/php/a.sock" rwkl,' in master and list(blocks) == ["a"]
+    main_text = apply_mod.template()
+    text = apply_mod.standalone(main_text, [a.text])
+    assert "profile php-fpm//a flags=(attach_disconnected) {" in text and "^a" not in text
+    f = tmp_path / "alone"
+    f.write_text(text)
+    names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES,
+                            "-I", str(root / "etc/apparmor.d"), "-I", "/etc/apparmor.d", str(f)],
+                           capture_output=True, text=True)
+    assert names.returncode == 0, names.stderr
+    assert names.stdout.split() == ["php-fpm//a"]
+    # a parent-level change is seen as one: the socket moved
+    moved = a.text.replace("/run/php/a.sock", "/run/php/a2.sock")
+    assert apply_mod.split(moved)[0] != master
+
+
+def test_installed_files_compile_in_the_stock_profile_too(tmp_path):
+    root = three_pools(tmp_path)
+    stock = root / "etc/apparmor.d/php-fpm"
+    stock.write_text("abi <abi/3.0>,\ninclude <tunables/global>\nprofile php-fpm /usr/sbin/php-fpm* {\n"
+                     "  include <abstractions/base>\n  include if exists <php-fpm.d>\n}\n")
+    out = apply_mod.apply(generate.plan(str(root), BAD_GLOB))
+    assert len(out.problems) == 1
+    assert sorted(install.ours(str(root))) == ["_shared", "a", "b", "c"]
+    assert validate.compile_file(str(stock), validate.search_dirs(str(root))) is None
+
+
+def test_only_one_pool_is_planned_and_the_others_keep_their_files(tmp_path, cli):
+    root = three_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    before = {n: (d / n).stat().st_mtime_ns for n in ("a", "c")}
+    # a plugin that would break a is never asked about a: only b is planned
+    calls = []
+    watching = plugin("watch", lambda r: calls.append(r) or ["not a rule"], for_hat="a")
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[b]\nmode = complain\n")
+    result = generate.plan(str(root), watching, only=["b"])
+    assert [e.hat for e in result.entries if e.keep] == ["a", "c"] and not calls
+    out = apply_mod.apply(result)
+    assert not out.problems and [p.rsplit("/", 1)[1] for p in out.written] == ["b"]
+    assert {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
+    # the planned pool is still checked against the kept pools' roots
+    reach = plugin("reach", lambda r: [FileRule(path="/var/www/a/**", perms="r", why="peek")], for_hat="b")
+    result = generate.plan(str(root), reach, only=["b"])
+    [e] = [e for e in result.entries if e.problem]
+    assert e.hat == "b" and "reaches pool a's root /var/www/a" in e.problem
+    # the CLI: complain/enforce re-plan the one pool they change
+    proc = cli("enforce", "b", root=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "complain" not in (d / "b").read_text() and {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
+    proc = cli("generate", "--pool", "c", "--dry-run", root=root)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_status_only_reads(tmp_path, monkeypatch, capsys):
+    import json
+
+    from php_fpm_apparmor import cli, invariants, policy
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+
+    def forbidden(*a, **k):
+        raise AssertionError("status must not build, check or compile policy")
+    for mod, name in ((validate, "compile_file"), (invariants, "check_plan"), (policy, "build"),
+                      (apply_mod, "apply")):
+        monkeypatch.setattr(mod, name, forbidden)
+    assert cli.main(["--root", str(root), "--json", "status"]) == 0
+    rows = {r["pool"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["a"]["hat"] == "a" and rows["a"]["file"].endswith("php-fpm.d/a")
+    assert rows["a"]["installed_mode"] == "enforce" and rows["a"]["site_root"] == ["/var/www/a"]

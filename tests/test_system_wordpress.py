@@ -1,0 +1,57 @@
+"""A real app over HTTP on a booted Debian system (marker `system`, issue 8 item 5).
+
+Debian's `wordpress` package with mariadb, nginx and a pool with its own hat in enforce
+mode: install, log in, upload an image and publish through HTTP with zero denials; in the
+same boot the WordPress plugin's EXPECTATIONS rows (read/write; exec and mail rows need a
+probe this scenario does not have) run in the pool: attacks refused with EACCES and a
+DENIED line. Artefacts in artifacts/system/<release>/wordpress/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from php_fpm_apparmor_plugins import wordpress as wp_plugin
+from system import image, machine, payload
+from test_system_admin import jsonl, package, pytestmark  # noqa: F401  (same skips)
+
+REPO = Path(__file__).resolve().parent.parent
+PLACES = dict(root="/usr/share/wordpress", content="/var/lib/wordpress/wp-content",
+              other="/var/www/shop", data="/srv/none")
+STAGES = ["boot", "wp-setup", "wp-use", "wp-attacks"]
+
+
+def rows() -> list[dict]:
+    out = []
+    for exp in wp_plugin.EXPECTATIONS:
+        if exp.op in ("read", "write"):
+            r = exp.resolve(**PLACES)
+            out.append({"op": r.op, "target": r.target, "expect": r.expect, "why": r.why})
+    return out
+
+
+@pytest.mark.parametrize("release", ["trixie", "bookworm"])
+def test_wordpress_over_http(release, release_package):
+    deb = package(release, release_package)
+    img = image.get(release, machine.warm)
+    out = REPO / "artifacts" / "system" / release / "wordpress"
+    shutil.rmtree(out, ignore_errors=True)
+    pl = payload.wordpress(out / "payload", img.release, deb, rows())
+    boot = machine.boot(img, pl, out, max_boots=1)
+    checks = jsonl(boot.results / "checks.jsonl")
+    stages = jsonl(boot.results / "stages.jsonl")
+    summary = {"release": release, "deb": str(deb), "scenario_seconds": round(boot.seconds, 1),
+               "stages": stages, "checks": len(checks),
+               "failed": [c for c in checks if not c["ok"]]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(out / "payload", ignore_errors=True)
+    print(json.dumps({k: v for k, v in summary.items() if k != "failed"}, indent=1))
+    assert boot.returncode is not None, f"host timeout, see {boot.serial}"
+    assert (boot.results / "done").exists(), f"the guest did not finish, see {boot.serial}"
+    assert not summary["failed"], json.dumps(summary["failed"], indent=1)
+    assert {s["stage"] for s in stages} >= set(STAGES), stages
