@@ -392,7 +392,7 @@ def test_webserver_path_unit_verifies_and_watches_the_sites(tmp_path):
     service = (units / "php-fpm-apparmor-webserver.service").read_text()
     assert "ExecStart=/usr/bin/php-fpm-apparmor generate --quiet\n" in service
     install = (repo / "debian/php-fpm-apparmor.install").read_text()
-    assert "systemd/php-fpm-apparmor-webserver.path lib/systemd/system/" in install
+    assert re.search(r"^systemd/php-fpm-apparmor-webserver\.path (usr/)?lib/systemd/system/$", install, re.M)
 
 
 @needs_nginx
