@@ -356,6 +356,7 @@ def test_terminal_asks_allow_glob_skip(demo):
     local = (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text()
     assert '"/srv/plain-shared/data/*" r,' in local and "png" not in local
     assert "appended to" in out
+    assert ": 2 rule(s) proposed, 1 allowed, " in out  # not the allowed count as "proposed"
     # stop at once: nothing else is written
     rc, out = run_on_pty(demo, ["learn", "--pool", "plain"], ["t"])
     assert rc == 0 and (demo / "etc/apparmor.d/local/php-fpm.d/plain").read_text() == local
@@ -366,6 +367,23 @@ def test_no_terminal_no_questions(demo, cli):
     assert proc.returncode == 0 and "(A)llow" not in proc.stdout
     assert '"/srv/plain-shared/data/*.json" r,  # 3 event(s), 3 paths' in proc.stdout
     assert not (demo / "etc/apparmor.d/local/php-fpm.d/plain").exists()
+
+
+def test_listing_another_pools_session_or_temp_dir_is_refused(demo, cli):
+    """The names in a session dir are session ids: reading the directory is another pool's
+    data, though no sess_* pattern matches the directory itself."""
+    log = demo / "var/log/audit/audit.log"
+    log.write_text(rec(1, "blog", "/var/lib/php/sessions/cloud/") + "\n"
+                   + rec(2, "blog", "/tmp/php-cloud/") + "\n")
+    (demo / "var/log/audit/audit.log.1").unlink()
+    proc = cli("--json", "learn", "--pool", "blog", "--log", str(log), root=demo)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["proposals"] == []
+    why = {r["what"]: r["why"] for r in out["refused"]}
+    assert set(why) == {"r /var/lib/php/sessions/cloud/", "r /tmp/php-cloud/"}
+    assert why["r /var/lib/php/sessions/cloud/"].startswith("pool cloud's session")
+    assert why["r /tmp/php-cloud/"].startswith("pool cloud's")
 
 
 # --- complain -> enforce ----------------------------------------------------------------
@@ -395,6 +413,19 @@ def test_enforce_if_quiet(demo, cli):
     assert proc.returncode == 0, proc.stderr
     assert "no complain-mode event for hat cloud" in proc.stdout
     assert _mode(demo) != before and "mode = enforce" in _mode(demo).split("[cloud]", 1)[1]
+
+
+def test_enforce_if_quiet_on_a_pool_already_enforced(demo, cli):
+    """Old ALLOWED lines of a pool already in enforce mode: said so, not "stays in complain"."""
+    log = demo / "var/log/audit/audit.log"
+    log.write_text(rec(1, "blog", "/srv/z/new.txt", st="ALLOWED", t=time.time() - 60) + "\n")
+    st = json.loads(cli("--json", "status", root=demo).stdout)
+    assert {r["pool"]: r["mode"] for r in st}["blog"] == "enforce"
+    before = _mode(demo)
+    proc = cli("enforce", "blog", "--if-quiet", "7", root=demo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "pool blog is already in enforce mode"
+    assert _mode(demo) == before
 
 
 def test_status_reads_a_bounded_tail(demo, cli):

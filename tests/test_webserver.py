@@ -387,12 +387,12 @@ def test_webserver_path_unit_verifies_and_watches_the_sites(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     path = (units / "php-fpm-apparmor-webserver.path").read_text()
     for watched in ("/etc/nginx/sites-enabled", "/etc/nginx/conf.d", "/etc/apache2/sites-enabled",
-                    "/etc/apache2/conf-enabled"):
+                    "/etc/apache2/conf-enabled", "/etc/apache2/conf-available", "/etc/apache2/apache2.conf"):
         assert f"PathChanged={watched}\n" in path
     service = (units / "php-fpm-apparmor-webserver.service").read_text()
     assert "ExecStart=/usr/bin/php-fpm-apparmor generate --quiet\n" in service
     install = (repo / "debian/php-fpm-apparmor.install").read_text()
-    assert "systemd/php-fpm-apparmor-webserver.path lib/systemd/system/" in install
+    assert re.search(r"^systemd/php-fpm-apparmor-webserver\.path (usr/)?lib/systemd/system/$", install, re.M)
 
 
 @needs_nginx

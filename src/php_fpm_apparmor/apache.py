@@ -239,7 +239,7 @@ class Reader:
                 host.names.extend(args)
             elif n == "documentroot" and args:
                 host.docroot = (args[0], d.where)
-            elif n == "alias" and len(args) >= 2 and host is not self.main:
+            elif n == "alias" and len(args) >= 2:
                 host.aliases.append((args[1], d.where))
             elif n in ("sethandler", "addhandler") and args and args[0].lower().startswith("proxy:"):
                 self._handler(args[0][6:], d, host, directory, _phpish(" ".join(args[1:])))
@@ -296,6 +296,10 @@ def _phpish(pattern: str) -> bool:
     return "php" in low or ".ph" in low
 
 
+def _holds_php(files: Files, path: str) -> bool:
+    return path.startswith("/") and "$" not in path and bool(files.glob(path.rstrip("/") + "/*.php"))
+
+
 def _script_root(path: str) -> str | None:
     """The directory of fcgi://host/var/www/site/$1: what php-fpm gets as SCRIPT_FILENAME."""
     cut = path.find("$")
@@ -312,6 +316,12 @@ def _vhosts(r: Reader, problems: list[str]) -> list[Vhost]:
     for h in hosts:
         handlers = h.handlers if h.handlers or h is r.main else r.main.handlers
         docroot = h.docroot or r.main.docroot
+        # Server-config Aliases (Debian's phpmyadmin package: `Alias /phpmyadmin
+        # /usr/share/phpmyadmin` in conf-enabled) reach PHP through the server-config
+        # handler (`a2enconf php8.2-fpm`); only those holding PHP files, not /icons/.
+        aliases = h.aliases if h is not r.main else []
+        if handlers is r.main.handlers:
+            aliases = aliases + [(p, at) for p, at in r.main.aliases if _holds_php(r.files, p)]
         for address, where, directory, path, php in handlers:
             roots, why = [], []
             if path and _script_root(path):
@@ -319,7 +329,7 @@ def _vhosts(r: Reader, problems: list[str]) -> list[Vhost]:
             elif directory:
                 roots = [(directory, where)]
             else:
-                for value, at in ([docroot] if docroot else []) + h.aliases:
+                for value, at in ([docroot] if docroot else []) + aliases:
                     if "${" in value or "$" in value:
                         why.append(f"{at}: {value} is set by a variable Apache does not define here; "
                                    f"not guessed (set root = in the pool's section)")

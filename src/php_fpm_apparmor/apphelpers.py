@@ -412,11 +412,13 @@ def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr
 
 def pool_names(site, path: str) -> bool:
     """Whether the pool points at `path` itself: its chdir, doc_root or an open_basedir
-    entry. For the roots hook: a packaged app claims its directory only for the pools
-    configured to serve it."""
+    entry, or a vhost that passes this pool's PHP there (`alias /usr/share/phpmyadmin/;`,
+    Debian's `Alias /phpmyadmin ...`: site.web_roots). For the roots hook: a packaged app
+    claims its directory only for the pools configured to serve it."""
     pool = site.pool
     named = [getattr(pool, "chdir", None) or "", site_ini(site, "doc_root") or ""]
     named += (site_ini(site, "open_basedir") or "").split(":")
+    named += list(getattr(site, "web_roots", None) or [])
     want = path.rstrip("/")
     return any(isinstance(p, str) and p.rstrip("/") == want for p in named if p)
 

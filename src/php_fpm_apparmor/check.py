@@ -115,6 +115,7 @@ def findings(args, plugins) -> list[str]:
             out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
                        f"with write = writes) what the other does; fine for one site served twice")
     out += config_findings(args.root, result)
+    out += sites.symlink_notes(result.entries)
     out += webserver.findings(result, args.root)
     # A plugin that was refused leaves its apps' pools without their rules: not a mere warning.
     out += [f"warning: {w}" for w in result.warnings if w not in plugins.problems] + plugins.problems

@@ -243,11 +243,23 @@ def _owner(t: Target, path: str) -> Owned | None:
                     evaluate.inside(path, r) for r in own_roots if evaluate.inside(r, o.pattern)):
                 return o
     parts = path.split("/")
+    listing = path.endswith("/")
     for depth in range(1, min(len(parts), 5)):
         for o in t.owned_index.get("/".join(parts[:depth]) + "/", ()):
             if evaluate.matches(o.pattern, path):
                 return o
+            # Listing the directory of another pool's sess_* or temp files shows their
+            # names: session ids (Debian's /var/lib/php/sessions is 1733 for that reason).
+            if listing and _prefix(o.pattern) != o.pattern and _lists(path.rstrip("/"), o.pattern):
+                return o
     return None
+
+
+def _lists(directory: str, pattern: str) -> bool:
+    """Whether listing `directory` shows names `pattern` matches: its own directory, or one
+    below it for a pattern with **."""
+    d = _dir_of(pattern)
+    return directory == d or ("**" in pattern and evaluate.inside(directory, d))
 
 
 def _key(prefix: str) -> str:

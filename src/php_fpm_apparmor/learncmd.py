@@ -36,6 +36,7 @@ def cmd_learn(args, plugins) -> int:
     counter, sources = auditlog.read(args.root, args.log, since)
     proposal = learn.propose(counter.seen(), result, pools)
     read_from = ", ".join(sources) or "no log found"
+    offered = len(proposal.offers)  # ask() keeps only the allowed ones
     if args.json:
         print(json.dumps({
             "rules": proposal.rules,
@@ -63,7 +64,8 @@ def cmd_learn(args, plugins) -> int:
     if not args.json:
         for n in proposal.notes:
             _err(f"warning: {n}")
-        print(f"read {read_from}: {len(proposal.offers)} rule(s) proposed, {len(proposal.refused)} "
+        allowed = f", {len(proposal.offers)} allowed" if _interactive(args) else ""
+        print(f"read {read_from}: {offered} rule(s) proposed{allowed}, {len(proposal.refused)} "
               f"refused, {proposal.allowed} event(s) the policy already allows")
     if not (args.write or _interactive(args)) or not proposal.rules:
         return OK
@@ -107,6 +109,9 @@ def cmd_enforce(args, plugins) -> int:
         if not e.hat or not e.site:
             _err(f"pool {e.pool.name}: {e.problem or e.note or 'no hat'}")
             return PROBLEMS
+        if e.site.mode == "enforce":  # nothing to switch; its old ALLOWED lines are history
+            print(f"pool {e.pool.name} is already in enforce mode")
+            return OK
         quiet, message = learn.quiet_check(args.root, e, args.if_quiet)
         if not quiet:
             print(message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import functools
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,3 +347,20 @@ def _canon_web(sysroot: str, path: str, vhosts) -> str:
     except ConfigError as exc:
         where = next((w for v in vhosts for p, w in v.roots if p == path or p.endswith(path)), None)
         raise ConfigError(where, None, f"root {path}: {exc.message}") from None
+
+
+def symlink_notes(entries) -> list[str]:
+    """`check` notes: a root reached through a symlink is confined at its target. Deploy tools
+    (Deployer, Capistrano: root .../current/public -> releases/N/public) switch the link on
+    each release, and the hat would still name the old one until the next generate."""
+    out = []
+    for e in entries:
+        site = getattr(e, "site", None)
+        for real, configured in sorted((site.symlinked if site else {}).items()):
+            common = posixpath.commonpath([configured.rstrip("/"), real])
+            hint = "run php-fpm-apparmor generate after each switch"
+            if common.count("/") >= 3 and not _is_system(common):
+                hint += f", or set root = {common} in the pool's section of {CONFIG}"
+            out.append(f"note: pool {e.pool.name}: root {configured} is a symlink to {real}, and the "
+                       f"hat allows {real} only: when the link moves (a deploy), {hint}")
+    return out
