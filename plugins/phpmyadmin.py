@@ -21,7 +21,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from php_fpm_apparmor.api import (App, Expectation, FileRule, WriteException, clean_version, hookimpl,
+from php_fpm_apparmor.api import (App, DataDir, Expectation, FileRule, WriteException, clean_version, hookimpl,
                                   is_within, lit, pool_names, under, unsafe_path)
 
 __version__ = "1.0"
@@ -121,6 +121,8 @@ def php_fpm_apparmor_rules(site, app):
         rules += [FileRule(path=under(temp, "/"), perms="r", why=why + "temp dir (tempDir)"),
                   FileRule(path=under(temp, "/**"), perms="rwk", owner=True,
                            why=why + "Twig template cache and uploads (tempDir)")]
+        if not any(is_within(temp, r) for r in site.roots):  # Debian's /var/lib/phpmyadmin/tmp
+            rules.append(DataDir(path=temp, why=why + "tempDir is the pool's own"))
     return rules
 
 

@@ -87,8 +87,6 @@ def test_nginx_phpmyadmin_alias_on_debians_default_pool(tmp_path):
 
 @needs_pma
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
-@pytest.mark.xfail(strict=True, reason="main: the closed list refuses the phpmyadmin plugin's "
-                   "/var/lib/phpmyadmin/tmp/** unless the pool's upload_tmp_dir is that dir")
 def test_nginx_phpmyadmin_alias_pool_generates(tmp_path):
     root = nginx_tree(_host(tmp_path), {"default": NGINX_DEFAULT})
     _, e = _www(root)
