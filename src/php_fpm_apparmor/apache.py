@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .webserver import Files, Vhost, has_glob, read_envvars, run
+from .webserver import Directive, Files, Vhost, has_glob, read_envvars, run
 
 SERVER_ROOT = "/etc/apache2"  # Debian's compiled-in ServerRoot
 MAIN = "apache2.conf"
@@ -25,19 +25,6 @@ MAX_DEPTH = 100
 STATIC = {"core.c", "mod_so.c", "mod_watchdog.c", "http_core.c", "mod_log_config.c", "mod_logio.c",
           "mod_version.c", "mod_unixd.c", "core_module", "so_module", "watchdog_module", "http_module",
           "log_config_module", "logio_module", "version_module", "unixd_module"}
-
-
-@dataclass
-class Directive:
-    name: str  # lower-case
-    args: list[str]
-    file: str
-    line: int
-    block: list | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 _WORD = re.compile(r'"((?:\\.|[^"\\])*)"|\'((?:\\.|[^\'\\])*)\'|(\S+)')

@@ -12,26 +12,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .webserver import Files, Vhost, has_glob, parse_address, run
+from .webserver import Directive, Files, Vhost, has_glob, parse_address, run
 
 MAIN = "/etc/nginx/nginx.conf"
 DEBIAN_MAIN = "http {\n\tinclude /etc/nginx/conf.d/*.conf;\n\tinclude /etc/nginx/sites-enabled/*;\n}\n"
 PREFIX = "/usr/share/nginx"  # Debian's compiled-in prefix: a relative root is below it
 MAX_DEPTH = 100  # nested blocks and includes
 MAX_DIRECTIVES = 1_000_000  # after include expansion: a file included 100 x 100 x 100 times stops here
-
-
-@dataclass
-class Directive:
-    name: str
-    args: list[str]
-    file: str
-    line: int
-    block: list | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 _TOKEN = re.compile(r"""

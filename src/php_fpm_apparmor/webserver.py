@@ -27,6 +27,21 @@ TIMEOUT = 10  # seconds for `nginx -T` / `apache2ctl -D DUMP_INCLUDES`
 
 
 @dataclass
+class Directive:
+    """One directive of nginx or Apache, with where it was written (Apache's names lower-cased)."""
+
+    name: str
+    args: list[str]
+    file: str
+    line: int
+    block: list | None = None  # the directives of its block, if it opens one
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
 class Vhost:
     """One place in a web server config that passes PHP to a FastCGI address."""
 
