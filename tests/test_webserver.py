@@ -12,6 +12,7 @@ import pytest
 
 from php_fpm_apparmor import apache, generate, nginx, webserver
 from php_fpm_apparmor.webserver import Files, parse_address, same_address
+from phpver import VERSION as PHP
 from webtrees import apache_tree, corpus, nginx_dump_files, nginx_tree, real_apache, real_nginx
 
 needs_nginx = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (tools/bootstrap)")
@@ -104,6 +105,7 @@ def test_nginx_include_loop_is_refused_in_one_line(tmp_path):
     assert loops and loops[0].startswith("/etc/nginx/sites-enabled/loop2:1: include loop (")
 
 
+@needs_nginx
 def test_nginx_huge_file_and_broken_syntax_cost_that_file_only(tmp_path):
     sites = corpus("nginx", "blog")
     sites["huge"] = "# " + "x" * (webserver.MAX_FILE + 10) + "\n"
@@ -117,8 +119,8 @@ def test_nginx_huge_file_and_broken_syntax_cost_that_file_only(tmp_path):
 
 
 APACHE_EXPECTED = {
-    # Debian's conf-available/php8.2-fpm.conf: every vhost without a handler of its own
-    "unix:/run/php/php8.2-fpm.sock": ({"/var/www/html", "/var/www/blog"}, {"blog.example", "www.blog.example"}),
+    # Debian's conf-available/phpX.Y-fpm.conf: every vhost without a handler of its own
+    f"unix:/run/php/php{PHP}-fpm.sock": ({"/var/www/html", "/var/www/blog"}, {"blog.example", "www.blog.example"}),
     "unix:/run/php/php8.2-fpm-hestia.example.sock": (
         {"/home/alice/web/hestia.example/public_html", "/home/alice/web/hestia.example/stats"},
         {"hestia.example", "www.hestia.example"}),
@@ -141,7 +143,7 @@ def test_real_apache_accepts_the_corpus_and_reads_the_files_we_read(tmp_path):
     problems = []
     r = apache.load(str(root), problems)
     assert r.read_order == theirs
-    assert "/etc/apache2/conf-enabled/php8.2-fpm.conf" in theirs
+    assert f"/etc/apache2/conf-enabled/php{PHP}-fpm.conf" in theirs
 
 
 @needs_apache
@@ -179,12 +181,12 @@ def test_apache_ifmodule_is_evaluated_as_apache_does(tmp_path, mod_php):
     root = apache_tree(tmp_path / "root", corpus("apache", "blog.conf", "hestia.conf"))
     mods = root / "etc/apache2/mods-enabled"
     if mod_php:
-        for m in ("php8.2.load", "php8.2.conf"):
+        for m in (f"php{PHP}.load", f"php{PHP}.conf"):
             (mods / m).symlink_to(f"../mods-available/{m}")
         (mods / "mpm_event.load").unlink(missing_ok=True)
     assert real_apache(root, "-t").returncode == 0
     apache_says = _dump_config_handlers(root)
-    assert apache_says == sorted(["/run/php/php8.2-fpm.sock", "/run/php/php8.2-fpm-hestia.example.sock"])
+    assert apache_says == sorted([f"/run/php/php{PHP}-fpm.sock", "/run/php/php8.2-fpm-hestia.example.sock"])
     ours = sorted({v.address[5:] for v in apache.read(str(root), [])})
     assert ours == apache_says
     # a2dismod proxy_fcgi: Debian's conf (inside <IfModule proxy_fcgi_module>) goes, the
@@ -339,7 +341,7 @@ def _hestia(name: str, docroot: str, sock: str) -> str:
 def test_apache_end_to_end_debian_fpm_conf_and_panel_vhosts(tmp_path, cli):
     from systree import pool_conf
     root = _pools_without_roots(tmp_path / "root")
-    www = pool_conf("www").replace("listen = /run/php/www.sock", "listen = /run/php/php8.2-fpm.sock")
+    www = pool_conf("www").replace("listen = /run/php/www.sock", f"listen = /run/php/php{PHP}-fpm.sock")
     (root / "etc/php/8.2/fpm/pool.d/www.conf").write_text(www)
     (root / "var/www/html").mkdir(parents=True)
     plain = ("<VirtualHost *:80>\nServerName plain.example\nDocumentRoot /var/www/plain\n"
@@ -409,6 +411,7 @@ def test_demo_nginx_is_valid_and_status_shows_its_vhosts(tmp_path, cli):
     assert rows["web1"]["root_origin"] == "root = in [8.1/web1]"  # the tool's config still wins
 
 
+@needs_nginx
 def test_nginx_include_bomb_stops_with_one_line(tmp_path):
     """Each level includes the next 200 times: 200^3 directives would never finish."""
     sites = corpus("nginx", "blog")
@@ -536,6 +539,7 @@ def test_readers_never_crash_on_any_text(tmp_path, parts):
     assert all("\n" not in p for p in web.problems)
 
 
+@needs_nginx
 def test_fastcgi_that_is_not_php_is_only_a_note(tmp_path):
     """fcgiwrap (cgit, git-http-backend) and other FastCGI servers are not pools: no false alarm."""
     from types import SimpleNamespace

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from phpver import VERSION as PHP
+
 CORPUS = Path(__file__).parent / "webserver_corpus"
 NGINX_ETC = Path("/etc/nginx")
 APACHE_ETC = Path("/etc/apache2")
@@ -74,7 +76,7 @@ def nginx_dump_files(stdout: str, shadow: Path) -> dict[str, str]:
     return {p.replace(str(shadow), "", 1): t.replace(str(shadow), "") for p, t in files.items()}
 
 
-def apache_tree(root: Path, sites: dict[str, str], confs=("php8.2-fpm",)) -> Path:
+def apache_tree(root: Path, sites: dict[str, str], confs=(f"php{PHP}-fpm",)) -> Path:
     """Debian's /etc/apache2 below root: mod_php off, proxy_fcgi on, the sites enabled."""
     etc = root / "etc/apache2"
     shutil.copytree(APACHE_ETC, etc, symlinks=True, dirs_exist_ok=True)
