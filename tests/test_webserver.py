@@ -371,12 +371,12 @@ def test_webserver_path_unit_verifies_and_watches_the_sites(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze missing")
     repo = Path(__file__).resolve().parents[1]
-    units = tmp_path / "lib/systemd/system"
+    units = tmp_path / "usr/lib/systemd/system"  # where the package installs them
     units.mkdir(parents=True)
     for name in ("php-fpm-apparmor-webserver.path", "php-fpm-apparmor-webserver.service"):
         shutil.copy(repo / "systemd" / name, units / name)
     for pattern in ("*.target", "*.slice"):
-        for unit in Path("/lib/systemd/system").glob(pattern):
+        for unit in Path("/usr/lib/systemd/system").glob(pattern):
             if not (units / unit.name).exists():
                 shutil.copy(unit, units / unit.name, follow_symlinks=True)
     exe = tmp_path / "usr/bin/php-fpm-apparmor"
