@@ -88,6 +88,21 @@ class Plugins:
     info: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # plugins refused at load time
     trace: list | None = None  # [(hook, plugin, pool object, app name, [items])] when tracing
+    # The copies handed out, by the original's id, with the original kept alive (ids stay
+    # unique): a pool's Site is copied once for all its hooks, not once per call (a deep
+    # copy per call was half of the planning time on a WordPress host).
+    _copies: dict = field(default_factory=dict, repr=False)
+
+    def _copy(self, value):
+        hit = self._copies.get(id(value))
+        # still equal: nothing (a result the core kept and changed) touched it since
+        if hit is not None and hit[0] is value and hit[1] == value:
+            return hit[1]
+        if len(self._copies) >= 16:  # a few pools' worth: plans go pool by pool
+            self._copies.clear()
+        made = copy.deepcopy(value)
+        self._copies[id(value)] = (value, made)
+        return made
 
     def call(self, hook: str, with_names: bool = False, **kwargs) -> list:
         """Call every implementation of `hook` and flatten their lists.
@@ -99,16 +114,19 @@ class Plugins:
         out = []
         # Plugins get a copy of what they look at: one that changes it (a root added, the
         # hat renamed, another plugin's App.info) fails this pool, named, and the core keeps
-        # working on the originals. One copy per call; compared after each plugin.
-        handed = copy.deepcopy(kwargs)
+        # working on the originals. Compared after each plugin, so a copy handed out again
+        # (the same pool's next hook) is still equal to its original.
+        handed = {key: self._copy(value) for key, value in kwargs.items()}
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             try:
                 with time_limit(HOOK_SECONDS, "the call"):
                     result = impl.function(*[handed[a] for a in impl.argnames])
             except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
+                self._copies.clear()  # it may have changed a copy before raising
                 raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
             changed = _changed(kwargs, handed)
             if changed:
+                self._copies.clear()
                 raise PluginError(impl.plugin_name, hook, f"changed {changed}: a hook must not modify "
                                                           f"its arguments (return what you need instead)")
             if result is None:
