@@ -37,6 +37,14 @@ class ChangesPool:
         return []
 
 
+class ChangesPhpIni:  # every pool of the installation shares one php.ini: handed read-only
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        if site.hat == "shop":
+            site.pool.php_ini["open_basedir"] = "/var/www/blog"
+        return []
+
+
 class Host:
     @hookimpl
     def php_fpm_apparmor_detect(site, found):
@@ -61,6 +69,7 @@ class Tamperer:  # changes another plugin's App.info, so the host writes elsewhe
     ((RenamesHat,), "plugin RenamesHat: php_fpm_apparmor_detect: changed site.hat"),
     ((ChangesPool,), "plugin ChangesPool: php_fpm_apparmor_detect: changed site.pool"),
     ((Host, Tamperer), "plugin Tamperer: php_fpm_apparmor_rules: changed app.info"),
+    ((ChangesPhpIni,), "plugin ChangesPhpIni: php_fpm_apparmor_detect: raised TypeError("),
 ])
 def test_a_plugin_that_changes_its_arguments_fails_its_pool_named(tmp_path, plugins, words):
     root = two_pools(tmp_path)
@@ -74,6 +83,7 @@ def test_a_plugin_that_changes_its_arguments_fails_its_pool_named(tmp_path, plug
     else:
         assert not blog.problem and blog.site.hat == "blog" and "^blog " in blog.text
     assert pools["shop"].site.roots == ["/var/www/shop"] and pools["shop"].site.hat == "shop"
+    assert "open_basedir" not in pools["shop"].pool.php_ini
 
 
 class Evil(FileRule):

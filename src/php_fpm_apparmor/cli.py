@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, apply as apply_mod, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
+from . import __version__, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
 from .errors import ConfigError, LibraryError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -102,7 +102,7 @@ def cmd_status(args, plugins) -> int:
     for r, e in zip(rows, result.entries):
         r["quiet"] = quiet.get(e.hat)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_rows(rows))
     else:
         cols = ("version", "pool", "hat", "mode", "user", "listen", "site_root", "vhosts", "apps", "loaded",
                 "root_origin")
@@ -122,6 +122,14 @@ def cmd_status(args, plugins) -> int:
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
+
+
+def json_rows(rows: list) -> str:
+    """A JSON array with one row per line: readable, and encoded by json's C encoder (an
+    indented dump is pure Python, a tenth of `status`'s time on a thousand pools)."""
+    if not rows:
+        return "[]"
+    return "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]"
 
 
 def _quiet(root, entries) -> dict:
@@ -187,6 +195,8 @@ def _generate(args, result, shown, plugins) -> int:
             old = path.read_text() if path.exists() else ""
             sys.stdout.writelines(difflib.unified_diff(
                 old.splitlines(True), text.splitlines(True), str(path), f"{path} (new)"))
+    from . import apply as apply_mod  # not for `status`, which must start fast
+
     outcome = apply_mod.apply(result, dry_run=args.dry_run or args.diff, progress=shown)
     if shown:
         shown.close()

@@ -582,20 +582,35 @@ def check_plan(result) -> None:
                 e.problem = (f"{_where(e, 'apparmor_hat')}: pool {e.pool.name}: profile name "
                              f"{PARENT}//{name} is also defined for pool {names}; rename one apparmor_hat")
     entries = list(result.ready)
-    all_roots = [(r, e) for e in entries for r in e.site.roots]
+    all_roots: dict[str, list] = {}  # root -> the entries serving it
+    for e in entries:
+        for r in e.site.roots:
+            all_roots.setdefault(r, []).append(e)
+
+    def roots_around(path: str):
+        """(root, entry) for every root that `path` lies in: its ancestors looked up, not
+        every root compared (a host has a thousand)."""
+        i = len(path)
+        while i > 0:
+            for o in all_roots.get(path[:i], ()):
+                yield path[:i], o
+            i = path.rfind("/", 0, i)
+        for o in all_roots.get("/", ()):
+            yield "/", o
+
     for e in entries:
         # A root reached through a symlink that lands in another pool's site is that
         # site's files under another name, not a site of its own.
         for root, configured in e.site.symlinked.items():
-            for r, other in all_roots:
-                if other is not e and root != r and _inside(root, r):
+            for r, other in roots_around(root):
+                if other is not e and root != r:
                     e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
                                  f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
         # mail() runs sendmail_path in the children every pool shares: never a site's file.
         binary = _first_word(e.pool.ini("sendmail_path") or "")
         if binary:
             real = e.site.worker(binary)
-            hit = next(((r, o) for r, o in all_roots if _inside(real, r)), None)
+            hit = next(roots_around(real), None)
             if hit:
                 e.unsafe_sendmail = True
                 e.problem = (f"{_where(e, 'php_admin_value[sendmail_path]')}: pool {e.pool.name}: "

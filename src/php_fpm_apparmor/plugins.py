@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import difflib
 import importlib.util
+import io
 import os
 import pickle
 import re
@@ -25,6 +26,7 @@ import signal
 import stat
 import sys
 import threading
+import types
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,28 +53,53 @@ class PluginTimeout(BaseException):
     """Not an Exception: a plugin's own `except Exception` must not swallow it."""
 
 
+class Deadline:
+    """Raises PluginTimeout inside a plugin's code once an armed period runs out (main
+    thread only, where SIGALRM is delivered; elsewhere no limit). The handler and the
+    stdout redirection are set up once for a whole hook call; each implementation only
+    arms and disarms the timer (two system calls: per implementation, the full set-up cost
+    a WordPress host more than the hooks themselves). Stdout goes to stderr meanwhile: ours
+    is the tool's output (--json)."""
+
+    def __init__(self, seconds: float, what: str):
+        self.seconds, self.what = seconds, what
+        self.usable = False
+
+    def __enter__(self):
+        usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+        # someone else's timer is running: leave it alone
+        self.usable = usable and not signal.getitimer(signal.ITIMER_REAL)[0]
+        if self.usable:
+            self.old = signal.signal(signal.SIGALRM, self._expired)
+        self.redirect = contextlib.redirect_stdout(sys.stderr)
+        self.redirect.__enter__()
+        return self
+
+    def _expired(self, signum, frame):
+        raise PluginTimeout(f"{self.what} took longer than {self.seconds:g} s")
+
+    def arm(self) -> None:
+        if self.usable:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def disarm(self) -> None:
+        if self.usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def __exit__(self, *exc):
+        self.disarm()
+        self.redirect.__exit__(*exc)
+        if self.usable:
+            signal.signal(signal.SIGALRM, self.old)
+        return False
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str):
-    """Raise PluginTimeout inside the plugin's code after `seconds` (main thread only, where
-    SIGALRM is delivered; elsewhere no limit). Stdout goes to stderr meanwhile: ours is
-    the tool's output (--json)."""
-    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if usable and signal.getitimer(signal.ITIMER_REAL)[0]:
-        usable = False  # someone else's timer is running: leave it alone
-
-    def expired(signum, frame):
-        raise PluginTimeout(f"{what} took longer than {seconds:g} s")
-
-    old = signal.signal(signal.SIGALRM, expired) if usable else None
-    if usable:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        if usable:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+    """One period of `seconds` for the code in the with-block (see Deadline)."""
+    with Deadline(seconds, what) as deadline:
+        deadline.arm()
+        yield
 
 
 @dataclass
@@ -102,7 +129,7 @@ class Plugins:
         if len(self._copies) >= 16:  # a few pools' worth: plans go pool by pool
             self._copies.clear()
         try:  # a pickle round trip deep-copies these plain dataclasses 3x faster than deepcopy
-            made = pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+            made = _copied(value)
         except Exception:  # something only deepcopy can copy (a plugin's own object in App.info)
             made = copy.deepcopy(value)
         self._copies[id(value)] = (value, made)
@@ -115,35 +142,95 @@ class Plugins:
         `PluginError` naming the plugin: the caller's pool fails, nothing is half-applied.
         With `with_names`, items come as (plugin name, item) so provenance cannot be faked.
         """
-        out = []
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        if not impls:
+            return []
         # Plugins get a copy of what they look at: one that changes it (a root added, the
         # hat renamed, another plugin's App.info) fails this pool, named, and the core keeps
-        # working on the originals. Compared after each plugin, so a copy handed out again
-        # (the same pool's next hook) is still equal to its original.
+        # working on the originals. Compared once per call, not after each plugin (that
+        # was an eighth of the planning time); when a copy changed, the plugins run again
+        # one at a time to name the one that did it.
         handed = {key: self._copy(value) for key, value in kwargs.items()}
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            try:
-                with time_limit(HOOK_SECONDS, "the call"):
-                    result = impl.function(*[handed[a] for a in impl.argnames])
-            except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
-                self._copies.clear()  # it may have changed a copy before raising
-                raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
-            changed = _changed(kwargs, handed)
-            if changed:
-                self._copies.clear()
-                raise PluginError(impl.plugin_name, hook, f"changed {changed}: a hook must not modify "
-                                                          f"its arguments (return what you need instead)")
-            if result is None:
-                result = []
-            if not isinstance(result, (list, tuple)):
-                raise PluginError(impl.plugin_name, hook,
-                                  f"returned {short(result)} ({type(result).__name__}), not a list")
-            if self.trace is not None:
-                site, app = kwargs.get("site"), kwargs.get("app")
-                self.trace.append((hook, impl.plugin_name, getattr(site, "pool", None),
-                                   getattr(app, "name", None), list(result)))
-            out.extend((impl.plugin_name, item) if with_names else item for item in result)
+        out, traced = [], []
+        try:
+            with Deadline(HOOK_SECONDS, "the call") as deadline:
+                for impl in impls:
+                    result = self._one(deadline, hook, impl, handed)
+                    if self.trace is not None:
+                        site, app = kwargs.get("site"), kwargs.get("app")
+                        traced.append((hook, impl.plugin_name, getattr(site, "pool", None),
+                                       getattr(app, "name", None), list(result)))
+                    out.extend((impl.plugin_name, item) if with_names else item for item in result)
+        except PluginError:
+            if _changed(kwargs, handed):  # the change is the first fault: name its plugin
+                self._blame(hook, impls, kwargs)
+            self._copies.clear()  # it may have changed a copy before raising
+            raise
+        if _changed(kwargs, handed):
+            self._blame(hook, impls, kwargs)
+        if self.trace is not None:
+            self.trace.extend(traced)
         return out
+
+    def _one(self, deadline, hook, impl, handed) -> list | tuple:
+        """One implementation's checked result."""
+        try:
+            deadline.arm()
+            try:
+                result = impl.function(*[handed[a] for a in impl.argnames])
+            finally:
+                deadline.disarm()
+        except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
+            raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
+        if result is None:
+            return []
+        if not isinstance(result, (list, tuple)):
+            raise PluginError(impl.plugin_name, hook,
+                              f"returned {short(result)} ({type(result).__name__}), not a list")
+        return result
+
+    def _blame(self, hook, impls, kwargs):
+        """Raise the PluginError naming the plugin that changed its arguments: the hooks run
+        again on fresh copies, compared after each."""
+        self._copies.clear()
+        handed = {key: self._copy(value) for key, value in kwargs.items()}
+        with Deadline(HOOK_SECONDS, "the call") as deadline:
+            for impl in impls:
+                try:
+                    self._one(deadline, hook, impl, handed)
+                except PluginError:
+                    pass  # its fault is reported below if it also changed something
+                changed = _changed(kwargs, handed)
+                if changed:
+                    self._copies.clear()
+                    raise PluginError(impl.plugin_name, hook, f"changed {changed}: a hook must not "
+                                      f"modify its arguments (return what you need instead)")
+        self._copies.clear()
+        names = ", ".join(i.plugin_name for i in impls)
+        raise PluginError(f"one of {names}", hook, "changed its arguments on the first run but not on a "
+                          "second: a hook must not modify its arguments")
+
+
+def _copied(value):
+    """A deep copy by a pickle round trip, except what every pool shares and no hook may
+    change: the installation (frozen) and its php.ini settings, handed out read-only (half
+    of a Site's size; a plugin writing to them raises, which fails its pool, named)."""
+    pool = getattr(value, "pool", None)
+    shared = {}
+    for obj in (getattr(pool, "php_ini", None), getattr(pool, "installation", None)):
+        if obj is not None:
+            shared[id(obj)] = obj
+    if not shared:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+    pickler.persistent_id = lambda obj: id(obj) if id(obj) in shared else None
+    pickler.dump(value)
+    buf.seek(0)
+    unpickler = pickle.Unpickler(buf)
+    unpickler.persistent_load = lambda key: (types.MappingProxyType(shared[key]) if isinstance(shared[key], dict)
+                                             else shared[key])
+    return unpickler.load()
 
 
 def _changed(originals: dict, handed: dict) -> str | None:

@@ -44,7 +44,7 @@ class Site:
 
     def disk(self, path: str, *more: str) -> Path:
         """The file on disk for a system path (below --root when testing or demoing)."""
-        return Path(self.sysroot, path.lstrip("/"), *more)
+        return _disk(self.sysroot, path, more)
 
     def flag(self, name: str, default: bool = False) -> bool:
         value = self.settings.get(name)
@@ -65,6 +65,11 @@ class Site:
         return canonical(self.sysroot, path)
 
 
+@functools.lru_cache(maxsize=65536)  # a Path is immutable; building one costs more than the lookup
+def _disk(sysroot: str, path: str, more: tuple) -> Path:
+    return Path(sysroot, path.lstrip("/"), *more)
+
+
 @functools.lru_cache(maxsize=64)
 def _real(sysroot: str) -> str:
     return os.path.realpath(sysroot)
@@ -79,6 +84,13 @@ def _readlink(path: str) -> str | None:
         return None
 
 
+def forget_disk() -> None:
+    """A run sees the disk as it is now: drop what an earlier run in this process resolved."""
+    _readlink.cache_clear()
+    canonical.cache_clear()
+
+
+@functools.lru_cache(maxsize=65536)  # plugins and checks ask for the same paths again and again
 def canonical(sysroot: str, path: str) -> str:
     """Resolve `path` as the live system would, treating `sysroot` as "/"."""
     if sysroot in ("/", ""):
