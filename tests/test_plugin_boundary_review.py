@@ -360,3 +360,16 @@ def test_an_app_outside_the_site_fails_the_pool(tmp_path):
     assert "plugin AppInEtc: php_fpm_apparmor_detect: returned App 'x' at '/etc', outside the pool's site roots" \
         in problem, problem
     assert not pools["blog"].problem
+
+
+def test_first_party_plugins_get_the_originals_and_the_suite_guards_them(monkeypatch):
+    """Production hands this distribution's plugins the originals (no copy); the suite's
+    conftest turns the guard on for them too. Both ways, the first-party set is the same."""
+    from php_fpm_apparmor import plugins as plugins_mod
+
+    assert os.environ.get(plugins_mod.GUARD_ENV) == "1"
+    assert plugins_mod.load(external=False).trusted == set()
+    monkeypatch.delenv(plugins_mod.GUARD_ENV)
+    loaded = plugins_mod.load(external=False)
+    assert loaded.trusted == {i.name for i in loaded.info if i.source == "first-party"}
+    assert {"wordpress", "nextcloud"} <= loaded.trusted

@@ -18,7 +18,6 @@ import copy
 import dataclasses
 import difflib
 import importlib.util
-import io
 import os
 import pickle
 import re
@@ -39,6 +38,7 @@ from .errors import PluginError
 FIRST_PARTY = "php_fpm_apparmor_plugins"
 FIRST_PARTY_DIST = "php-fpm-apparmor"  # the distribution whose entry points are first party
 NO_EXTERNAL_ENV = "PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"
+GUARD_ENV = "PHP_FPM_APPARMOR_GUARD_ALL_PLUGINS"  # "1": copy for first-party plugins too (tests)
 LOCAL_DIR = "/etc/php-fpm-apparmor/plugins.d"
 HOOK_PREFIX = "php_fpm_apparmor_"
 HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
@@ -120,6 +120,7 @@ class Plugins:
     # unique): a pool's Site is copied once for all its hooks, not once per call (a deep
     # copy per call was half of the planning time on a WordPress host).
     _copies: dict = field(default_factory=dict, repr=False)
+    trusted: set = field(default_factory=set)  # names of this distribution's plugins (not copied for)
 
     def _copy(self, value):
         hit = self._copies.get(id(value))
@@ -149,25 +150,28 @@ class Plugins:
         # hat renamed, another plugin's App.info) fails this pool, named, and the core keeps
         # working on the originals. Compared once per call, not after each plugin (that
         # was an eighth of the planning time); when a copy changed, the plugins run again
-        # one at a time to name the one that did it.
-        handed = {key: self._copy(value) for key, value in kwargs.items()}
+        # one at a time to name the one that did it. This distribution's own plugins get
+        # the originals (copying for them was most of `status`'s plugin time): the test
+        # suite guards them too (GUARD_ENV), so a change of theirs fails a test.
+        guarded = [i for i in impls if i.plugin_name not in self.trusted]
+        handed = {key: self._copy(value) for key, value in kwargs.items()} if guarded else kwargs
         out, traced = [], []
         try:
             with Deadline(HOOK_SECONDS, "the call") as deadline:
                 for impl in impls:
-                    result = self._one(deadline, hook, impl, handed)
+                    result = self._one(deadline, hook, impl, kwargs if impl.plugin_name in self.trusted else handed)
                     if self.trace is not None:
                         site, app = kwargs.get("site"), kwargs.get("app")
                         traced.append((hook, impl.plugin_name, getattr(site, "pool", None),
                                        getattr(app, "name", None), list(result)))
                     out.extend((impl.plugin_name, item) if with_names else item for item in result)
         except PluginError:
-            if _changed(kwargs, handed):  # the change is the first fault: name its plugin
-                self._blame(hook, impls, kwargs)
+            if guarded and _changed(kwargs, handed):  # the change is the first fault: name its plugin
+                self._blame(hook, guarded, kwargs)
             self._copies.clear()  # it may have changed a copy before raising
             raise
-        if _changed(kwargs, handed):
-            self._blame(hook, impls, kwargs)
+        if guarded and _changed(kwargs, handed):
+            self._blame(hook, guarded, kwargs)
         if self.trace is not None:
             self.trace.extend(traced)
         return out
@@ -216,21 +220,13 @@ def _copied(value):
     change: the installation (frozen) and its php.ini settings, handed out read-only (half
     of a Site's size; a plugin writing to them raises, which fails its pool, named)."""
     pool = getattr(value, "pool", None)
-    shared = {}
-    for obj in (getattr(pool, "php_ini", None), getattr(pool, "installation", None)):
-        if obj is not None:
-            shared[id(obj)] = obj
-    if not shared:
+    if not dataclasses.is_dataclass(value) or not isinstance(getattr(pool, "php_ini", None), dict):
         return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
-    buf = io.BytesIO()
-    pickler = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
-    pickler.persistent_id = lambda obj: id(obj) if id(obj) in shared else None
-    pickler.dump(value)
-    buf.seek(0)
-    unpickler = pickle.Unpickler(buf)
-    unpickler.persistent_load = lambda key: (types.MappingProxyType(shared[key]) if isinstance(shared[key], dict)
-                                             else shared[key])
-    return unpickler.load()
+    light, light.pool = copy.copy(value), copy.copy(pool)  # shallow: the originals stay as they are
+    light.pool.php_ini, light.pool.installation = {}, None
+    made = pickle.loads(pickle.dumps(light, pickle.HIGHEST_PROTOCOL))
+    made.pool.php_ini, made.pool.installation = types.MappingProxyType(pool.php_ini), pool.installation
+    return made
 
 
 def _changed(originals: dict, handed: dict) -> str | None:
@@ -422,6 +418,8 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
             continue
         if not _register(plugins, module, ep.name, where):
             continue
+        if first_party and os.environ.get(GUARD_ENV) != "1":
+            plugins.trusted.add(ep.name)
         plugins.info.append(PluginInfo(
             name=ep.name,
             version=_version(module, str(dist.version) if dist else "?"),
