@@ -479,12 +479,18 @@ def _short(value) -> str:
     return short(value)
 
 
+_FIELDS: dict = {}  # rule class -> its dataclass fields (asked once per class, not per rule)
+
+
 def _check_rule(plugin: str, rule) -> None:
     """A rule object of ours, with string fields, aimed at the plugin's own profiles."""
     hook = "php_fpm_apparmor_rules"
     if not isinstance(rule, Rule):
         raise PluginError(plugin, hook, f"returned {_short(rule)} ({type(rule).__name__}), not a policy rule")
-    for f in fields(rule):
+    kind = type(rule)
+    if kind not in _FIELDS:
+        _FIELDS[kind] = fields(rule)
+    for f in _FIELDS[kind]:
         value = getattr(rule, f.name)
         if f.name == "signals":
             bad = not isinstance(value, tuple) or not all(isinstance(v, str) for v in value)
