@@ -83,12 +83,18 @@ def php_fpm_apparmor_roots(site):
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
+    # Detection repeats in rounds while add-ons find apps: a WordPress found in an earlier
+    # round of this pool's detection is not worked out again (the core keeps the first
+    # answer for a name and root anyway).
+    known = {a.root for a in found if a.name == NAME}
     for site_root in site.roots:
         for sub in _candidates(site, site_root):
             root = posixpath.join(site_root, sub) if sub else site_root
             version_php = site.disk(root, MARKER)
             if not version_php.is_file():
                 continue
+            if root in known:
+                break
             facts = read_php(version_php, posixpath.join(root, MARKER))
             apps.append(App(NAME, root, version=clean_version(facts.assigns.get("$wp_version")),
                             plugin=NAME, info=_layout(site, root)))
