@@ -174,7 +174,9 @@ def _layout(site, root: str) -> dict:
     multisite = bool(const("MULTISITE", False))
     mods = const("DISALLOW_FILE_MODS", False)
     host_configs = []
-    if config and b"/etc/wordpress/config-" in _head(site, config):
+    # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php
+    debian_config = bool(config) and b"/etc/wordpress/config-" in _head(site, config)
+    if debian_config:
         # Debian's wordpress package: the admin's settings live in the per-host files.
         host_configs = sorted(str(p) for p in site.disk("/etc/wordpress").glob("config-*.php"))
         for disk_path in host_configs:
@@ -182,7 +184,6 @@ def _layout(site, root: str) -> dict:
             host = read_php(Path(disk_path), system_path, abspath=abspath)
             if host.defines.get("DISALLOW_FILE_MODS") in (True, 1, "1"):
                 mods = True
-    text = _head(site, config) if config else b""
     return {
         "abspath": abspath,
         "config": config,
@@ -195,8 +196,7 @@ def _layout(site, root: str) -> dict:
         "multisite": multisite,
         "blogs_dir": multisite and site.disk(content, "blogs.dir").is_dir(),
         "disallow_file_mods": mods is True or mods == 1 or mods == "1",
-        # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php
-        "debian_config": b"/etc/wordpress/config-" in text,
+        "debian_config": debian_config,
         "problems": problems,
     }
 
