@@ -334,7 +334,11 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
-            data = fh.read(MAX_READ + 1)
+            # sized to the file: read(MAX_READ + 1) allocates (and maps) 1 MiB every time
+            want = min(st.st_size, MAX_READ) + 1
+            data = fh.read(want)
+            if len(data) == want and want <= MAX_READ:  # it grew since the fstat
+                data += fh.read(MAX_READ + 1 - want)
     except OSError as exc:
         if path.exists():
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
