@@ -82,43 +82,55 @@ class Tok:
 
 def tokenize(text: str) -> list[Tok]:
     """PHP tokens of the code parts of `text` (inline HTML skipped). Never raises."""
-    kinds, values, lines = _lex(text)
-    return [Tok(k, v, n) for k, v, n in zip(kinds, values, lines)]
+    kinds, values, starts = _lex(text)
+    line = _Lines(text)
+    return [Tok(k, v, line(s)) for k, v, s in zip(kinds, values, starts)]
 
 
 def _lex(text: str) -> tuple[list, list, list]:
-    """tokenize() as three parallel lists (kinds, values, lines): what the parser walks."""
+    """tokenize() as three parallel lists (kinds, values, start offsets): what the parser
+    walks. Line numbers are counted only for the few tokens that need one (_Lines)."""
     kinds: list = []
     values: list = []
-    lines: list = []
-    last = text.find("<?")  # everything before the first open tag is inline HTML
-    if last < 0:
-        return kinds, values, lines
-    line = 1 + text.count("\n", 0, last)
-    count = text.count
-    for m in _LEX.finditer(text, last):
+    starts: list = []
+    pos = text.find("<?")  # everything before the first open tag is inline HTML
+    if pos < 0:
+        return kinds, values, starts
+    kind, value, start = kinds.append, values.append, starts.append
+    for m in _LEX.finditer(text, pos):
         g = m.lastindex
         if g is None:  # the end: only skipped text was left
             break
-        start = m.start(g)
-        line += count("\n", last, start)
-        last = start
         raw = m.group(g)
         if g >= 5:  # var, ident, op, other: the text itself
-            value = raw
+            value(raw)
         elif g == 1:
             body = raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
-            value = _SQ_ESCAPE.sub(r"\1", body) if "\\" in body else body
+            value(_SQ_ESCAPE.sub(r"\1", body) if "\\" in body else body)
         elif g == 2:
-            value = _double_quoted(raw)
+            value(_double_quoted(raw))
         elif g == 3:
-            value = UNKNOWN
+            value(UNKNOWN)
         else:
-            value = int(raw, 16) if raw[:2] in ("0x", "0X") else (float(raw) if "." in raw else int(raw))
-        kinds.append(_KINDS[g])
-        values.append(value)
-        lines.append(line)
-    return kinds, values, lines
+            value(int(raw, 16) if raw[:2] in ("0x", "0X") else (float(raw) if "." in raw else int(raw)))
+        kind(_KINDS[g])
+        start(m.start(g))
+    return kinds, values, starts
+
+
+class _Lines:
+    """Line number of an offset in `text`, for offsets asked in increasing order (linear
+    in the text overall, whatever the number of tokens asked about)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def __call__(self, offset: int) -> int:
+        if offset < self.pos:  # not in order: count from the start
+            self.pos, self.line = 0, 1
+        self.line += self.text.count("\n", self.pos, offset)
+        self.pos = offset
+        return self.line
 
 
 def _double_quoted(raw: str):
@@ -359,7 +371,8 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
 def _parse(facts: PhpFacts, text: str, ctx: Context) -> None:
     """Fill `facts` with the define()s and statement-level assignments of `text`."""
     lexed = _lex(text)
-    kinds, values, lines = lexed
+    kinds, values, starts = lexed
+    line = _Lines(text)
     parser = _Parser(lexed, ctx)
     n = len(kinds)
     i = 0
@@ -372,14 +385,14 @@ def _parse(facts: PhpFacts, text: str, ctx: Context) -> None:
                 value, j = parser.expr(j + 1)
                 if name not in facts.defines:
                     facts.defines[name] = value
-                    facts.lines[name] = lines[i]
+                    facts.lines[name] = line(starts[i])
             i = max(j, i + 1)
             statement_start = False
             continue
         if statement_start and kind == "var" and parser.peek(i + 1, "op", "="):
             value, j = parser.expr(i + 2)
             facts.assigns[values[i]] = value
-            facts.lines[values[i]] = lines[i]
+            facts.lines[values[i]] = line(starts[i])
             i = max(j, i + 2)
             statement_start = False
             continue
