@@ -59,8 +59,9 @@ CONVERTERS = {
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
+    known = {a.root for a in found if a.name == NAME}  # an earlier detection round's: not redone
     for wp in found:
-        if wp.name != HOST:
+        if wp.name != HOST or wp.root in known:
             continue
         plugin_dir = wp.info["plugins"] + "/webp-express"
         main = site.disk(plugin_dir, "webp-express.php")

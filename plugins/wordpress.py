@@ -83,12 +83,18 @@ def php_fpm_apparmor_roots(site):
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
+    # Detection repeats in rounds while add-ons find apps: a WordPress found in an earlier
+    # round of this pool's detection is not worked out again (the core keeps the first
+    # answer for a name and root anyway).
+    known = {a.root for a in found if a.name == NAME}
     for site_root in site.roots:
         for sub in _candidates(site, site_root):
             root = posixpath.join(site_root, sub) if sub else site_root
             version_php = site.disk(root, MARKER)
             if not version_php.is_file():
                 continue
+            if root in known:
+                break
             facts = read_php(version_php, posixpath.join(root, MARKER))
             apps.append(App(NAME, root, version=clean_version(facts.assigns.get("$wp_version")),
                             plugin=NAME, info=_layout(site, root)))
@@ -168,7 +174,9 @@ def _layout(site, root: str) -> dict:
     multisite = bool(const("MULTISITE", False))
     mods = const("DISALLOW_FILE_MODS", False)
     host_configs = []
-    if config and b"/etc/wordpress/config-" in _head(site, config):
+    # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php
+    debian_config = bool(config) and b"/etc/wordpress/config-" in _head(site, config)
+    if debian_config:
         # Debian's wordpress package: the admin's settings live in the per-host files.
         host_configs = sorted(str(p) for p in site.disk("/etc/wordpress").glob("config-*.php"))
         for disk_path in host_configs:
@@ -176,7 +184,6 @@ def _layout(site, root: str) -> dict:
             host = read_php(Path(disk_path), system_path, abspath=abspath)
             if host.defines.get("DISALLOW_FILE_MODS") in (True, 1, "1"):
                 mods = True
-    text = _head(site, config) if config else b""
     return {
         "abspath": abspath,
         "config": config,
@@ -189,8 +196,7 @@ def _layout(site, root: str) -> dict:
         "multisite": multisite,
         "blogs_dir": multisite and site.disk(content, "blogs.dir").is_dir(),
         "disallow_file_mods": mods is True or mods == 1 or mods == "1",
-        # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php
-        "debian_config": b"/etc/wordpress/config-" in text,
+        "debian_config": debian_config,
         "problems": problems,
     }
 

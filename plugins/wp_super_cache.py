@@ -31,8 +31,9 @@ DEFAULT_PREFIX = "wp-cache-"
 @hookimpl
 def php_fpm_apparmor_detect(site, found):
     apps = []
+    known = {a.root for a in found if a.name == NAME}  # an earlier detection round's: not redone
     for wp in found:
-        if wp.name != HOST:
+        if wp.name != HOST or wp.root in known:
             continue
         main = site.disk(wp.info["plugins"], "wp-super-cache/wp-cache.php")
         if not main.is_file() or plugin_header(main, "Plugin Name") is None:

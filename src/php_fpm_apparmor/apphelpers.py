@@ -12,8 +12,12 @@ marks anything else UNKNOWN; it never raises on hostile input.
 from __future__ import annotations
 
 import functools
+import os
 import posixpath
 import re
+import stat
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,31 +35,45 @@ class _Unknown:
     def __bool__(self):
         return False
 
+    def __reduce__(self):  # copies (pickle, deepcopy at the plugin boundary) stay the one UNKNOWN
+        return "UNKNOWN"
+
 
 UNKNOWN = _Unknown()
 
-_TOKEN = re.compile(
+# One regex pass over the file: each match is what the reader skips (white space, comments,
+# the open and close tags and the inline HTML between them) followed by one token, so the
+# Python loop runs once per token. The skipped part is an atomic group, so it is taken
+# exactly as a token-by-token reader takes it (the first alternative that matches, in this
+# order) and never backtracked into. tests/test_phpread.py holds it to the previous
+# one-match-per-token reader (tests/old_phpread.py) and to PHP's own token_get_all().
+_LEX = re.compile(
     r"""
-    (?P<ws>\s+)
-  | (?P<comment>//[^\n]*|\#(?!\[)[^\n]*|/\*.*?(?:\*/|\Z))
-  | (?P<open><\?php|<\?=?)
-  | (?P<close>\?>)
-  | (?P<sq>'(?:[^'\\]|\\.)*(?:'|\Z))
-  | (?P<dq>"(?:[^"\\]|\\.)*(?:"|\Z))
-  | (?P<heredoc><<<)
-  | (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?)
-  | (?P<var>\$[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)
-  | (?P<ident>\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*)
-  | (?P<op>=>|::|==|!=|\.=|&&|\|\||[()\[\],;.=!])
-  | (?P<other>.)
+    (?>(?: \s+
+         | //[^\n]* | \#(?!\[)[^\n]* | /\*.*?(?:\*/|\Z)
+         | <\?php | <\?=?
+         | \?>[^<]*(?:<(?!\?)[^<]*)*  # a close tag, then inline HTML up to the next <?
+       )*)
+    (?: (?P<sq>'[^'\\]*(?:\\.[^'\\]*)*(?:'|\Z))
+      | (?P<dq>"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z))
+      | (?P<heredoc><<<[^\n]*)  # rare in config files: its value is unknowable here
+      | (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?)
+      | (?P<var>\$[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)
+      | (?P<ident>\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*)
+      | (?P<op>=>|::|==|!=|\.=|&&|\|\||[()\[\],;.=!])
+      | (?P<other>.)
+      | \Z)  # only skipped text was left
     """,
     re.VERBOSE | re.DOTALL,
 )
+# token kind by group number in _LEX (sq, dq and heredoc are all strings)
+_KINDS = (None, "str", "str", "str", "num", "var", "ident", "op", "other")
+_SQ_ESCAPE = re.compile(r"\\([\\'])")
 _DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "e": "\x1b",
                "0": "\0", "\\": "\\", "$": "$", '"': '"'}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Tok:
     kind: str
     value: object
@@ -64,50 +82,61 @@ class Tok:
 
 def tokenize(text: str) -> list[Tok]:
     """PHP tokens of the code parts of `text` (inline HTML skipped). Never raises."""
-    toks: list[Tok] = []
-    line = 1
-    pos = 0
-    in_php = False
-    n = len(text)
-    while pos < n:
-        if not in_php:
-            start = text.find("<?", pos)
-            if start < 0:
-                break
-            line += text.count("\n", pos, start)
-            pos = start
-        m = _TOKEN.match(text, pos)
-        if m is None:  # cannot happen ("other" matches any char); be safe anyway
+    kinds, values, starts = _lex(text)
+    line = _Lines(text)
+    return [Tok(k, v, line(s)) for k, v, s in zip(kinds, values, starts)]
+
+
+def _lex(text: str) -> tuple[list, list, list]:
+    """tokenize() as three parallel lists (kinds, values, start offsets): what the parser
+    walks. Line numbers are counted only for the few tokens that need one (_Lines)."""
+    kinds: list = []
+    values: list = []
+    starts: list = []
+    pos = text.find("<?")  # everything before the first open tag is inline HTML
+    if pos < 0:
+        return kinds, values, starts
+    kind, value, start = kinds.append, values.append, starts.append
+    for m in _LEX.finditer(text, pos):
+        g = m.lastindex
+        if g is None:  # the end: only skipped text was left
             break
-        kind = m.lastgroup
-        raw = m.group()
-        if kind == "open":
-            in_php = True
-        elif kind == "close":
-            in_php = False
-        elif kind in ("ws", "comment"):
-            pass
-        elif kind == "sq":
+        raw = m.group(g)
+        if g >= 5:  # var, ident, op, other: the text itself
+            value(raw)
+        elif g == 1:
             body = raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
-            toks.append(Tok("str", re.sub(r"\\([\\'])", r"\1", body), line))
-        elif kind == "dq":
-            toks.append(Tok("str", _double_quoted(raw), line))
-        elif kind == "heredoc":  # rare in config files: its value is unknowable here
-            end = text.find("\n", pos)
-            toks.append(Tok("str", UNKNOWN, line))
-            raw = text[pos:end if end > 0 else n]
-        elif kind == "num":
-            toks.append(Tok("num", int(raw, 16) if raw[:2] in ("0x", "0X") else
-                            (float(raw) if "." in raw else int(raw)), line))
+            value(_SQ_ESCAPE.sub(r"\1", body) if "\\" in body else body)
+        elif g == 2:
+            value(_double_quoted(raw))
+        elif g == 3:
+            value(UNKNOWN)
         else:
-            toks.append(Tok(kind, raw, line))
-        line += raw.count("\n")
-        pos += len(raw)
-    return toks
+            value(int(raw, 16) if raw[:2] in ("0x", "0X") else (float(raw) if "." in raw else int(raw)))
+        kind(_KINDS[g])
+        start(m.start(g))
+    return kinds, values, starts
+
+
+class _Lines:
+    """Line number of an offset in `text`, for offsets asked in increasing order (linear
+    in the text overall, whatever the number of tokens asked about)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def __call__(self, offset: int) -> int:
+        if offset < self.pos:  # not in order: count from the start
+            self.pos, self.line = 0, 1
+        self.line += self.text.count("\n", self.pos, offset)
+        self.pos = offset
+        return self.line
 
 
 def _double_quoted(raw: str):
     body = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+    if "\\" not in body and "$" not in body:  # nearly always: nothing to decode
+        return body
     out = []
     i = 0
     while i < len(body):
@@ -141,35 +170,32 @@ class Context:
 
 
 class _Parser:
-    def __init__(self, toks: list[Tok], ctx: Context):
-        self.t = toks
+    """Evaluates the literal expressions of a token stream (_lex's parallel lists)."""
+
+    def __init__(self, lexed: tuple[list, list, list], ctx: Context):
+        self.k, self.v, _ = lexed
+        self.n = len(self.k)
         self.ctx = ctx
 
-    def peek(self, i, kind=None, value=None) -> bool:
-        if i >= len(self.t):
-            return False
-        tok = self.t[i]
-        if kind and tok.kind != kind:
-            return False
-        if value is not None:
-            v = tok.value.lower() if isinstance(tok.value, str) and tok.kind == "ident" else tok.value
-            if v != value:
-                return False
-        return True
+    def peek(self, i, kind, value) -> bool:
+        """Whether token i is this (kind, value): an operator, or OC::$SERVERROOT's variable."""
+        return i < self.n and self.k[i] == kind and self.v[i] == value
 
     def skip_expr(self, i: int) -> int:
         """Index after an expression we cannot evaluate (balanced brackets)."""
         depth = 0
-        while i < len(self.t):
-            tok = self.t[i]
-            if tok.kind == "op" and tok.value in "([":
-                depth += 1
-            elif tok.kind == "op" and tok.value in ")]":
-                if depth == 0:
+        k, v = self.k, self.v
+        while i < self.n:
+            if k[i] == "op":
+                op = v[i]
+                if op in "([":
+                    depth += 1
+                elif op in ")]":
+                    if depth == 0:
+                        return i
+                    depth -= 1
+                elif op in (",", ";", "=>") and depth == 0:
                     return i
-                depth -= 1
-            elif tok.kind == "op" and tok.value in (",", ";", "=>") and depth == 0:
-                return i
             i += 1
         return i
 
@@ -184,18 +210,18 @@ class _Parser:
             else:
                 value = _php_str(value) + _php_str(right)
         # Anything else following (ternaries, arithmetic, calls) makes the value unknown.
-        if i < len(self.t) and not (self.t[i].kind == "op" and self.t[i].value in (",", ";", ")", "]", "=>")):
+        if i < self.n and not (self.k[i] == "op" and self.v[i] in (",", ";", ")", "]", "=>")):
             return UNKNOWN, self.skip_expr(i)
         return value, i
 
     def term(self, i: int, depth: int):
-        if depth > MAX_DEPTH or i >= len(self.t):
+        if depth > MAX_DEPTH or i >= self.n:
             return UNKNOWN, self.skip_expr(i)
-        tok = self.t[i]
-        if tok.kind in ("str", "num"):
-            return tok.value, i + 1
-        if tok.kind == "ident":
-            name = tok.value.lstrip("\\")
+        kind, tok = self.k[i], self.v[i]
+        if kind in ("str", "num"):
+            return tok, i + 1
+        if kind == "ident":
+            name = tok.lstrip("\\")
             low = name.lower()
             if low == "true":
                 return True, i + 1
@@ -229,9 +255,9 @@ class _Parser:
             if low == "array" and self.peek(i + 1, "op", "("):
                 return self.array(i + 2, ")", depth + 1)
             return UNKNOWN, self.skip_expr(i)
-        if tok.kind == "op" and tok.value == "[":
+        if kind == "op" and tok == "[":
             return self.array(i + 1, "]", depth + 1)
-        if tok.kind == "op" and tok.value == "(":
+        if kind == "op" and tok == "(":
             value, j = self.expr(i + 1, depth + 1)
             if self.peek(j, "op", ")"):
                 return value, j + 1
@@ -242,14 +268,14 @@ class _Parser:
         """A PHP array literal as a dict (keys as PHP would number them)."""
         out: dict = {}
         nextkey = 0
-        while i < len(self.t) and not self.peek(i, "op", close):
+        while i < self.n and not self.peek(i, "op", close):
             value, i = self.expr(i, depth)
             if self.peek(i, "op", "=>"):
                 key = value
                 value, i = self.expr(i + 1, depth)
                 if isinstance(key, bool) or key is None or key is UNKNOWN or isinstance(key, (dict, float)):
                     key = UNKNOWN
-                elif isinstance(key, str) and re.fullmatch(r"-?[1-9][0-9]*|0", key):
+                elif isinstance(key, str) and _INT_KEY.fullmatch(key):
                     key = int(key)
             else:
                 key = nextkey
@@ -264,6 +290,9 @@ class _Parser:
         if not self.peek(i, "op", close):
             return UNKNOWN, i
         return out, i + 1
+
+
+_INT_KEY = re.compile(r"-?[1-9][0-9]*|0")  # a string key PHP stores as an integer
 
 
 def _php_str(value) -> str:
@@ -295,11 +324,33 @@ class PhpFacts:
 
 def read_php(path: Path, system_path: str, abspath: str | None = None,
              serverroot: str | None = None, constants: dict | None = None) -> PhpFacts:
-    """Read define()s and assignments from the PHP file at `path` (on disk). Never raises."""
+    """Read define()s and assignments from the PHP file at `path` (on disk). Never raises.
+
+    The same file read again in this process (wp-config.php by WordPress and by WP Super
+    Cache, every detection round) is parsed once: see _FactsCache. Each call gets its own
+    copy, so a plugin changing what it got cannot change what another plugin gets."""
+    ctx_key = _ctx_key(system_path, abspath, serverroot, constants)
+    key = None
+    if ctx_key is not None:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                   ctx_key)
+            hit = _CACHE.get(key)
+            if hit is not None:
+                return _copy_facts(hit)
     facts = PhpFacts(file=system_path)
     try:
         with open(path, "rb") as fh:
-            data = fh.read(MAX_READ + 1)
+            st = os.fstat(fh.fileno())
+            # sized to the file: read(MAX_READ + 1) allocates (and maps) 1 MiB every time
+            want = min(st.st_size, MAX_READ) + 1
+            data = fh.read(want)
+            if len(data) == want and want <= MAX_READ:  # it grew since the fstat
+                data += fh.read(MAX_READ + 1 - want)
     except OSError as exc:
         if path.exists():
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
@@ -308,34 +359,124 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
     if len(data) > MAX_READ:
         facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
         data = data[:MAX_READ]
-    text = data.decode("utf-8", "replace")
-    toks = tokenize(text)
-    parser = _Parser(toks, Context(system_path, abspath, serverroot, dict(constants or {})))
+    _parse(facts, data.decode("utf-8", "replace"),
+           Context(system_path, abspath, serverroot, dict(constants or {})))
+    if key is not None:
+        # keyed by what was really read (the file may have changed since the stat above)
+        _CACHE.put(key[:1] + (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, ctx_key),
+                   st, _copy_facts(facts))
+    return facts
+
+
+def _parse(facts: PhpFacts, text: str, ctx: Context) -> None:
+    """Fill `facts` with the define()s and statement-level assignments of `text`."""
+    lexed = _lex(text)
+    kinds, values, starts = lexed
+    line = _Lines(text)
+    parser = _Parser(lexed, ctx)
+    n = len(kinds)
     i = 0
     statement_start = True
-    while i < len(toks):
-        tok = toks[i]
-        if tok.kind == "ident" and tok.value.lower() == "define" and parser.peek(i + 1, "op", "("):
+    while i < n:
+        kind = kinds[i]
+        if kind == "ident" and values[i].lower() == "define" and parser.peek(i + 1, "op", "("):
             name, j = parser.expr(i + 2)
             if isinstance(name, str) and parser.peek(j, "op", ","):
                 value, j = parser.expr(j + 1)
                 if name not in facts.defines:
                     facts.defines[name] = value
-                    facts.lines[name] = tok.line
+                    facts.lines[name] = line(starts[i])
             i = max(j, i + 1)
             statement_start = False
             continue
-        if statement_start and tok.kind == "var" and parser.peek(i + 1, "op", "="):
+        if statement_start and kind == "var" and parser.peek(i + 1, "op", "="):
             value, j = parser.expr(i + 2)
-            facts.assigns[tok.value] = value
-            facts.lines[tok.value] = tok.line
+            facts.assigns[values[i]] = value
+            facts.lines[values[i]] = line(starts[i])
             i = max(j, i + 2)
             statement_start = False
             continue
-        statement_start = tok.kind == "op" and tok.value in (";", "{", "}", ")") or tok.kind == "other" \
-            and tok.value in "{}"
+        statement_start = kind == "op" and values[i] in (";", "{", "}", ")") or kind == "other" \
+            and values[i] in "{}"
         i += 1
-    return facts
+
+
+# --- the cache of parsed files ----------------------------------------------------------
+
+# Constants a cached result may depend on: plain immutable values only (a plugin's own
+# object could change after the call, or compare equal to a different value: 1 == True).
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _ctx_key(system_path, abspath, serverroot, constants):
+    """What besides the file the facts depend on, as a hashable key; None: do not cache."""
+    parts = [system_path, abspath, serverroot]
+    if any(type(p) not in _PLAIN for p in parts):
+        return None
+    items = []
+    for name, value in (constants or {}).items():
+        if type(name) not in _PLAIN or type(value) not in _PLAIN:
+            return None
+        items.append((type(name).__name__, name, type(value).__name__, value))
+    return tuple((type(p).__name__, p) for p in parts) + (tuple(sorted(items, key=repr)),)
+
+
+class _FactsCache:
+    """Parsed files of this process, least recently used first out.
+
+    Keyed by the path, the file's identity and its size, mtime and ctime (ctime moves on
+    every write, rename over and utime, and cannot be set back), plus what the facts depend
+    on besides the file (_ctx_key). A file changed within RACY_NS of its read could share
+    its timestamps with the version read (the kernel's clock is coarse): such a file is not
+    kept (as git treats "racily clean" index entries). Bounded in entries and in the bytes
+    of the files behind them, so hostile 1 MiB configs cannot fill the memory."""
+
+    MAX_ENTRIES = 4096
+    MAX_BYTES = 32 << 20
+    RACY_NS = 2_000_000_000
+
+    def __init__(self):
+        self.entries: OrderedDict = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key):
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+            return hit[1]
+        return None
+
+    def put(self, key, st, facts: PhpFacts) -> None:
+        if st.st_size > self.MAX_BYTES // 64 or key in self.entries:
+            return
+        if max(st.st_mtime_ns, st.st_ctime_ns) > time.time_ns() - self.RACY_NS:
+            return
+        self.entries[key] = (st.st_size, facts)
+        self.bytes += st.st_size
+        while len(self.entries) > self.MAX_ENTRIES or self.bytes > self.MAX_BYTES:
+            _, (size, _) = self.entries.popitem(last=False)
+            self.bytes -= size
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+
+_CACHE = _FactsCache()
+
+
+def _copy_value(value):
+    if type(value) is dict:
+        return {k: _copy_value(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_value(v) for v in value]
+    return value  # str, int, float, bool, None, UNKNOWN: immutable
+
+
+def _copy_facts(facts: PhpFacts) -> PhpFacts:
+    return PhpFacts(file=facts.file, exists=facts.exists, defines=_copy_value(facts.defines),
+                    assigns=_copy_value(facts.assigns), lines=dict(facts.lines),
+                    problems=list(facts.problems))
 
 
 # --- plugin headers and versions -------------------------------------------------------
