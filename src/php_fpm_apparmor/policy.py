@@ -7,6 +7,7 @@ config file or the disk goes through `lit()`, so it can only ever match itself.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Union
@@ -272,6 +273,32 @@ def runtime_dirs(pool) -> dict[str, str]:
     return {k: v.rstrip("/") or "/" for k, v in dirs.items() if v.startswith("/")}
 
 
+@functools.lru_cache(maxsize=1)
+def _every_hat() -> tuple:
+    """The rules every hat has, whatever its pool: built once (the rules are frozen)."""
+    why = lambda text: {"source": "core", "why": text}  # noqa: E731
+    rules = []
+    rules.append(IncludeRule(name="abstractions/base", **why("libc, locale, /dev/null and friends")))
+    # The CA store only, not abstractions/ssl_certs: its ACME/certbot lines are of no use
+    # to PHP and it adds compile time to every pool.
+    for d in CA_DIRS:
+        rules.append(FileRule(path=d, perms="r", **why("CA certificates for outgoing HTTPS")))
+    for path in RESOLVER_FILES:
+        rules.append(FileRule(path=lit(path), perms="r", **why("name resolution and TLS config")))
+    rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
+    rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
+    rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
+    rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r", owner=True,
+                          **why("its own AppArmor label (libapparmor's aa_getcon)")))
+    for domain in ("inet", "inet6"):
+        for kind in ("stream", "dgram"):
+            rules.append(NetworkRule(domain=domain, type=kind, **why("database, cache and HTTP clients")))
+    rules.append(NetworkRule(domain="unix", type="stream", **why("local database and cache sockets")))
+    rules.append(NetworkRule(domain="unix", type="dgram", **why("syslog()")))
+    rules.append(NetworkRule(domain="netlink", type="raw", **why("getaddrinfo() interface lookup")))
+    return tuple(rules)
+
+
 def core_rules(site, hat: str) -> tuple[list, list]:
     """(master rules, hat rules) that any pool needs, from its php-fpm and php.ini settings."""
     pool = site.pool
@@ -306,24 +333,7 @@ def core_rules(site, hat: str) -> tuple[list, list]:
     if directives.get("process.priority"):
         master.append(CapabilityRule(name="sys_nice", **why("pool sets process.priority")))
 
-    hat_rules.append(IncludeRule(name="abstractions/base", **why("libc, locale, /dev/null and friends")))
-    # The CA store only, not abstractions/ssl_certs: its ACME/certbot lines are of no use
-    # to PHP and it adds compile time to every pool.
-    for d in CA_DIRS:
-        hat_rules.append(FileRule(path=d, perms="r", **why("CA certificates for outgoing HTTPS")))
-    for path in RESOLVER_FILES:
-        hat_rules.append(FileRule(path=lit(path), perms="r", **why("name resolution and TLS config")))
-    hat_rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
-    hat_rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
-    hat_rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
-    hat_rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r", owner=True,
-                              **why("its own AppArmor label (libapparmor's aa_getcon)")))
-    for domain in ("inet", "inet6"):
-        for kind in ("stream", "dgram"):
-            hat_rules.append(NetworkRule(domain=domain, type=kind, **why("database, cache and HTTP clients")))
-    hat_rules.append(NetworkRule(domain="unix", type="stream", **why("local database and cache sockets")))
-    hat_rules.append(NetworkRule(domain="unix", type="dgram", **why("syslog()")))
-    hat_rules.append(NetworkRule(domain="netlink", type="raw", **why("getaddrinfo() interface lookup")))
+    hat_rules += _every_hat()
 
     if pool.chroot:
         jail = site.canonical(pool.chroot)

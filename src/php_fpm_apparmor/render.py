@@ -50,10 +50,13 @@ def _peer(name: str) -> str:
     return name
 
 
+_UNESCAPED_QUOTE = re.compile(r'(?<!\\)(\\\\)*"')
+
+
 def quote(aare: str) -> str:
     # lit() escaped '"' and '\'; a raw one here means a plugin bypassed it.
     trailing = len(aare) - len(aare.rstrip("\\"))
-    if "\n" in aare or re.search(r'(?<!\\)(\\\\)*"', aare) or trailing % 2:
+    if "\n" in aare or ('"' in aare and _UNESCAPED_QUOTE.search(aare)) or trailing % 2:
         raise ValueError(f"unescaped path pattern: {aare!r}")
     return f'"{aare}"'
 
