@@ -451,8 +451,8 @@ class _FactsCache:
             return
         if max(st.st_mtime_ns, st.st_ctime_ns) > time.time_ns() - self.RACY_NS:
             return
+        self.bytes += st.st_size  # first: a hook's time limit striking in between overcounts, never under
         self.entries[key] = (st.st_size, facts)
-        self.bytes += st.st_size
         while len(self.entries) > self.MAX_ENTRIES or self.bytes > self.MAX_BYTES:
             _, (size, _) = self.entries.popitem(last=False)
             self.bytes -= size
