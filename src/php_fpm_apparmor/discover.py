@@ -95,10 +95,6 @@ def find_installations(sysroot: str = "/") -> list[Installation]:
 
 def installed_fpm_packages(sysroot: str = "/") -> dict[str, str]:
     """{package: version} of the installed php*-fpm packages per dpkg; {} without dpkg."""
-    try:
-        from debian.deb822 import Deb822
-    except ImportError:  # python3-debian missing: behave as if there were no dpkg
-        return {}
     dpkg_query = shutil.which("dpkg-query")
     if not dpkg_query:
         return {}
@@ -118,6 +114,12 @@ def installed_fpm_packages(sysroot: str = "/") -> dict[str, str]:
             cmd, capture_output=True, text=True, timeout=30, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}
         ).stdout
     except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+    if not out.strip():
+        return {}
+    try:  # imported only when there is something to parse: 15 ms of every start otherwise
+        from debian.deb822 import Deb822
+    except ImportError:  # python3-debian missing: behave as if there were no dpkg
         return {}
     packages = {}
     try:
