@@ -1028,7 +1028,7 @@ def read_config_bytes(path: str, from_file=None, from_line=0, shown=None) -> byt
         if st.st_size > MAX_FILE:
             raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
         chunks, total = [], 0
-        size = st.st_size + 1  # the whole file in one read (a 1 MiB buffer per call cost more than parsing)
+        size = max(st.st_size + 1, 1 << 16)  # the whole file in one read; a 1 MiB buffer per call cost more than parsing
         while True:
             chunk = os.read(fd, size)
             if not chunk:
