@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from php_fpm_apparmor import policy
 from php_fpm_apparmor.api import App, ExecRule, FileRule, IncludeRule, hookimpl, under
 from test_plugin_boundary import by_pool, plan_with, shop_detect, two_pools
 
@@ -110,8 +111,10 @@ def setattr_ux():
     (Evil(path="/x", perms="r"), "(Evil), not one of FileRule"),
     (FileRule(path="/x", perms="r", profile="a { /** rw, } profile b"), "is not a child profile name"),
     (ExecRule(path="/usr/bin/id", mode="Px", target="../blog"), "'../blog' is not a child profile name"),
-    (IncludeRule(name="/etc/apparmor.d/php-fpm.d/blog"), "a plugin includes abstractions/<name> only"),
-    (IncludeRule(name="abstractions/../php-fpm.d/blog"), "a plugin includes abstractions/<name> only"),
+    (IncludeRule(name="/etc/apparmor.d/php-fpm.d/blog"), "a plugin includes only abstractions/base"),
+    (IncludeRule(name="abstractions/../php-fpm.d/blog"), "a plugin includes only abstractions/base"),
+    (IncludeRule(name="abstractions/user-tmp"), "a plugin includes only abstractions/base"),  # /tmp/** writable
+    (IncludeRule(name="abstractions/php"), "a plugin includes only abstractions/base"),  # every pool's sessions
     (FileRule(path='/x" r,\n  /** rw,\n  "/y', perms="r"), "unescaped path pattern"),
     (setattr_ux(), "exec mode 'ux' is not allowed"),
 ])
@@ -373,3 +376,54 @@ def test_first_party_plugins_get_the_originals_and_the_suite_guards_them(monkeyp
     loaded = plugins_mod.load(external=False)
     assert loaded.trusted == {i.name for i in loaded.info if i.source == "first-party"}
     assert {"wordpress", "nextcloud"} <= loaded.trusted
+
+
+# Known and accepted: base's ecryptfs lines, in every hat through the core's own include of
+# base (only where /home/USER/.Private already exists, which a hat cannot create); fonts'
+# hard links in the user's fontconfig cache (no new content, nothing a web server serves).
+KNOWN = {("abstractions/base", "@{HOME}/.Private/**"), ("abstractions/base", "@{HOMEDIRS}/.ecryptfs/*/.Private/**"),
+         ("abstractions/fonts", "@{HOME}/.{,cache/}fontconfig/**")}
+
+
+@pytest.mark.parametrize("name", sorted(policy.PLUGIN_ABSTRACTIONS))
+def test_each_abstraction_a_plugin_may_include_writes_no_code(tmp_path, name):
+    """Expanded by the real parser (this release's abstractions): no rule that writes
+    (w, a, l) can reach a PHP file or server config, and none is executable as well."""
+    import re
+    import subprocess
+
+    from php_fpm_apparmor import invariants, validate
+
+    parser = validate.parser()
+    if parser is None:
+        pytest.skip("apparmor_parser not installed")
+    prof = tmp_path / "t"
+    prof.write_text(f"profile t {{\n  include <{name}>\n}}\n")
+    out = subprocess.run([parser, "-p", str(prof)], capture_output=True, text=True, check=True).stdout
+    rules = [m.groups() for m in re.finditer(r"(?m)^\s*(?:owner\s+)?([/@]\S*)\s+([a-zA-Z]+),\s*$", out)]
+    assert rules, out[-500:]
+    writes = [(path, perms) for path, perms in rules if set(perms) & set("wal") and (name, path) not in KNOWN]
+    bad = [(p, perms, invariants.code_witness(p)) for p, perms in writes
+           if invariants.code_witness(p) or set(perms) & set("mix")]
+    assert not bad, bad
+
+
+def test_a_plugin_may_not_pass_for_the_core(tmp_path):
+    """Rules carry their plugin's name as provenance, which the checks read: "core" and
+    names that could spoof the comment are refused at load time."""
+    from php_fpm_apparmor import plugins as plugins_mod
+
+    import types
+
+    def detect(site, found):
+        return []
+
+    mods = []
+    for name in ("core", "config", "x: y"):
+        mod = types.ModuleType(name)
+        mod.php_fpm_apparmor_detect = hookimpl(detect)
+        mods.append(mod)
+    loaded = plugins_mod.load(entry_points=[], extra=mods)
+    assert loaded.info == []
+    for name in ("core", "config", "x: y"):
+        assert any(f"plugin {name} (extra) refused" in p for p in loaded.problems), loaded.problems

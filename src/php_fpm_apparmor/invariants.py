@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from . import automata, sites
-from .policy import CODE_EXT_GLOB, CODE_FILE_GLOB, CODE_NAMES, PARENT, lit, runtime_dirs
+from .policy import CODE_EXT_GLOB, CODE_FILE_GLOB, CODE_NAMES, PARENT, PLUGIN_ABSTRACTIONS, lit, runtime_dirs
 
 SHARED_CHILDREN = (f"{PARENT}//_sh", f"{PARENT}//_sendmail")
 # Directories every pool may use at once (owner rules keep their files apart): nobody's own.
@@ -475,6 +475,9 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                     bad(r, "includes another profile's local file")
                 elif not r.name.startswith(("abstractions/", "tunables/", "local/")):
                     bad(r, "is an include outside abstractions/")
+                elif r.name.startswith("abstractions/") and r.source != "core" and r.name not in PLUGIN_ABSTRACTIONS:
+                    bad(r, "includes an abstraction that may grant more than a hat holds "
+                           f"(a plugin may include {', '.join(sorted(PLUGIN_ABSTRACTIONS))})")
             elif r.kind == "exec":
                 mode = r.exec_mode
                 if "u" in mode.lower():

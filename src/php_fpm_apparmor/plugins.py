@@ -41,6 +41,8 @@ NO_EXTERNAL_ENV = "PHP_FPM_APPARMOR_NO_EXTERNAL_PLUGINS"
 GUARD_ENV = "PHP_FPM_APPARMOR_GUARD_ALL_PLUGINS"  # "1": copy for first-party plugins too (tests)
 LOCAL_DIR = "/etc/php-fpm-apparmor/plugins.d"
 HOOK_PREFIX = "php_fpm_apparmor_"
+PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESERVED_NAMES = frozenset({"core", "config"})  # the provenance of the core's and the admin's rules
 HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
 # A plugin that hangs must not hang `generate` (php-fpm's ExecStartPre waits for it): an
 # import or one hook call taking longer is that plugin's (or pool's) failure. Detection
@@ -301,6 +303,12 @@ def mistakes(pm: pluggy.PluginManager, plugin) -> list[str]:
 def _register(plugins: Plugins, obj, name: str, where: str) -> bool:
     """Register one plugin; on any mistake take it out again and say why, by name."""
     pm = plugins.pm
+    # A plugin's name is the provenance its rules carry in the hat's comments, which the
+    # checks read: it may not pass for the core's or the admin's own ("core", "config").
+    if name in RESERVED_NAMES or not PLUGIN_NAME.match(name):
+        plugins.problems.append(f"plugin {one_line(name)} ({where}) refused: a plugin is named like "
+                                f"{PLUGIN_NAME.pattern}, and not {' or '.join(sorted(RESERVED_NAMES))}")
+        return False
     try:
         pm.register(obj, name=name)
     except (pluggy.PluginValidationError, ValueError) as exc:
