@@ -226,8 +226,10 @@ def check_paths(pool) -> None:
     refuse it here, where the file and line that set it are known."""
     values = [(k, pool.directives.get(k)) for k in PATH_KEYS]
     for kind, table in (("php_admin_value", pool.php_admin_values), ("php_value", pool.php_values)):
-        values += [(f"{kind}[{k}]", table.get(k)) for k in PATH_INI]
+        values += [(f"{kind}[{k}]", table.get(k)) for k in PATH_INI if k in table]
     values += [(f"env[{k}]", v) for k, v in pool.env.items() if k == "TMPDIR"]
+    if not _control(" ".join(v for _, v in values if v)):  # the common case: one search
+        return
     for key, value in values:
         if value and _control(value):
             origin = pool.origins.get(key)
