@@ -233,8 +233,11 @@ def attacks():
             if target.startswith("/etc/"):  # DAC judges system files before AppArmor
                 continue
             key = f'name="{target}"'
-        elif op == "exec":  # PHP's child exits 127 when execve is refused
-            check(f"{name}: refused", r.get("ok") is False and r.get("status") in (126, 127), r)
+        elif op == "exec":
+            # PHP 8.4 spawns with posix_spawn, which returns execve's EACCES; PHP 8.2 forks
+            # and its child exits 127 whatever execve's errno was (the DENIED line says why).
+            check(f"{name}: refused", r.get("ok") is False and (
+                r.get("status") in (126, 127) or "Permission denied" in (r.get("error") or "")), r)
             key = f'name="{os.path.realpath(row["argv"][0])}"'
         else:
             check(f"{name}: refused", r.get("ok") is False, r)
