@@ -26,7 +26,7 @@ ARTIFACTS = REPO / "artifacts" / "system"
 STAGES = ["boot", "install", "pools", "reload-new-pool", "restart", "broken-pool", "package-upgrade",
           "php-fpm-upgrade",
           "apparmor-profiles-install", "apparmor-profiles-purge", "plugin-install",
-          "plugin-remove", "reboot", "after-reboot", "remove", "purge"]
+          "plugin-remove", "reboot", "after-reboot", "enable-all", "remove", "purge"]
 
 pytestmark = [
     pytest.mark.system,

@@ -1,10 +1,12 @@
 """A real app over HTTP on a booted Debian system (marker `system`, issue 8 item 5).
 
 Debian's `wordpress` package with mariadb, nginx and a pool with its own hat in enforce
-mode: install, log in, upload an image and publish through HTTP with zero denials; in the
-same boot the WordPress plugin's EXPECTATIONS rows (read/write; exec and mail rows need a
-probe this scenario does not have) run in the pool: attacks refused with EACCES and a
-DENIED line. Artefacts in artifacts/system/<release>/wordpress/.
+mode: install, log in, upload an image and publish through HTTP, then anonymous page views
+written to a page cache in WP Super Cache's layout (a stand-in drop-in: wordpress.org is out
+of CI's reach), with zero denials; in the same boot every row (read, write, exec, mail) of the
+WordPress and WP Super Cache plugins' EXPECTATIONS runs in the pool: allowed rows work,
+attacks refused with a DENIED line naming the hat. Artefacts in
+artifacts/system/<release>/wordpress/.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from pathlib import Path
 
 import pytest
 
-from php_fpm_apparmor_plugins import wordpress as wp_plugin
+from php_fpm_apparmor_plugins import wordpress as wp_plugin, wp_super_cache
 from system import image, machine, payload
 from test_system_admin import jsonl, package, pytestmark  # noqa: F401  (same skips)
 
 REPO = Path(__file__).resolve().parent.parent
 PLACES = dict(root="/usr/share/wordpress", content="/var/lib/wordpress/wp-content",
               other="/var/www/shop", data="/srv/none")
-STAGES = ["boot", "wp-setup", "wp-use", "wp-attacks"]
+STAGES = ["boot", "wp-setup", "wp-use", "wp-page-cache", "wp-attacks"]
+TABLES = {"wordpress": wp_plugin.EXPECTATIONS, "wp-super-cache": wp_super_cache.EXPECTATIONS}
 
 
 def rows() -> list[dict]:
+    """Every row of both tables, each op (read, write, exec, mail), resolved for the boot."""
     out = []
-    for exp in wp_plugin.EXPECTATIONS:
-        if exp.op in ("read", "write"):
+    for table, expectations in TABLES.items():
+        for exp in expectations:
             r = exp.resolve(**PLACES)
-            out.append({"op": r.op, "target": r.target, "expect": r.expect, "why": r.why})
+            out.append({"table": table, "op": r.op, "target": r.target,
+                        "argv": list(r.argv or (r.target,)), "expect": r.expect, "why": r.why})
+    assert {r["op"] for r in out} == {"read", "write", "exec", "mail"}, out
     return out
 
 

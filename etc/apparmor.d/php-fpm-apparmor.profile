@@ -52,6 +52,9 @@ profile php-fpm /usr/sbin/php-fpm* flags=(attach_disconnected) {
   # Extensions load in the master (Debian /usr/lib/php/<api>/, RHEL /usr/lib64/php/modules/).
   /usr/lib{,64}/php/ r,
   /usr/lib{,64}/php/** mr,
+  # PHP's openssl extension loads OpenSSL's configuration in the master on every start and
+  # reload (Debian 12's PHP 8.2, booted: denied once the master left complain mode).
+  /etc/ssl/openssl.cnf r,
 
   # The main error log (Debian /var/log/phpX.Y-fpm.log, RHEL /var/log/php-fpm/error.log),
   # reopened on logrotate's SIGUSR1.

@@ -82,6 +82,7 @@ def wordpress(dest: Path, release: Release, deb: Path, rows: list[dict],
     shutil.copy(GUEST / "probe.php", dest / "probe.php")
     shutil.copy(GUEST / "admin.py", dest / "admin.py")
     shutil.copy(GUEST / "wordpress.py", dest / "run")
+    shutil.copytree(GUEST / "wp", dest / "wp", dirs_exist_ok=True)  # theme, cache stand-in, sendmail
     (dest / "run").chmod(0o755)
     (dest / "config.json").write_text(json.dumps({
         "php": release.php, "kernel": release.kernel, "deb": deb.name, "rows": rows,
