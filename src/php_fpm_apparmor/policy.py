@@ -288,7 +288,11 @@ def _every_hat() -> tuple:
     rules.append(FileRule(path="/usr/share/zoneinfo/**", perms="r", **why("date.timezone")))
     rules.append(FileRule(path="/usr/share/php/**", perms="r", **why("Debian's PHP libraries (PEAR and co.)")))
     rules.append(FileRule(path="/tmp/.ZendSem.*", perms="k", **why("opcache lock file")))
-    rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r", owner=True,
+    # Not `owner`: a worker's /proc/<pid> is root's once php-fpm drops to the pool's user
+    # (not dumpable), so an owner rule never matched (booted Debian 12 and 13). Another
+    # process's label stays closed: opening attr/ takes a ptrace read, which a hat may
+    # only do with the master.
+    rules.append(FileRule(path="@{PROC}/@{pid}/attr/{,apparmor/}current", perms="r",
                           **why("its own AppArmor label (libapparmor's aa_getcon)")))
     for domain in ("inet", "inet6"):
         for kind in ("stream", "dgram"):

@@ -146,6 +146,8 @@ def hats_in_place(pools, what="hat loaded, workers and a served request in it"):
         check(f"{pool}: request served by a worker in its hat",
               r.get("pid") and label(r["pid"]) == f"{hat} (enforce)",
               f"{r} -> {label(r['pid']) if r.get('pid') else ''}")
+        check(f"{pool}: the worker reads its own label (libapparmor's aa_getcon)",
+              r.get("label") == f"{hat} (enforce)", r)
     check("no learning (null-) profile anywhere", not any("null-" in p for p in profiles),
           "\n".join(p for p in profiles if "null-" in p))
 

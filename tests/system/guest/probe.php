@@ -9,8 +9,7 @@ $op = $_GET['op'] ?? 'label';
 $path = $_GET['path'] ?? '';
 $out = ['pid' => getmypid()];
 if ($op === 'label') {
-    // Only when asked: a hat has no rule for it, so this read leaves a DENIED line that
-    // would muddle the checks that count a row's kernel lines.
+    // Only when asked: the checks that count a row's kernel lines need no other reads.
     $label = @file_get_contents('/proc/self/attr/current');
     $out['label'] = $label === false ? null : trim($label, "\0\n");
 } elseif ($op === 'read' || $op === 'write') {
