@@ -134,6 +134,8 @@ def json_rows(rows: list) -> str:
 
 def _quiet(root, entries) -> dict:
     """Complain-mode pools: since when quiet (a bounded look at the newest log records)."""
+    if not any(e.site and e.site.mode == "complain" for e in entries):
+        return {}  # learn pulls in the log readers and python3-apparmor: only when needed
     from . import learn
 
     try:
@@ -330,14 +332,17 @@ def main(argv=None) -> int:
         return USAGE
     # "//" or "/." is the live system too: it must get the live system's checks.
     args.root = os.path.realpath(args.root)
-    from . import check as check_mod
-
     commands = {"status": cmd_status, "generate": cmd_generate, "plugins": cmd_plugins,
-                "clean": cmd_clean, "check": check_mod.cmd_check, "complain": check_mod.cmd_mode,
-                "enforce": _enforce, "enable": check_mod.cmd_enable, "learn": cmd_learn}
+                "clean": cmd_clean, "check": "cmd_check", "complain": "cmd_mode",
+                "enforce": _enforce, "enable": "cmd_enable", "learn": cmd_learn}
+    command = commands[args.command]
+    if isinstance(command, str):  # check.py pulls in apply and the parser: not for `status`
+        from . import check as check_mod
+
+        command = getattr(check_mod, command)
     try:
         plugins = plugins_mod.load(sysroot=args.root)
-        return commands[args.command](args, plugins)
+        return command(args, plugins)
     except (ConfigError, LibraryError) as exc:
         _err(str(exc))
         return PROBLEMS
