@@ -46,6 +46,18 @@ class ChangesPhpIni:  # every pool of the installation shares one php.ini: hande
         return []
 
 
+class CopiesItsSite:  # copying what it was handed is fine: the copy is its own
+    @hookimpl
+    def php_fpm_apparmor_detect(site, found):
+        import copy
+        import pickle
+
+        mine = copy.deepcopy(site)
+        mine.pool.php_ini["open_basedir"] = "/anything"
+        pickle.loads(pickle.dumps(site))
+        return []
+
+
 class Host:
     @hookimpl
     def php_fpm_apparmor_detect(site, found):
@@ -427,3 +439,10 @@ def test_a_plugin_may_not_pass_for_the_core(tmp_path):
     assert loaded.info == []
     for name in ("core", "config", "x: y"):
         assert any(f"plugin {name} (extra) refused" in p for p in loaded.problems), loaded.problems
+
+
+def test_a_plugin_may_copy_what_it_was_handed(tmp_path):
+    root = two_pools(tmp_path)
+    pools = by_pool(plan_with(root, CopiesItsSite))
+    assert not pools["shop"].problem and not pools["blog"].problem, (pools["shop"].problem, pools["blog"].problem)
+    assert "open_basedir" not in pools["shop"].pool.php_ini

@@ -25,7 +25,6 @@ import signal
 import stat
 import sys
 import threading
-import types
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -59,9 +58,9 @@ class Deadline:
     """Raises PluginTimeout inside a plugin's code once an armed period runs out (main
     thread only, where SIGALRM is delivered; elsewhere no limit). The handler and the
     stdout redirection are set up once for a whole hook call; each implementation only
-    arms and disarms the timer (two system calls: per implementation, the full set-up cost
-    a WordPress host more than the hooks themselves). Stdout goes to stderr meanwhile: ours
-    is the tool's output (--json)."""
+    arms and disarms the timer (two system calls; on a WordPress host the full set-up per
+    implementation cost more than the hooks themselves). Stdout goes to stderr meanwhile:
+    ours is the tool's output (--json)."""
 
     def __init__(self, seconds: float, what: str):
         self.seconds, self.what = seconds, what
@@ -217,6 +216,18 @@ class Plugins:
                           "second: a hook must not modify its arguments")
 
 
+class ReadOnlyDict(dict):
+    """A dict a hook may read, copy or pickle (the copy is a plain dict) but not change."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("read-only: php.ini's settings are every pool's; return what you need instead")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+
 def _copied(value):
     """A deep copy by a pickle round trip, except what every pool shares and no hook may
     change: the installation (frozen) and its php.ini settings, handed out read-only (half
@@ -224,10 +235,11 @@ def _copied(value):
     pool = getattr(value, "pool", None)
     if not dataclasses.is_dataclass(value) or not isinstance(getattr(pool, "php_ini", None), dict):
         return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
-    light, light.pool = copy.copy(value), copy.copy(pool)  # shallow: the originals stay as they are
+    light = copy.copy(value)  # shallow: the originals stay as they are
+    light.pool = copy.copy(pool)
     light.pool.php_ini, light.pool.installation = {}, None
     made = pickle.loads(pickle.dumps(light, pickle.HIGHEST_PROTOCOL))
-    made.pool.php_ini, made.pool.installation = types.MappingProxyType(pool.php_ini), pool.installation
+    made.pool.php_ini, made.pool.installation = ReadOnlyDict(pool.php_ini), pool.installation
     return made
 
 
