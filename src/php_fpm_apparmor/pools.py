@@ -438,6 +438,16 @@ E = {
 }
 
 
+SUN_PATH = 108  # sizeof(struct sockaddr_un.sun_path) on Linux
+
+
+def _at_least(version: str, wanted: tuple) -> bool:
+    """An installation's "X.Y" is at least `wanted` (False for "default", the RHEL layout
+    whose version is not known here)."""
+    m = re.match(r"^([0-9]+)\.([0-9]+)$", version)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= wanted
+
+
 def constants_for(version: str) -> dict[str, str]:
     table = {k: str(v) for k, v in E.items()}
     table.update(
@@ -846,6 +856,12 @@ class _Reader:
             fail("listen", "no listen address has been defined")
         if ":" not in listen and not listen.isdigit() and not listen.startswith("/"):
             s["listen"] = listen = self.full_path(listen, p)
+        # fpm_unix_check_listen_address (PHP 8.4; 8.2 truncated the path at bind time):
+        # a unix socket path must fit sockaddr_un.sun_path with its NUL.
+        n = len(listen.encode("utf-8", "surrogateescape"))
+        if ":" not in listen and not listen.isdigit() and n >= SUN_PATH and _at_least(self.inst.version, (8, 4)):
+            fail("listen", f"cannot bind to UNIX socket '{listen}' as path is too long "
+                           f"(found length: {n}, maximal length: {SUN_PATH})")
         if "process.priority" in s and not -19 <= _atoi(s["process.priority"]) <= 20:
             fail("process.priority", "process.priority must be within [-19,20]")
         pm = _ci(s.get("pm", ""))
