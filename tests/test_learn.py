@@ -415,6 +415,56 @@ def test_enforce_if_quiet(demo, cli):
     assert _mode(demo) != before and "mode = enforce" in _mode(demo).split("[cloud]", 1)[1]
 
 
+def test_enforce_if_quiet_needs_logs_that_reach_back(demo, cli):
+    """No complain event in logs that begin two days ago proves nothing about seven days;
+    and no log at all proves nothing: the pool stays in complain, and says why."""
+    now = time.time()
+    audit = demo / "var/log/audit"
+    for p in [audit / "audit.log.1", *(demo / "var/log").glob("kern.log*")]:
+        p.unlink()
+    (audit / "audit.log").write_text(rec(1, "blog", "/x", st="ALLOWED", t=now - 2 * 86400) + "\n")
+    before = _mode(demo)
+    proc = cli("enforce", "cloud", "--if-quiet", "7", root=demo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"but they begin {learn.when(now - 2 * 86400)}" in proc.stdout and "not 7 day(s) back" in proc.stdout
+    assert _mode(demo) == before
+    (audit / "audit.log").unlink()
+    proc = cli("enforce", "cloud", "--if-quiet", "1", root=demo)
+    assert proc.returncode == 1 and "tell no time (read no log found)" in proc.stdout, proc.stdout
+    assert _mode(demo) == before
+    # A rotation written before the period began: the logs reach back far enough.
+    (audit / "audit.log.1").write_text(rec(1, "blog", "/x", st="ALLOWED", t=now - 30 * 86400) + "\n")
+    os.utime(audit / "audit.log.1", (now - 20 * 86400, now - 20 * 86400))
+    (audit / "audit.log").write_text(rec(2, "blog", "/y", st="ALLOWED", t=now - 60) + "\n")
+    proc = cli("enforce", "cloud", "--if-quiet", "7", root=demo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mode = enforce" in _mode(demo).split("[cloud]", 1)[1]
+
+
+@pytest.mark.parametrize("first, expect", [
+    ("type=AVC msg=audit(1764608400.123:45): apparmor=\"DENIED\"", 1764608400.123),
+    ("2026-11-30T10:00:00.123456+00:00 host kernel: audit: type=1400", "2026-11-30T10:00:00"),
+    ("Nov 30 10:00:00 host kernel: [ 1.2] audit: type=1400", "2026-11-30T10:00:00"),
+    ("Dec 31 23:00:00 host kernel: [ 1.2] x", "2025-12-31T23:00:00"),  # after the file's mtime: last year
+    ("-- no time on this line --", None),
+])
+def test_when_a_log_begins(tmp_path, first, expect):
+    from php_fpm_apparmor import auditlog
+
+    log = tmp_path / "kern.log"
+    log.write_text(first + "\nnext line\n")
+    mtime = time.mktime(time.strptime("2026-12-01T12:00:00", "%Y-%m-%dT%H:%M:%S"))
+    os.utime(log, (mtime, mtime))
+    if isinstance(expect, str):
+        expect = time.mktime(time.strptime(expect, "%Y-%m-%dT%H:%M:%S"))
+    assert auditlog.first_time(log) == expect
+    gz = tmp_path / "kern.log.2.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write(first + "\n")
+    os.utime(gz, (mtime, mtime))
+    assert auditlog.first_time(gz) == expect
+
+
 def test_enforce_if_quiet_on_a_pool_already_enforced(demo, cli):
     """Old ALLOWED lines of a pool already in enforce mode: said so, not "stays in complain"."""
     log = demo / "var/log/audit/audit.log"

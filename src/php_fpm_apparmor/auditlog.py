@@ -180,6 +180,41 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
+_AUDIT_TIME = re.compile(rb"audit\((\d+\.\d+):")
+_ISO_TIME = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+_SYSLOG_TIME = re.compile(rb"^([A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d) ")
+
+
+def first_time(path: Path) -> float | None:
+    """When a log file begins: its first line's time (auditd's audit(EPOCH:...), an ISO or
+    a traditional syslog stamp, whose year is the file's or the one before; a UTC offset is
+    ignored: hours, against a period of days). None if the first line tells nothing; then
+    the file does not count as reaching back."""
+    try:
+        with _open(path) as f:
+            line = f.readline(65536)
+        mtime = path.stat().st_mtime
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
+    m = _AUDIT_TIME.search(line)
+    if m:
+        return float(m.group(1))
+    m = _ISO_TIME.match(line)
+    if m:
+        return time.mktime(time.strptime(m.group(1).decode(), "%Y-%m-%dT%H:%M:%S"))
+    m = _SYSLOG_TIME.match(line)
+    if m:
+        year = time.localtime(mtime).tm_year
+        for y in (year, year - 1):  # a stamp after the file's last write is last year's
+            try:
+                t = time.mktime(time.strptime(f"{y} {m.group(1).decode()}", "%Y %b %d %H:%M:%S"))
+            except ValueError:
+                continue
+            if t <= mtime + 86400:
+                return t
+    return None
+
+
 def boot_time() -> float:
     try:
         with open("/proc/stat") as f:
@@ -242,6 +277,7 @@ def read(sysroot: str = "/", logs=None, since: float | None = None, journal: boo
     lines (a bounded look for `status`); rotations are then left out.
     """
     counter = Counter(since)
+    counter.reaches = None  # the earliest time the sources read cover (None: unknown)
     read_from = []
     if logs:
         files = [Path(p) for p in logs]
@@ -251,10 +287,18 @@ def read(sysroot: str = "/", logs=None, since: float | None = None, journal: boo
             p = Path(sysroot, base.lstrip("/"))
             files += [p] if tail else rotated(p)
     kern_span = None
+
+    def reaches(when):
+        if when is not None and (counter.reaches is None or when < counter.reaches):
+            counter.reaches = when
+
     for path in files:
         try:
             if since and not tail and path.stat().st_mtime < since:
+                reaches(path.stat().st_mtime)  # it was written before `since`: the source goes back that far
                 continue  # nothing written to it since then
+            if not tail:
+                reaches(first_time(path))
             with _open(path) as f:
                 if tail:
                     size = f.seek(0, os.SEEK_END)
@@ -275,6 +319,7 @@ def read(sysroot: str = "/", logs=None, since: float | None = None, journal: boo
         journal = not logs and sysroot in ("/", "")
     if journal and _journal(counter, since, kern_span, limit=20000 if tail else None):
         read_from.append(JOURNAL)
+        reaches(boot_time())  # `journalctl -k`: this boot's kernel messages
     if counter.dropped:
         read_from.append(f"({counter.dropped} records of more than {MAX_DISTINCT} distinct needs not kept: "
                          f"narrow it with --since or --pool)")

@@ -601,6 +601,12 @@ def quiet_check(sysroot: str, entry, days: float, logs=None) -> tuple[bool, str]
     counter, sources = auditlog.read(sysroot, logs, since)
     found = complain_events(counter.seen(), profile_names(entry))
     read_from = ", ".join(sources) or "no log found"
+    if not found and (counter.reaches is None or counter.reaches > since + 60):
+        # Quiet means no event *for the whole period*: logs that begin later prove nothing.
+        begins = f"begin {when(counter.reaches)}" if counter.reaches else "tell no time"
+        return False, (f"pool {entry.pool.name}: no complain-mode event for hat {entry.hat} in the logs, but they "
+                       f"{begins} (read {read_from}), not {days:g} day(s) back: it stays in complain. Wait, "
+                       f"or ask for fewer days (--if-quiet).")
     if not found:
         return True, f"no complain-mode event for hat {entry.hat} since {when(since)} (read {read_from})"
     found.sort(key=lambda s: -s.last)
