@@ -446,3 +446,23 @@ def test_a_plugin_may_copy_what_it_was_handed(tmp_path):
     pools = by_pool(plan_with(root, CopiesItsSite))
     assert not pools["shop"].problem and not pools["blog"].problem, (pools["shop"].problem, pools["blog"].problem)
     assert "open_basedir" not in pools["shop"].pool.php_ini
+
+
+class ShopToo:  # a second plugin for the same app at the same root
+    php_fpm_apparmor_detect = staticmethod(hookimpl(shop_detect))
+
+
+class ShopAgain:
+    php_fpm_apparmor_detect = staticmethod(hookimpl(shop_detect))
+
+
+def test_two_plugins_detecting_one_app_at_one_root_are_said(tmp_path):
+    """Only one App per name and root is kept: the other plugin's is not dropped silently."""
+    root = two_pools(tmp_path)
+    result = plan_with(root, ShopToo, ShopAgain)
+    pools = by_pool(result)
+    assert [a.name for a in pools["shop"].apps] == ["shop"]
+    kept = pools["shop"].apps[0].plugin
+    other = ({"ShopToo", "ShopAgain"} - {kept}).pop()
+    line = f"pool shop: plugins {kept} and {other} both detected shop at /var/www/shop; {kept}'s is used"
+    assert result.warnings.count(line) == 1, result.warnings

@@ -21,9 +21,11 @@ class App:
 MAX_ROUNDS = 4
 
 
-def detect(site, plugins) -> list[App]:
+def detect(site, plugins, notes: list | None = None) -> list[App]:
+    """The apps the plugins find in the site. `notes` gets one line per app that two
+    plugins both claimed at one root (the first plugin's is used)."""
     found: list[App] = []
-    seen = set()
+    seen: dict = {}  # (name, root) -> the plugin whose App is kept
     for _ in range(MAX_ROUNDS):
         new = []
         for plugin, app in plugins.call("php_fpm_apparmor_detect", with_names=True, site=site,
@@ -38,8 +40,13 @@ def detect(site, plugins) -> list[App]:
                 app = replace(app, plugin=plugin)
             key = (app.name, app.root)
             if key not in seen:
-                seen.add(key)
+                seen[key] = plugin
                 new.append(app)
+            elif seen[key] != plugin and notes is not None:  # the same plugin again: a later round
+                line = (f"pool {site.pool.name}: plugins {seen[key]} and {plugin} both detected {app.name} at "
+                        f"{app.root}; {seen[key]}'s is used")
+                if line not in notes:
+                    notes.append(line)
         if not new:
             break
         found.extend(new)

@@ -195,7 +195,7 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
                     policy_mod.Profile(name=n, kind="hat" if n == e.hat else "profile") for n in names])
                 continue
         try:
-            e.apps = apps_mod.detect(e.site, plugins)
+            e.apps = apps_mod.detect(e.site, plugins, result.warnings)
             if not build:
                 continue
             e.policy = policy_mod.build(e.site, e.apps, plugins)
