@@ -322,3 +322,21 @@ def test_an_exception_for_a_whole_php_temp_dir_lifts_its_deny(tmp_path):
     by = accepted(tmp_path / "n", [], [narrow])
     hat = evaluate.parse(by["shop"].text)["php-fpm//shop"]
     assert not evaluate.allows(hat, "write", "/tmp/cache.php")
+
+
+def test_the_admins_local_rule_that_writes_code_is_said_not_refused(tmp_path, cli):
+    """Root wrote it, so the pool keeps it; `check` says what it opens."""
+    root = cloud_tree(tmp_path, "")
+    blog_root = next(e for e in generate.plan(str(root), plugins_mod.load()).entries
+                     if e.pool.name == "blog").site.roots[0]
+    local = root / "etc/apparmor.d/local/php-fpm.d/blog"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(f"{blog_root}/fonts/*.ttf w,\n  owner {blog_root}/plugins/** rw,  # an updater\n")
+    result = generate.plan(str(root), plugins_mod.load())
+    blog = next(e for e in result.entries if e.pool.name == "blog")
+    assert not blog.problem, blog.problem
+    assert len(blog.local_code) == 1, blog.local_code
+    assert "local/php-fpm.d/blog:2" in blog.local_code[0] and "write code" in blog.local_code[0]
+    proc = cli("check", root=root)
+    said = f"warning: pool blog: /etc/apparmor.d/local/php-fpm.d/blog:2: `owner {blog_root}/plugins/** rw,"
+    assert said in proc.stdout, proc.stdout + proc.stderr

@@ -53,6 +53,7 @@ def findings(args, plugins) -> list[str]:
     out = hatting.findings(result) + list(result.problems)  # pools without a hat lead
     out += [f"note: {e.note}" for e in result.entries if e.note]
     out += [f"note: {c}" for e in result.entries for c in getattr(e, "crossings", ())]  # share =
+    out += [f"warning: {c}" for e in result.entries for c in getattr(e, "local_code", ())]
     live = args.root in ("/", "")
     if live and not load.enabled(args.root):
         out.append("AppArmor is not enabled in the running kernel: boot with apparmor=1 "

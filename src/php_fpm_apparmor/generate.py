@@ -34,6 +34,7 @@ class Entry:
     note: str | None = None  # skipped harmlessly (no apparmor_hat and nothing to go on)
     unsafe_sendmail: bool = False  # its sendmail_path must not enter the shared profiles
     crossings: list = field(default_factory=list)  # into other pools, allowed by the admin's share =
+    local_code: list = field(default_factory=list)  # the admin's local rules that let it write code
     apps: list = field(default_factory=list)
     # The core-only hat (core rules, no site files) for a pool with apparmor_hat whose
     # policy failed: apply installs it only when the pool has no previous file.

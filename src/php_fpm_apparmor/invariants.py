@@ -340,6 +340,9 @@ def local_lines(sysroot: str, names) -> list[Line]:
 class Report:
     problems: list[str] = field(default_factory=list)  # each one line: profile, rule, source, what
     crossings: list[str] = field(default_factory=list)  # allowed by the admin's share =
+    # The admin's local rules that let the pool write code: the admin's to keep (root
+    # wrote them), so said by `check`, not refused.
+    local_code: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=16384)
@@ -521,6 +524,15 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                 for o, w in hits:
                     what = "root" if o.what == "root" else o.what
                     bad(r, f"reaches pool {o.pool}'s {what} {o.path}" + (f" ({w})" if w != o.path else ""))
+        for r in local:
+            if r.deny or not set(r.perms) & set("wal"):
+                continue
+            at = r
+            w = code_witness(r.path, carved.get(r.profile, ()))
+            if w:
+                report.local_code.append(f"pool {policy.pool.name}: {r.source}: `{r.text}` lets {r.profile} write "
+                                         f"code ({w}): a dropped PHP file is a webshell; narrow the rule, or keep "
+                                         f"it knowingly")
         # The admin's local files: another pool only where share = says so.
         for r in local if others is not None else ():
             at = r
@@ -557,6 +569,7 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
             bad(at, f"cannot be checked ({exc})")
     report.problems = list(dict.fromkeys(report.problems))
     report.crossings = list(dict.fromkeys(report.crossings))
+    report.local_code = list(dict.fromkeys(report.local_code))
     return report
 
 
@@ -631,6 +644,7 @@ def check_plan(result) -> None:
         report = check(e.policy, e.text, index, owned[id(e)], local_lines(result.sysroot, names))
         if hasattr(e, "crossings"):
             e.crossings = report.crossings
+            e.local_code = report.local_code
         if report.problems:
             uniq = report.problems
             e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: policy refused: "
