@@ -454,6 +454,23 @@ def test_demo_tree_compiles_in_both_main_profiles(tmp_path, cli, profile):
             "php-fpm//plain", "php-fpm//web1"} <= loaded, loaded
 
 
+def test_every_profile_that_includes_base_takes_its_ecryptfs_writes_back(tmp_path, cli):
+    """Hats, plugins' children (WebP Express's) and the shared children alike: nowhere is an
+    ecryptfs .Private both written (base's wl) and run (base's ix)."""
+    import shutil
+    root = tmp_path / "demo"
+    shutil.copytree(REPO / "demo", root, symlinks=True)
+    assert cli("generate", root=root).returncode == 0
+    blocks = 0
+    for f in (root / "etc/apparmor.d/php-fpm.d").iterdir():
+        for block in re.split(r"(?m)^\s*(?=\^|profile )", f.read_text())[1:]:
+            if "include <abstractions/base>" in block:
+                blocks += 1
+                assert 'deny "@{HOME}/.Private/**" wl,' in block, (f.name, block[:80])
+                assert 'deny "@{HOMEDIRS}/.ecryptfs/*/.Private/**" wl,' in block, (f.name, block[:80])
+    assert blocks >= 8  # five hats, blog_sh, blog_webp, _sh, _sendmail
+
+
 def _plugin_with(rules):
     from php_fpm_apparmor.apps import App
     from php_fpm_apparmor.hookspecs import hookimpl

@@ -73,3 +73,14 @@ def test_a_hat_reads_its_own_label_only(tree):
     import re
     ptrace = re.findall(r"(?m)^\s*(?:audit\s+)?(?:deny\s+)?ptrace\b.*$", text)
     assert all(line.strip().endswith("peer=php-fpm,") for line in ptrace), ptrace
+
+
+def test_a_hat_never_writes_in_base_s_ecryptfs_dirs(tree):
+    """abstractions/base allows mrixwlk in an ecryptfs home's .Private: the hat takes the
+    write and link back, so nothing there is both written and run."""
+    text = (tree / "etc/apparmor.d/php-fpm.d/a").read_text()
+    hat = evaluate.parse(text)["php-fpm//a"]
+    for path in ("/home/web1/.Private/shell.php", "/home/.ecryptfs/web1/.Private/x"):
+        assert not evaluate.allows(hat, "write", path), path
+        assert not evaluate.allows(hat, "link", path), path
+    assert evaluate.allows(hat, "write", "/dev/null")  # base's other grants stay

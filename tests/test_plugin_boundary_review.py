@@ -390,9 +390,9 @@ def test_first_party_plugins_get_the_originals_and_the_suite_guards_them(monkeyp
     assert {"wordpress", "nextcloud"} <= loaded.trusted
 
 
-# Known and accepted: base's ecryptfs lines, in every hat through the core's own include of
-# base (only where /home/USER/.Private already exists, which a hat cannot create); fonts'
-# hard links in the user's fontconfig cache (no new content, nothing a web server serves).
+# Known: base's ecryptfs lines, whose write and link every profile of ours that includes
+# base takes back (policy.base_denies, tests/test_master_profile.py); fonts' hard links in
+# the user's fontconfig cache (no new content, nothing a web server serves).
 KNOWN = {("abstractions/base", "@{HOME}/.Private/**"), ("abstractions/base", "@{HOMEDIRS}/.ecryptfs/*/.Private/**"),
          ("abstractions/fonts", "@{HOME}/.{,cache/}fontconfig/**")}
 

@@ -273,12 +273,24 @@ def runtime_dirs(pool) -> dict[str, str]:
     return {k: v.rstrip("/") or "/" for k, v in dirs.items() if v.startswith("/")}
 
 
+# abstractions/base lets any process write and run files in an ecryptfs home's .Private
+# (mrixwlk): no worker or helper needs that, and a path both written and run is what the
+# checks forbid. Every profile of ours that includes base takes the write and link back.
+ECRYPTFS_PRIVATE = ("@{HOME}/.Private/**", "@{HOMEDIRS}/.ecryptfs/*/.Private/**")
+
+
+def base_denies(profile: str) -> list:
+    return [FileRule(path=d, perms="wl", deny=True, source="core", profile=profile,
+                     why="abstractions/base's ecryptfs dirs: never written") for d in ECRYPTFS_PRIVATE]
+
+
 @functools.lru_cache(maxsize=1)
 def _every_hat() -> tuple:
     """The rules every hat has, whatever its pool: built once (the rules are frozen)."""
     why = lambda text: {"source": "core", "why": text}  # noqa: E731
     rules = []
     rules.append(IncludeRule(name="abstractions/base", **why("libc, locale, /dev/null and friends")))
+    rules += base_denies(HAT)
     # The CA store only, not abstractions/ssl_certs: its ACME/certbot lines are of no use
     # to PHP and it adds compile time to every pool.
     for d in CA_DIRS:
@@ -394,7 +406,7 @@ def jailed(pool, cmd: str) -> str:
 
 def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,), jail: str = "") -> list:
     why = lambda text: {"source": "core", "why": text, "profile": profile}  # noqa: E731
-    rules = [IncludeRule(name="abstractions/base", **why("libc"))]
+    rules = [IncludeRule(name="abstractions/base", **why("libc"))] + base_denies(profile)
     rules += [FileRule(path=lit(jail + s), perms="mr", **why("the shell itself")) for s in SHELLS]
     for cmd in sendmails:
         binary = _first_word(cmd or DEFAULT_SENDMAIL)
@@ -410,7 +422,7 @@ def shared_profiles(sendmail_cmds) -> list[Profile]:
     cmds = sorted({c or DEFAULT_SENDMAIL for c in sendmail_cmds} | {DEFAULT_SENDMAIL})
     binaries = sorted({b for b in map(_first_word, cmds) if b})
     why = lambda text: {"source": "core", "why": text, "profile": SHARED_SENDMAIL}  # noqa: E731
-    mail = [IncludeRule(name="abstractions/base", **why("libc")),
+    mail = [IncludeRule(name="abstractions/base", **why("libc")), *base_denies(SHARED_SENDMAIL),
             NetworkRule(domain="inet", type="stream", **why("SMTP relay (msmtp, ssmtp)")),
             NetworkRule(domain="inet6", type="stream", **why("SMTP relay (msmtp, ssmtp)"))]
     mail += [FileRule(path=lit(b), perms="mr", **why("the sendmail binaries of the pools")) for b in binaries]
@@ -464,6 +476,8 @@ def build(site, apps, plugins) -> PoolPolicy:
         rules += _shell_body("sh", [sendmail], jail)
     else:
         rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
+    based = {r.profile for r in rules if isinstance(r, IncludeRule) and r.name == "abstractions/base"}
+    rules += [d for name in sorted(based - {HAT, MASTER}) for d in base_denies(name)]  # a plugin's children
     profiles: dict[str, Profile] = {}
 
     def profile(name: str) -> Profile:
