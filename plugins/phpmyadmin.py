@@ -22,7 +22,7 @@ import posixpath
 import re
 
 from php_fpm_apparmor.api import (App, DataDir, Expectation, FileRule, WriteException, clean_version, hookimpl,
-                                  is_within, lit, pool_names, under, unsafe_path)
+                                  is_within, lit, open_regular, pool_names, under, unsafe_path)
 
 __version__ = "1.0"
 NAME = "phpmyadmin"
@@ -38,9 +38,9 @@ MAX_READ = 64 * 1024
 
 def _read(path, limit: int = MAX_READ) -> str:
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             return fh.read(limit).decode("utf-8", "replace")
-    except OSError:
+    except (OSError, ValueError):
         return ""
 
 

@@ -24,7 +24,7 @@ import posixpath
 from pathlib import Path
 
 from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, Expectation, ext_glob, FileRule,
-                                  hookimpl, is_within, lit, pool_names, read_php, under,
+                                  hookimpl, is_within, lit, open_regular, pool_names, read_php, under,
                                   unsafe_path, WriteException)
 
 __version__ = "1.0"
@@ -203,8 +203,9 @@ def _layout(site, root: str) -> dict:
 
 def _head(site, config: str) -> bytes:
     try:
-        return site.disk(config).read_bytes()[:65536]
-    except OSError:
+        with open_regular(site.disk(config)) as fh:
+            return fh.read(65536)
+    except (OSError, ValueError):
         return b""
 
 

@@ -96,7 +96,7 @@ def test_unreadable_or_missing(tmp_path):
     d = tmp_path / "dir.php"
     d.mkdir()
     f = read_php(d, "/dir.php")
-    assert not f.exists and f.problems and "cannot read" in f.problems[0]
+    assert not f.exists and f.problems == ["/dir.php: not a regular file: not read"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -162,3 +162,35 @@ def test_expectation_tables_are_well_formed():
         Expectation("delete", "/x", "allow", "x")
     with pytest.raises(ValueError):
         Expectation("read", "/x", "maybe", "x")
+
+
+def test_site_files_that_are_not_regular_are_refused_without_blocking(tmp_path):
+    """A FIFO where a plugin reads a site file (the site's owner can make one at any time,
+    also between a plugin's is_file() and its read): refused at once, never waited on."""
+    import os
+    import signal
+
+    from php_fpm_apparmor.api import NotRegular, open_regular
+
+    fifo = tmp_path / "wp-config.php"
+    os.mkfifo(fifo)
+
+    def hang(signum, frame):
+        raise AssertionError("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        facts = read_php(fifo, "/var/www/x/wp-config.php")
+        assert not facts.exists and facts.problems == ["/var/www/x/wp-config.php: not a regular file: not read"]
+        assert plugin_header(fifo, "Version") is None
+        with pytest.raises(NotRegular):
+            open_regular(fifo)
+        with pytest.raises(NotRegular):
+            open_regular(tmp_path)  # a directory neither
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    (tmp_path / "ok.php").write_text("<?php define('X', 'y');")
+    with open_regular(tmp_path / "ok.php") as f:
+        assert f.read() == b"<?php define('X', 'y');"

@@ -291,3 +291,24 @@ def test_hostile_config_values_cannot_inject_rules(tmp_path, value):
     assert not evaluate.allows(hat, "write", "/etc/passwd")
     assert not evaluate.allows(hat, "write", "/root/x.jpg")
     assert at.invariant_problems((s, pol, text)) == []
+
+
+@pytest.mark.parametrize("name", ["wp-config.php", "wp-includes/version.php"])
+def test_a_fifo_named_like_a_wordpress_file_never_blocks(tmp_path, name):
+    """A site's owner can make wp-config.php a FIFO: opened plainly, the read would block
+    the hook until its time limit, and with it php-fpm's ExecStartPre; it is refused at
+    once instead (the site is then read without it, or not taken for WordPress)."""
+    import os
+
+    root = at.wordpress(tmp_path, "/var/www/blog")
+    target = root / name
+    target.unlink()
+    os.mkfifo(target)
+    plugins = at.first_party()
+    from php_fpm_apparmor import apps
+
+    start = time.perf_counter()
+    found = apps.detect(at.site(tmp_path, "blog", ["/var/www/blog"]), plugins)
+    assert time.perf_counter() - start < 2  # the hook limit is 20 s: it never came to that
+    if name == "wp-config.php":
+        assert wp_of(found).info["config"] is None

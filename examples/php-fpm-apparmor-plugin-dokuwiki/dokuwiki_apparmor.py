@@ -17,8 +17,9 @@ from php_fpm_apparmor.api import (API_VERSION, App, Expectation, FileRule, Write
 __version__ = "1.0"
 NAME = "dokuwiki"
 _major, _minor = (int(x) for x in API_VERSION.split(".")[:2])
-if _major != 1 or _minor < 1:  # written for API 1.1 (never_code; see the compatibility rule)
-    raise ImportError(f"dokuwiki_apparmor needs php-fpm-apparmor API 1.x, x >= 1, not {API_VERSION}")
+if _major != 1 or _minor < 2:  # written for API 1.2 (never_code, open_regular; see the compatibility rule)
+    raise ImportError(f"dokuwiki_apparmor needs php-fpm-apparmor API 1.x, x >= 2, not {API_VERSION}")
+from php_fpm_apparmor.api import open_regular  # noqa: E402  (API 1.2: after the check says so)
 
 AUTH_FILES = ("conf/users.auth.php", "conf/acl.auth.php")
 
@@ -28,8 +29,9 @@ def php_fpm_apparmor_detect(site, found):
     apps = []
     for root in site.roots:
         if site.disk(root, "doku.php").is_file() and site.disk(root, "inc/init.php").is_file():
-            try:
-                head = site.disk(root, "VERSION").read_text(errors="replace")[:100]
+            try:  # open_regular: a FIFO named VERSION must not block the generator
+                with open_regular(site.disk(root, "VERSION")) as f:
+                    head = f.read(100).decode("utf-8", "replace")
             except OSError:
                 head = ""
             m = re.match(r"\s*([0-9]{4}-[0-9]{2}-[0-9]{2}[a-z]?)", head)
@@ -73,7 +75,8 @@ def php_fpm_apparmor_check(site, app):
     if app.name != NAME:
         return []
     try:
-        local = site.disk(app.root, "conf/local.php").read_text(errors="replace")
+        with open_regular(site.disk(app.root, "conf/local.php")) as f:
+            local = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         return []
     if "savedir" in local:

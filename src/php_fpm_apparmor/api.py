@@ -18,8 +18,8 @@ Compatibility rule (API_VERSION = "MAJOR.MINOR"):
 
 from __future__ import annotations
 
-from .apphelpers import (UNKNOWN, PhpFacts, any_case, canonical_or_none, clean_version, ext_glob,
-                         find_binaries, is_within, plugin_header, pool_names, read_php, site_ini,
+from .apphelpers import (UNKNOWN, NotRegular, PhpFacts, any_case, canonical_or_none, clean_version, ext_glob,
+                         find_binaries, is_within, open_regular, plugin_header, pool_names, read_php, site_ini,
                          temp_dir, unsafe_path)
 from .apps import App
 from .expect import Expectation
@@ -29,7 +29,7 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
                      under)
 from .sites import Site
 
-API_VERSION = "1.1"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code()
+API_VERSION = "1.2"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular()
 
 __all__ = [
     "API_VERSION",
@@ -42,5 +42,5 @@ __all__ = [
     "lit", "under", "never_code", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
     "find_binaries", "temp_dir", "site_ini", "pool_names",
     # reading an app's files without running them
-    "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version",
+    "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version", "open_regular", "NotRegular",
 ]

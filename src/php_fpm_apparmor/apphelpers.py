@@ -322,6 +322,25 @@ class PhpFacts:
         return f"{self.file}:{line}" if line else self.file
 
 
+class NotRegular(OSError):
+    """A FIFO, device or socket where a site file was expected."""
+
+
+def open_regular(path):
+    """A binary file object for `path`, which must be a regular file (NotRegular, an
+    OSError, otherwise). A site's owner controls these names: a FIFO called wp-config.php
+    opened plainly would block `generate`, which php-fpm's ExecStartPre waits for, so the
+    open does not block and anything but a regular file is refused before a read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_php(path: Path, system_path: str, abspath: str | None = None,
              serverroot: str | None = None, constants: dict | None = None) -> PhpFacts:
     """Read define()s and assignments from the PHP file at `path` (on disk). Never raises.
@@ -344,13 +363,16 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
                 return _copy_facts(hit)
     facts = PhpFacts(file=system_path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             st = os.fstat(fh.fileno())
             # sized to the file: read(MAX_READ + 1) allocates (and maps) 1 MiB every time
             want = min(st.st_size, MAX_READ) + 1
             data = fh.read(want)
             if len(data) == want and want <= MAX_READ:  # it grew since the fstat
                 data += fh.read(MAX_READ + 1 - want)
+    except NotRegular:
+        facts.problems.append(f"{system_path}: not a regular file: not read")
+        return facts
     except OSError as exc:
         if path.exists():
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
@@ -487,9 +509,9 @@ _HEADER_CACHE_BYTES = 8192  # WordPress's get_file_data() reads the first 8 KiB 
 def plugin_header(path: Path, field_name: str) -> str | None:
     """A WordPress file header field ("Version", "Plugin Name"), as get_file_data reads it."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(_HEADER_CACHE_BYTES).decode("utf-8", "replace")
-    except OSError:
+    except (OSError, ValueError):
         return None
     m = re.search(r"^[ \t/*#@]*" + re.escape(field_name) + r":(.*)$", head, re.I | re.M)
     if not m:
