@@ -21,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .pools import NotRegular, open_regular, read_capped  # noqa: F401  (the first two: plugin API)
+
 # Config files are small; a bigger one is read only this far (no memory blow-up).
 MAX_READ = 1 << 20
 MAX_DEPTH = 32  # nested arrays/parentheses before we give up on an expression
@@ -322,25 +324,6 @@ class PhpFacts:
         return f"{self.file}:{line}" if line else self.file
 
 
-class NotRegular(OSError):
-    """A FIFO, device or socket where a site file was expected."""
-
-
-def open_regular(path):
-    """A binary file object for `path`, which must be a regular file (NotRegular, an
-    OSError, otherwise). A site's owner controls these names: a FIFO called wp-config.php
-    opened plainly would block `generate`, which php-fpm's ExecStartPre waits for, so the
-    open does not block and anything but a regular file is refused before a read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegular(f"{path}: not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def read_php(path: Path, system_path: str, abspath: str | None = None,
              serverroot: str | None = None, constants: dict | None = None) -> PhpFacts:
     """Read define()s and assignments from the PHP file at `path` (on disk). Never raises.
@@ -365,11 +348,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
     try:
         with open_regular(path) as fh:
             st = os.fstat(fh.fileno())
-            # sized to the file: read(MAX_READ + 1) allocates (and maps) 1 MiB every time
-            want = min(st.st_size, MAX_READ) + 1
-            data = fh.read(want)
-            if len(data) == want and want <= MAX_READ:  # it grew since the fstat
-                data += fh.read(MAX_READ + 1 - want)
+            data = read_capped(fh, st.st_size, MAX_READ)
     except NotRegular:
         facts.problems.append(f"{system_path}: not a regular file: not read")
         return facts

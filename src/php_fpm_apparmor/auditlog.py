@@ -294,8 +294,9 @@ def read(sysroot: str = "/", logs=None, since: float | None = None, journal: boo
 
     for path in files:
         try:
-            if since and not tail and path.stat().st_mtime < since:
-                reaches(path.stat().st_mtime)  # it was written before `since`: the source goes back that far
+            mtime = path.stat().st_mtime
+            if since and not tail and mtime < since:
+                reaches(mtime)  # it was written before `since`: the source goes back that far
                 continue  # nothing written to it since then
             if not tail:
                 reaches(first_time(path))

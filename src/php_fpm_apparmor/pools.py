@@ -458,7 +458,7 @@ def constants_for(version: str) -> dict[str, str]:
     if re.match(r"^[0-9]+\.[0-9]+$", version):
         major, minor = version.split(".")
         table.update(PHP_MAJOR_VERSION=major, PHP_MINOR_VERSION=minor)
-        if (int(major), int(minor)) >= (8, 4):  # PHP 8.4 dropped E_STRICT from E_ALL
+        if _at_least(version, (8, 4)):  # PHP 8.4 dropped E_STRICT from E_ALL
             table["E_ALL"] = str(E["E_ALL"] & ~E["E_STRICT"])
     return table
 
@@ -854,12 +854,13 @@ class _Reader:
         listen = s.get("listen")
         if not listen:
             fail("listen", "no listen address has been defined")
-        if ":" not in listen and not listen.isdigit() and not listen.startswith("/"):
+        unix = ":" not in listen and not listen.isdigit()  # fpm_sockets_domain_from_address
+        if unix and not listen.startswith("/"):
             s["listen"] = listen = self.full_path(listen, p)
         # fpm_unix_check_listen_address (PHP 8.4; 8.2 truncated the path at bind time):
         # a unix socket path must fit sockaddr_un.sun_path with its NUL.
         n = len(listen.encode("utf-8", "surrogateescape"))
-        if ":" not in listen and not listen.isdigit() and n >= SUN_PATH and _at_least(self.inst.version, (8, 4)):
+        if unix and n >= SUN_PATH and _at_least(self.inst.version, (8, 4)):
             fail("listen", f"cannot bind to UNIX socket '{listen}' as path is too long "
                            f"(found length: {n}, maximal length: {SUN_PATH})")
         if "process.priority" in s and not -19 <= _atoi(s["process.priority"]) <= 20:
@@ -1025,6 +1026,25 @@ def glob_magic(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+class NotRegular(OSError):
+    """A FIFO, device or socket where a file to read was expected."""
+
+
+def open_regular(path):
+    """A binary file object for `path`, which must be a regular file (NotRegular, an
+    OSError, otherwise). Config and site files are named by people who may be hostile: a
+    FIFO opened plainly would block `generate`, which php-fpm's ExecStartPre waits for, so
+    the open does not block and anything but a regular file is refused before a read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_config_bytes(path: str, from_file=None, from_line=0, shown=None) -> bytes:
     """The bytes of a config file, refusing what is not a plain readable file.
 
@@ -1033,31 +1053,33 @@ def read_config_bytes(path: str, from_file=None, from_line=0, shown=None) -> byt
     name = shown or path
     blame = (from_file, from_line) if from_file else (name, 0)
     try:
-        # O_NONBLOCK: opening a FIFO must not hang (php-fpm itself would block there).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fh = open_regular(path)  # a FIFO must not hang (php-fpm itself would block there)
+    except NotRegular:
+        raise ConfigError(*blame, f"{name} is not a regular file") from None
     except OSError as e:
         raise ConfigError(*blame, f"cannot open {name}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(*blame, f"{name} is not a regular file")
-        if st.st_size > MAX_FILE:
-            raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
-        chunks, total = [], 0
-        size = max(st.st_size + 1, 1 << 16)  # the whole file in one read; a 1 MiB buffer per call cost more than parsing
-        while True:
-            chunk = os.read(fd, size)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > MAX_FILE:
+    with fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE:
                 raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as e:
-        raise ConfigError(*blame, f"cannot read {name}: {e.strerror}") from None
-    finally:
-        os.close(fd)
+            data = read_capped(fh, size, MAX_FILE)
+        except OSError as e:
+            raise ConfigError(*blame, f"cannot read {name}: {e.strerror}") from None
+    if len(data) > MAX_FILE:
+        raise ConfigError(name, 0, f"file larger than {MAX_FILE} bytes")
+    return data
+
+
+def read_capped(fh, size: int, limit: int) -> bytes:
+    """At most limit + 1 bytes of an open file whose fstat said `size` (more: it is larger
+    than `limit`). One read sized to the file: read(limit + 1) would allocate the whole
+    limit every call, which on a thousand small files costs more than parsing them."""
+    want = min(size, limit) + 1
+    data = fh.read(want)
+    if len(data) == want and want <= limit:  # it grew since the fstat
+        data += fh.read(limit + 1 - want)
+    return data
 
 
 _JUNK = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
