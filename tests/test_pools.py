@@ -206,3 +206,30 @@ def test_trailing_dollar_keeps_the_newline_like_php_fpm(sysroot):
     write(sysroot, "/var/log/.keep", "")
     write(sysroot, "/etc/php/8.2/fpm/pool.d/a.conf", pool_conf("a", extra="access.log = /var/log/acc$\n"))
     assert read_all(str(sysroot), environ={})[0].access_log == "/var/log/acc$\n"
+
+
+def test_a_line_repeated_across_pools_and_versions_reads_as_in_each(sysroot):
+    """The reader keeps each plain line's parse (a panel writes the same lines into every
+    pool): $pool must still expand per pool, and a constant per PHP version."""
+    write(sysroot, "/etc/php/8.4/fpm/php-fpm.conf", MAIN.replace("8.2", "8.4"))
+    same = "listen = /run/php/$pool.sock\nphp_admin_value[error_reporting] = E_ALL\n"
+    for version, names in (("8.2", ("a", "b")), ("8.4", ("c",))):
+        for name in names:
+            write(sysroot, f"/etc/php/{version}/fpm/pool.d/{name}.conf",
+                  f"[{name}]\nuser = alice\npm = static\npm.max_children = 1\n{same}")
+    got = {p.name: (p.listen, p.php_admin_values["error_reporting"]) for p in read_all(str(sysroot), environ={})}
+    assert got == {"a": ("/run/php/a.sock", "32767"), "b": ("/run/php/b.sock", "32767"),
+                   "c": ("/run/php/c.sock", "30719")}  # PHP 8.4's E_ALL has no E_STRICT
+
+
+def test_included_files_the_listing_shows_as_plain_or_not(sysroot):
+    """include= matches are opened through the directory listing unless they are a
+    symlink (resolved inside the root) or a directory (skipped, as GLOB_MARK does)."""
+    write(sysroot, "/etc/php/8.2/fpm/pool.d/a.conf", pool_conf("a"))
+    write(sysroot, "/srv/real/b.conf", pool_conf("b"))
+    os.symlink("/srv/real/b.conf", sysroot / "etc/php/8.2/fpm/pool.d/b.conf")  # absolute: inside the root
+    (sysroot / "etc/php/8.2/fpm/pool.d/c.conf").mkdir()
+    pools = read_all(str(sysroot), environ={})
+    assert [(p.name, p.config_file) for p in pools] == [
+        ("a", str(sysroot / "etc/php/8.2/fpm/pool.d/a.conf")),
+        ("b", str(sysroot / "etc/php/8.2/fpm/pool.d/b.conf"))]

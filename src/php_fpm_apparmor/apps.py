@@ -83,7 +83,7 @@ def refuse_foreign_claims(entries) -> None:
     """A plugin may claim a packaged app's directory for the pools that name it, never
     another pool's root (or a directory holding one, or inside one): that would hand one
     pool's files to another. That pool fails, the plugin named; the other pool is kept."""
-    from .evaluate import inside
+    from .sites import inside
 
     roots = [(r, e) for e in entries if e.site is not None for r in e.site.roots]
     for e in entries:

@@ -25,6 +25,7 @@ from apparmor.rule.file import FileRule as AAFileRule
 
 from .errors import LibraryError
 from .policy import is_code_name
+from .sites import inside  # noqa: F401  (learn's evaluate.inside)
 
 APPARMOR_DIR = "/etc/apparmor.d"
 _SPECIAL = '\\*?[]{}^"|()+$.'
@@ -332,8 +333,3 @@ def exec_transition(profile: Profile, path: str):
 def is_forbidden_name(path: str) -> bool:
     """Is `path` a code name (policy.CODE_EXTENSIONS/CODE_FILES, any letter case)?"""
     return is_code_name(path)
-
-
-def inside(path: str, root: str) -> bool:
-    """Is `path` the directory `root` or below it (plain path comparison, no globs)?"""
-    return path == root or path.startswith(root.rstrip("/") + "/")

@@ -132,8 +132,6 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
     checks with its site and profile names. What one pool's change costs is then that
     pool's work plus reading the pools, whatever their number."""
     from . import plugins as plugins_mod
-    from .apply import installed_profiles
-
     plugins = plugins or plugins_mod.load(sysroot=sysroot)
     tell = progress or (lambda *a: None)
     sites.forget_disk()
@@ -189,6 +187,8 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
         if not build and not detect:
             continue
         if only is not None and build and not ({e.pool.name, e.hat} & set(only)):
+            from .apply import installed_profiles
+
             names = installed_profiles(sysroot, e.hat)
             if names:
                 e.keep, e.text = True, ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -119,6 +118,8 @@ def clean_temp(sysroot: str) -> None:
 
 def local_digest(sysroot: str) -> str:
     """Digest of the admin's override files: editing one must recompile and reload."""
+    import hashlib  # only here: _hashlib costs `status` 2 ms
+
     h = hashlib.sha256()
     base = at(sysroot, "/etc/apparmor.d/local")
     for p in [base / "php-fpm", *sorted(at(sysroot, LOCAL_DIR).glob("*"))]:

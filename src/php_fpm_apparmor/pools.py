@@ -19,6 +19,7 @@ import os
 import pwd
 import re
 import stat
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 from .discover import Installation, disk, find_installations
@@ -30,10 +31,9 @@ MAX_FILE = 16 * 1024 * 1024
 MAX_NESTING = 5  # fpm_conf_load_ini_file: "failed to include more than 5 files recursively"
 
 
-@dataclass(frozen=True)
-class Origin:
-    file: str  # path of the file on disk (as opened, i.e. including the sysroot)
-    line: int
+# Where a setting was made: file is the path on disk as opened (i.e. with the sysroot).
+# A named tuple: one is made per config line, and a frozen dataclass costs three times as much.
+Origin = namedtuple("Origin", "file line")
 
 
 @dataclass
@@ -389,20 +389,23 @@ def _do_op(op, a, b):
 _FAST_BLANK = re.compile(r"[ \t]*(?:;[^\r\n]*)?\r?\Z")
 _FAST_SECTION = re.compile(r"\[([A-Za-z0-9_.:@+,/-]+)\][ \t]*(?:;[^\r\n]*)?\r?\Z")
 # A value is either plain VALUE_CHARS (a "$" only before a name character, where it is
-# literal) or one double-quoted run without escapes or ${}.
+# literal) or one double-quoted run without escapes or ${}. Possessive: what may follow a
+# value (blank, ";", "\r", the end) is never a value character, so nothing is given back,
+# and a long line that fails costs one pass, not one per split of it.
 _FAST_ENTRY = re.compile(
     r"[ \t]*([A-Za-z_][A-Za-z0-9_.]*)(?:\[([A-Za-z0-9_./:-]+)\])?[ \t]*=[ \t]*"
-    r"(?:\"([^\"\\$\r\n]*)\"|((?:[^$= \t\n\r;&|^~()!\"'\x00]|\$[A-Za-z0-9_])*?))"
+    r"(?:\"([^\"\\$\r\n]*)\"|((?:[^$= \t\n\r;&|^~()!\"'\x00]++|\$[A-Za-z0-9_])*+))"
     r"[ \t]*(?:;[^\r\n]*)?\r?\Z"
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BOOLS = {"true": "1", "on": "1", "yes": "1", "false": "", "off": "", "no": "", "none": "", "null": ""}
 
 
-def parse_line(line: str, getvar, constants, sink) -> None:
-    """Parse one buffer of Zend INI text, calling sink(kind, name, key, value)."""
+def fast_statement(line: str, constants) -> tuple | None:
+    """The statement (kind, name, key, value) of a plain line, () for a blank or comment
+    line, None when the full lexer must decide. Depends on nothing but its arguments."""
     if not line or line[0] == ";":
-        return
+        return ()
     m = _FAST_ENTRY.match(line)
     if m and m.group(1).lower() not in _BOOLS:
         name, key, quoted, value = m.groups()
@@ -413,18 +416,22 @@ def parse_line(line: str, getvar, constants, sink) -> None:
         elif _IDENT.match(value):
             low = value.lower()
             value = _BOOLS[low] if low in _BOOLS else constants.get(value, value)
-        if key is None:
-            sink("entry", name, None, value)
-        else:
-            sink("array", name, key, value)
-        return
+        return ("entry", name, None, value) if key is None else ("array", name, key, value)
     m = _FAST_SECTION.match(line)
     if m:
-        sink("section", m.group(1), None, None)
-        return
+        return ("section", m.group(1), None, None)
     if _FAST_BLANK.match(line):
-        return
-    _Parser(_lex(line + "\n"), getvar, constants).statements(sink)
+        return ()
+    return None
+
+
+def parse_line(line: str, getvar, constants, sink) -> None:
+    """Parse one buffer of Zend INI text, calling sink(kind, name, key, value)."""
+    st = fast_statement(line, constants)
+    if st is None:
+        _Parser(_lex(line + "\n"), getvar, constants).statements(sink)
+    elif st:
+        sink(*st)
 
 
 # Constants zend_ini_get_constant would find. Only the ones with a fixed value on every
@@ -515,6 +522,8 @@ def _ci(text: str) -> str:
 
 def _check_value(kind: str, value: str) -> str | None:
     """The error fpm_conf.c's setter would return for `value`, or None."""
+    if kind == "string":  # most options: nothing to check
+        return None
     if kind == "bool":
         return None if value in ("1", "", "0") else "invalid boolean value"
     if kind == "int":
@@ -627,6 +636,12 @@ class _Reader:
         self.include = None
         self._users = None
         self._groups = None
+        # line -> its statement (fast_statement): a panel writes the same lines into every
+        # pool, and a thousand pools repeat most of them
+        self.memo: dict[str, tuple] = {}
+        # include= glob matches the directory listing showed to be plain files (neither a
+        # symlink nor a directory): system path -> on-disk path, no readlink or stat again
+        self.listed: dict[str, str] = {}
 
     # -- files -----------------------------------------------------------------------
     def disk(self, path: str) -> str:
@@ -636,6 +651,9 @@ class _Reader:
         """On-disk path with symlinks resolved inside the system root, never on the host."""
         if self.sysroot in ("", "/"):
             return path
+        listed = self.listed.get(path)
+        if listed is not None:
+            return listed
         return disk(self.sysroot, canonical(self.sysroot, path))
 
     def getvar(self, name: str) -> str:
@@ -656,15 +674,24 @@ class _Reader:
                     f"failed to include more than {MAX_NESTING} files recursively "
                     f"(include loop?) at {where}",
                 )
+            getvar, constants, sink, memo = self.getvar, self.constants, self.statement, self.memo
             for lineno, line in enumerate(decode_lines(data, where), 1):
                 if not line:
                     continue
                 if len(line) > MAX_LINE:
                     raise ConfigError(where, lineno, f"line longer than {MAX_LINE} bytes")
                 self.include = None
+                self.at = Origin(where, lineno)  # the statement's (set again after an include)
+                st = memo.get(line)
+                if st is None:
+                    st = fast_statement(line, constants)
+                    if st is not None:
+                        memo[line] = st
                 try:
-                    parse_line(line, self.getvar, self.constants,
-                               lambda *st: self.statement(where, lineno, *st))
+                    if st is None:
+                        _Parser(_lex(line + "\n"), getvar, constants).statements(sink)
+                    elif st:
+                        sink(*st)
                 except _Syntax as e:
                     raise ConfigError(where, lineno, str(e)) from None
                 if self.include is not None:
@@ -681,7 +708,7 @@ class _Reader:
         if status == "abort":
             raise ConfigError(where, lineno, f"include={pattern}: directory does not exist or is unreadable")
         for path in paths:
-            if os.path.isdir(self.real(path)):
+            if path not in self.listed and os.path.isdir(self.real(path)):
                 continue  # GLOB_MARK'd directories are skipped
             self.load(path, where, lineno)
 
@@ -701,16 +728,20 @@ class _Reader:
                 found = []
                 for base in bases:
                     try:
-                        names = os.listdir(self.real(base or "/"))
+                        with os.scandir(self.real(base or "/")) as it:
+                            entries = list(it)
                     except OSError as e:
                         if e.errno == errno.ENOTDIR:
                             continue
                         return "abort", []
-                    for name in names:
+                    for entry in entries:
+                        name = entry.name
                         if name.startswith(".") and not part.startswith("."):
                             continue
                         if fnmatch.fnmatchcase(name, part):
                             found.append(f"{base}/{name}")
+                            if last and not entry.is_symlink() and not entry.is_dir(follow_symlinks=False):
+                                self.listed[found[-1]] = entry.path
                 bases = found
             elif part == "" and not last:
                 continue  # "//" in a pattern
@@ -723,8 +754,9 @@ class _Reader:
         return "ok", sorted(bases)
 
     # -- statements ------------------------------------------------------------------
-    def statement(self, file, line, kind, name, key, value):
-        origin = Origin(file, line)
+    def statement(self, kind, name, key, value):
+        origin = self.at
+        file, line = origin
         if kind == "section":
             if _ci(name) == "global":
                 self.current = None

@@ -90,12 +90,23 @@ def forget_disk() -> None:
     canonical.cache_clear()
 
 
+def inside(path: str, root: str) -> bool:
+    """Is `path` the directory `root` or below it (plain path comparison, no globs)?"""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 @functools.lru_cache(maxsize=65536)  # plugins and checks ask for the same paths again and again
 def canonical(sysroot: str, path: str) -> str:
     """Resolve `path` as the live system would, treating `sysroot` as "/"."""
     if sysroot in ("/", ""):
         return os.path.realpath(path)
     root = _real(sysroot)
+    # The common case, a plain path whose directory holds no symlink (a thousand pool
+    # files in one pool.d): that directory's answer is cached, one readlink is left.
+    head, _, tail = path.rpartition("/")
+    if head.startswith("/") and tail not in ("", ".", "..") and "/." not in head and "//" not in head:
+        if canonical(sysroot, head) == head and _readlink(root + path) is None:
+            return path
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -185,8 +196,19 @@ def _paths(value: str) -> list[str]:
 # themselves, and everything below the others, are never a site's code.
 
 
+_SYSTEM_SET = frozenset(SYSTEM_DIRS)
+
+
 def _is_system(path: str) -> bool:
-    return path == "/" or path in _PARENTS or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
+    """"/", a parent of sites, or a SYSTEM_DIRS directory or below one (its ancestors looked
+    up, not every system directory compared: this runs for each pool's roots)."""
+    if path == "/" or path in _PARENTS:
+        return True
+    while path:
+        if path in _SYSTEM_SET:
+            return True
+        path = path.rpartition("/")[0]
+    return False
 
 
 def infer_roots(pool) -> tuple[list[str], str]:
@@ -285,7 +307,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
     settings = dict(conf.defaults())
     if name:
         settings.update(conf[name])
-    cfile = getattr(conf, "path", str(Path(sysroot, CONFIG.lstrip("/"))))
+    cfile = getattr(conf, "path", None) or str(Path(sysroot, CONFIG.lstrip("/")))
     where = f"[{name}]" if name else "[defaults]"
 
     def conf_error(key: str, message: str) -> ConfigError:

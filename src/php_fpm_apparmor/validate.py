@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 FEATURES = "/usr/share/apparmor-features/features"
@@ -84,6 +83,8 @@ def compile_pools(texts: dict[str, str], includes: list[str], done=None) -> dict
                 done(hat)
             return error
         # Parser runs are separate processes: one per core compiles in parallel.
+        from concurrent.futures import ThreadPoolExecutor  # only when compiling: not for `status`
+
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             results = dict(zip(jobs, pool.map(one, jobs)))
     return results

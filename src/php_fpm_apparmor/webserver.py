@@ -281,7 +281,7 @@ def _canon(sysroot: str):
 
 def serving(web: WebConfig | None, pool, sysroot: str = "/") -> list[Vhost]:
     """The vhosts that pass PHP to this pool's listen address."""
-    if not web or not pool.listen:
+    if not web or not web.vhosts or not pool.listen:  # no vhost: no socket path to resolve
         return []
     mine = parse_address(pool.listen)
     if mine is None:
@@ -318,7 +318,7 @@ def findings(result, sysroot: str = "/") -> list[str]:
     web = getattr(result, "web", None)
     if not web or not web.found:
         return []
-    from .evaluate import inside
+    from .sites import inside
 
     out = []
     canon = _canon(sysroot)
