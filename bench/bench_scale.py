@@ -11,7 +11,8 @@ the process that did the work) of:
   - a full cold generate (text without invariants, compile, write; --root is not /, so
     nothing is loaded), its Python and parser shares;
   - apply after one pool's change (its mode): reading + planning, then the transaction,
-    and the parser run the kernel load would cost (that pool's profiles alone).
+    and the parser run the kernel load would cost (that pool's profiles alone);
+  - `status --json` again once nginx serves each pool from its own vhost.
 Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
 """
 
@@ -133,6 +134,21 @@ def fpm_t_tree(root: Path, conf_dir: Path, version: str = "8.2") -> Path:
     return conf_dir / "php-fpm.conf"
 
 
+def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
+    """status again once nginx serves every pool (one vhost each, Debian's snippets): the
+    web server's config is read too, as on a real host."""
+    import wptree
+
+    if not Path("/etc/nginx/nginx.conf").exists():
+        print("status --json (with nginx vhosts):   skipped, no /etc/nginx to copy (apt install nginx-common)")
+        return
+    wptree.nginx(root, n)
+    s_s, s_cpu, s_mb = wrapped(status)
+    label = f"status --json (+{n} nginx vhosts):"
+    print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
+          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (sites also from the vhosts)")
+
+
 def bench(n: int, check_upto: int, status_only: bool = False) -> None:
     import wptree
 
@@ -157,6 +173,7 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
             s2_s, s2_cpu, s2_mb = wrapped(status)
             print(f"status --json (all installed):      {s2_s:6.2f} s wall {s2_cpu:6.2f} s CPU {s2_mb:5.0f} MB  "
                   f"CPU ratio {s2_cpu / fpm_cpu:.2f} (apps from the installed headers)")
+            with_vhosts(root, n, status, fpm_cpu)
             return
         text = step("text", root)
         print(f"generate --dry-run, text only:      {text['plan_s']:6.2f} s wall {text['cpu_python_s']:6.2f} s CPU "
@@ -194,6 +211,7 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
               f"parser {one['cpu_parser_s']:.2f} s; loading it alone (live) adds one parser run like the "
               f"one timed here: {one['alone_parser_s']:.2f} s"
               f"{' ERROR ' + one['alone_error'] if one['alone_error'] else ''}")
+        with_vhosts(root, n, status, fpm_cpu)
 
 
 def main() -> int:

@@ -71,6 +71,29 @@ def build(root: Path, n: int, version: str = "8.2") -> Path:
     return root
 
 
+NGINX_SITE = """server {{
+    listen 80;
+    server_name web{i}.example www.web{i}.example;
+    root {root};
+    index index.php;
+    location / {{ try_files $uri $uri/ /index.php?$args; }}
+    location ~ \\.php$ {{
+        include snippets/fastcgi-php.conf;
+        fastcgi_pass unix:/var/lib/php{version}-fpm/web{i}.sock;
+    }}
+}}
+"""
+
+
+def nginx(root: Path, n: int, version: str = "8.2") -> Path:
+    """Debian's /etc/nginx in the tree with one enabled site per pool, each passing PHP to its
+    pool's socket through Debian's fastcgi-php.conf snippet (as a panel writes them)."""
+    import webtrees
+
+    return webtrees.nginx_tree(root, {f"web{i}.vhost": NGINX_SITE.format(i=i, root=web(i), version=version)
+                                      for i in range(n)})
+
+
 def fpm_test(root: Path, version: str = "8.2") -> list[str]:
     """php-fpm's own config test on the same pools (its paths made relative to the tree)."""
     return [f"/usr/sbin/php-fpm{version}", "-t", "-y", str(root / f"etc/php/{version}/fpm/php-fpm.conf"),
