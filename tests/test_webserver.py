@@ -118,6 +118,34 @@ def test_nginx_huge_file_and_broken_syntax_cost_that_file_only(tmp_path):
     assert "/etc/nginx/sites-enabled/broken:1: unexpected end of file, expecting a closing quote" in problems
 
 
+@needs_nginx
+def test_a_fifo_or_directory_included_costs_that_include_only(tmp_path):
+    """A panel may include a file a site's owner controls: a FIFO there is refused at once
+    (opened plainly it would block generate, php-fpm's ExecStartPre), a directory named."""
+    import os
+    import signal
+
+    root = nginx_tree(tmp_path / "root", {**corpus("nginx", "blog"), "own": "include /var/www/u/*.conf;\n"})
+    (root / "var/www/u").mkdir(parents=True)
+    os.mkfifo(root / "var/www/u/a.conf")
+    (root / "var/www/u/b.conf").mkdir()
+    problems = []
+
+    def hang(signum, frame):
+        raise AssertionError("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)  # opened plainly, the FIFO blocks
+    try:
+        found = nginx.read(str(root), problems)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert [v.address for v in found] == ["unix:/run/php/blog.sock"]
+    assert "/etc/nginx/sites-enabled/own:1: /var/www/u/a.conf is not a regular file" in problems
+    assert "/etc/nginx/sites-enabled/own:1: /var/www/u/b.conf is a directory" in problems
+
+
 APACHE_EXPECTED = {
     # Debian's conf-available/phpX.Y-fpm.conf: every vhost without a handler of its own
     f"unix:/run/php/php{PHP}-fpm.sock": ({"/var/www/html", "/var/www/blog"}, {"blog.example", "www.blog.example"}),

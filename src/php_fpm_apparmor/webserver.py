@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .pools import NotRegular, open_regular, read_capped
 
 MAX_FILE = 8 << 20  # bytes read of one config file: a web server config is never that big
 MAX_FILES = 5000  # files one server's config may pull in
@@ -99,11 +100,12 @@ class Files:
         if self.dump is not None and path in self.dump:
             return self.dump[path]
         disk = self.disk(path)
-        try:
-            with open(disk, "rb") as f:
-                data = f.read(MAX_FILE + 1)
-        except IsADirectoryError:
-            self.problems.append(f"{where}: {path} is a directory")
+        try:  # non-blocking and regular files only: a panel may include a file a site's owner controls
+            with open_regular(disk) as f:
+                data = read_capped(f, os.fstat(f.fileno()).st_size, MAX_FILE)
+        except NotRegular:
+            kind = "a directory" if os.path.isdir(disk) else "not a regular file"
+            self.problems.append(f"{where}: {path} is {kind}")
             return None
         except ValueError:  # a NUL byte: no file has that name
             self.problems.append(f"{where}: cannot read {path!r}: not a file name")
