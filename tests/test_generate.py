@@ -172,6 +172,26 @@ def test_symlinked_docroot_is_canonicalised(tmp_path, cli):
     assert '"/srv/real site/**" r,' in text and "/var/www/link" not in text.split("\n\n", 1)[1]
 
 
+def test_a_root_symlinked_into_another_pools_site_costs_its_own_pool_only(tmp_path, cli):
+    """sneak's root is a symlink into blog's site: sneak is refused (core-only hat), and
+    blog, whose own configuration is right, keeps its full hat."""
+    root = make_tree(tmp_path, {"blog": pool_conf("blog", "/var/www/blog", hat="blog"),
+                                "sneak": pool_conf("sneak", None, hat="sneak", extra="chdir = /srv/sneak\n")})
+    (root / "var/www/blog/sub").mkdir()
+    import shutil
+    shutil.rmtree(root / "srv/sneak")
+    os.symlink("/var/www/blog/sub", root / "srv/sneak")  # absolute: inside the tree
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    assert ("pool sneak: root /srv/sneak is a symlink to /var/www/blog/sub, inside pool blog's root "
+            "/var/www/blog") in proc.stderr, proc.stderr
+    assert "pool blog:" not in proc.stderr
+    blog = (root / "etc/apparmor.d/php-fpm.d/blog").read_text()
+    assert '"/var/www/blog/**" r,' in blog and generate.CORE_ONLY not in blog
+    sneak = (root / "etc/apparmor.d/php-fpm.d/sneak").read_text()
+    assert generate.CORE_ONLY in sneak and "/var/www/blog" not in sneak
+
+
 def test_duplicate_hats_across_versions_are_refused(tmp_path, cli):
     root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="site")})
     make_tree(root, {"b": pool_conf("b", "/var/www/b", hat="site")}, version="8.1")

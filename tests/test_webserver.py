@@ -334,7 +334,14 @@ def test_a_vhost_passing_another_pools_site_to_a_pool_is_refused_and_explained(t
     assert rows["plain"]["site_root"] == ["/var/www/blog/shop", "/var/www/plain"]
     assert rows["plain"]["vhosts"] == ["plain.example", "shop.example"]
     proc = cli("generate", root=root)
-    assert proc.returncode == 1 and "reaches pool plain's root /var/www/blog/shop" in proc.stderr
+    # the pool whose vhost reaches into blog's site pays, not blog (its own config is right)
+    assert proc.returncode == 1 and ("pool plain: its root /var/www/blog/shop (from nginx "
+                                     "/etc/nginx/sites-enabled/plain:4, nginx /etc/nginx/sites-enabled/shop:5) "
+                                     "is inside pool blog's site /var/www/blog") in proc.stderr, proc.stderr
+    assert "pool blog:" not in proc.stderr
+    blog = (root / "etc/apparmor.d/php-fpm.d/blog").read_text()
+    assert '"/var/www/blog/**" r,' in blog and "core-only hat" not in blog
+    assert "core-only hat" in (root / "etc/apparmor.d/php-fpm.d/plain").read_text()
     check = cli("check", root=root).stdout.splitlines()
     assert ("/etc/nginx/sites-enabled/shop:5: nginx shop.example passes PHP below /var/www/blog/shop to pool "
             "plain, but that is inside pool blog's site /var/www/blog: its code would run in plain's hat") in check

@@ -614,6 +614,7 @@ def check_plan(result) -> None:
         for o in all_roots.get("/", ()):
             yield "/", o
 
+    intruding: dict[int, set] = {}  # roots that lie in another pool's site: that site's, not this pool's
     for e in entries:
         # A root reached through a symlink that lands in another pool's site is that
         # site's files under another name, not a site of its own.
@@ -622,6 +623,18 @@ def check_plan(result) -> None:
                 if other is not e and root != r:
                     e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
                                  f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
+                    intruding.setdefault(id(e), set()).add(root)
+        # Likewise a vhost root inside another pool's site (`alias /var/www/blog/shop/;`
+        # passing PHP to pool plain): that site's code would run in plain's hat. The vhost's
+        # pool pays, not the site it reaches into, whose own configuration is right.
+        if e.site.origin.startswith("from "):
+            for root in e.site.roots:
+                hit = next(((r, o) for r, o in roots_around(root) if o is not e and r != root), None)
+                if hit:
+                    e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: its root {root} ({e.site.origin}) "
+                                 f"is inside pool {hit[1].pool.name}'s site {hit[0]}: that site's code would "
+                                 f"run in {e.pool.name}'s hat; fix the vhost or set root = in {sites.CONFIG}")
+                    intruding.setdefault(id(e), set()).add(root)
         # mail() runs sendmail_path in the children every pool shares: never a site's file.
         binary = _first_word(e.pool.ini("sendmail_path") or "")
         if binary:
@@ -635,7 +648,8 @@ def check_plan(result) -> None:
     entries = list(result.ready)
     _canonical.cache_clear()  # a run sees the disk as it is now
     # Every pool with a site owns its paths, also one refused here (it keeps its old file).
-    owned = {id(e): owned_paths(e) for e in result.entries if e.site is not None and e.hat}
+    owned = {id(e): [o for o in owned_paths(e) if not (o.what == "root" and o.path in intruding.get(id(e), ()))]
+             for e in result.entries if e.site is not None and e.hat}
     index = Index(o for e in result.entries for o in owned.get(id(e), ()))
     for e in entries:
         if not e.text:  # a pool kept as installed (plan(only=...)): in the index, not re-checked
