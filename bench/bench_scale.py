@@ -66,7 +66,9 @@ def inner(step: str, root: str) -> None:
     """Runs in its own process: one step, its timings as JSON, its own peak RSS."""
     import resource
 
-    from php_fpm_apparmor import apply as apply_mod, generate, plugins, validate
+    from php_fpm_apparmor import apply as apply_mod, cli, generate, plugins, validate  # noqa: F401
+    # (cli: importing it sets the command's garbage-collector pace, so these steps run as
+    # `generate` does)
 
     t0 = time.perf_counter()
     pm = plugins.load()
