@@ -281,18 +281,23 @@ def external_disabled(environ=None) -> bool:
     return env.get(NO_EXTERNAL_ENV, "").strip().lower() in ("1", "yes", "true", "on")
 
 
+def _raw_dist_name(dist) -> str:
+    if dist is None:
+        return ""
+    return getattr(dist, "name", None) or dist.metadata.get("Name", "") or ""
+
+
 def _dist_name(dist) -> str:
-    name = ""
-    if dist is not None:
-        name = getattr(dist, "name", None) or dist.metadata.get("Name", "") or ""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return re.sub(r"[-_.]+", "-", _raw_dist_name(dist)).lower()
 
 
-def is_first_party(ep) -> bool:
+def is_first_party(ep, dist_name: str | None = None) -> bool:
     """Shipped by this distribution and naming one of its modules: another package's entry
-    point that names a first-party module is still that package's plugin (external)."""
-    return _dist_name(getattr(ep, "dist", None)) == FIRST_PARTY_DIST and \
-        (ep.value == FIRST_PARTY or ep.value.startswith(FIRST_PARTY + "."))
+    point that names a first-party module is still that package's plugin (external).
+    dist_name: _dist_name(ep.dist) if already known (each ask parses the package's METADATA)."""
+    if dist_name is None:
+        dist_name = _dist_name(getattr(ep, "dist", None))
+    return dist_name == FIRST_PARTY_DIST and (ep.value == FIRST_PARTY or ep.value.startswith(FIRST_PARTY + "."))
 
 
 def mistakes(pm: pluggy.PluginManager, plugin) -> list[str]:
@@ -425,11 +430,14 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
     if entry_points is None:
         entry_points = metadata.entry_points(group=PROJECT)
     for ep in sorted(entry_points, key=lambda e: e.name):
-        first_party = is_first_party(ep)
+        # The distribution's name and version parse its METADATA on every ask (Python 3.11
+        # keeps no copy): once each here, and the version only when the module has none.
+        dist = getattr(ep, "dist", None)
+        shown = _raw_dist_name(dist)
+        first_party = is_first_party(ep, re.sub(r"[-_.]+", "-", shown).lower())
         if not first_party and not external:
             continue
-        dist = getattr(ep, "dist", None)
-        where = ep.value + (f" from {dist.name}" if dist is not None and getattr(dist, "name", None) else "")
+        where = ep.value + (f" from {shown}" if shown else "")
         try:
             with time_limit(IMPORT_SECONDS, "the import"):
                 module = ep.load()
@@ -442,8 +450,8 @@ def load(entry_points=None, extra=(), sysroot: str | None = None, external: bool
             plugins.trusted.add(ep.name)
         plugins.info.append(PluginInfo(
             name=ep.name,
-            version=_version(module, str(dist.version) if dist else "?"),
-            source="first-party" if first_party else (getattr(dist, "name", None) or "external"),
+            version=_version(module, "") or (str(dist.version) if dist else "?"),
+            source="first-party" if first_party else (shown or "external"),
             module=ep.value,
         ))
     if sysroot is not None and external:
