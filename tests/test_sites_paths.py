@@ -75,3 +75,20 @@ def test_is_system_is_the_comparison_with_every_system_directory():
              "/srv/a", "/etc", "/etcetera", "/home/u/public_html", "relative/tmp", "/run/php/x.sock"]
     for path in paths:
         assert sites._is_system(path) == plain(path), path
+
+
+def test_canonical_on_the_live_system_is_realpath(tmp_path):
+    """--root / resolves with the same walk: the host's realpath is the oracle there."""
+    (tmp_path / "a/b").mkdir(parents=True)
+    (tmp_path / "a/b/f").write_text("")
+    os.symlink("b", tmp_path / "a/rel")
+    os.symlink(str(tmp_path / "a/b"), tmp_path / "abs")
+    os.symlink("../abs/../rel/f", tmp_path / "a/b/chain")
+    base = os.path.realpath(tmp_path)
+    names = ("a", "b", "f", "rel", "abs", "chain", "..", ".", "missing")
+    paths = [base + "/" + "/".join(p) for n in (1, 2, 3) for p in itertools.product(names, repeat=n)]
+    sites.forget_disk()
+    assert {p: sites.canonical("/", p) for p in paths} == {p: os.path.realpath(p) for p in paths}
+    os.symlink("loop", tmp_path / "loop")
+    with pytest.raises(ConfigError):
+        sites.canonical("/", base + "/loop/f")

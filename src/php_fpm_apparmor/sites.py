@@ -97,10 +97,10 @@ def inside(path: str, root: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)  # plugins and checks ask for the same paths again and again
 def canonical(sysroot: str, path: str) -> str:
-    """Resolve `path` as the live system would, treating `sysroot` as "/"."""
-    if sysroot in ("/", ""):
-        return os.path.realpath(path)
-    root = _real(sysroot)
+    """Resolve `path` as the live system would, treating `sysroot` as "/" (on the live
+    system too: one readlink per new component, where realpath lstats every component of
+    every path again; and a symlink loop is an error, not a path)."""
+    root = "" if sysroot in ("/", "") else _real(sysroot)
     # The common case, a plain path whose directory holds no symlink (a thousand pool
     # files in one pool.d): that directory's answer is cached, one readlink is left.
     head, _, tail = path.rpartition("/")
