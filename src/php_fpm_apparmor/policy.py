@@ -406,7 +406,7 @@ def jailed(pool, cmd: str) -> str:
 
 def _shell_body(profile: str, sendmails=(DEFAULT_SENDMAIL,), jail: str = "") -> list:
     why = lambda text: {"source": "core", "why": text, "profile": profile}  # noqa: E731
-    rules = [IncludeRule(name="abstractions/base", **why("libc"))] + base_denies(profile)
+    rules = [IncludeRule(name="abstractions/base", **why("libc"))]  # base_denies: added by the callers
     rules += [FileRule(path=lit(jail + s), perms="mr", **why("the shell itself")) for s in SHELLS]
     for cmd in sendmails:
         binary = _first_word(cmd or DEFAULT_SENDMAIL)
@@ -437,7 +437,8 @@ def shared_profiles(sendmail_cmds) -> list[Profile]:
     mail += [FileRule(path=lit(d) + "**", perms="rwk", **why("MTA queue")) for d in MTA_WRITE]
     mail += [ExecRule(path=lit(p), mode="ix", **why("MTA queue helper"))
              for p in ("/usr/sbin/postdrop", "/usr/sbin/exim4")]
-    return [Profile(SHARED_SH, "profile", rules=_shell_body(SHARED_SH, cmds), local_include=f"local/php-fpm.d/{SHARED_SH}"),
+    sh = _shell_body(SHARED_SH, cmds) + base_denies(SHARED_SH)
+    return [Profile(SHARED_SH, "profile", rules=sh, local_include=f"local/php-fpm.d/{SHARED_SH}"),
             Profile(SHARED_SENDMAIL, "profile", rules=mail, local_include=f"local/php-fpm.d/{SHARED_SENDMAIL}")]
 
 
@@ -477,7 +478,7 @@ def build(site, apps, plugins) -> PoolPolicy:
     else:
         rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
     based = {r.profile for r in rules if isinstance(r, IncludeRule) and r.name == "abstractions/base"}
-    rules += [d for name in sorted(based - {HAT, MASTER}) for d in base_denies(name)]  # a plugin's children
+    rules += [d for name in sorted(based - {HAT, MASTER}) for d in base_denies(name)]  # <hat>_sh, plugins' children
     profiles: dict[str, Profile] = {}
 
     def profile(name: str) -> Profile:
