@@ -37,7 +37,8 @@ def _resolved_in_chroot(root, paths: list[str]) -> dict:
             os.close(read)
             os.chroot(str(root))
             os.chdir("/")
-            os.write(write, json.dumps({p: os.path.realpath(p) for p in paths}).encode())
+            with os.fdopen(write, "wb") as f:  # a file object writes it all, past the pipe's buffer
+                f.write(json.dumps({p: os.path.realpath(p) for p in paths}).encode())
         finally:
             os._exit(0)
     os.close(write)
