@@ -12,7 +12,8 @@ the process that did the work) of:
     nothing is loaded), its Python and parser shares;
   - apply after one pool's change (its mode): reading + planning, then the transaction,
     and the parser run the kernel load would cost (that pool's profiles alone);
-  - `status --json` again once nginx serves each pool from its own vhost.
+  - `status --json` again once nginx serves each pool from its own vhost;
+  - `status --json` on the same pools with Nextcloud in each, and with no app at all.
 Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
 """
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,6 +153,22 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
           f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (sites also from the vhosts)")
 
 
+def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:
+    """status (nothing installed) on the same pools serving other things: the plugins'
+    detection is what differs (Nextcloud's config arrays; a plain site's subdirectories,
+    each looked at for a WordPress below it)."""
+    import wptree
+
+    for app, what in (("nextcloud", "Nextcloud in every pool"), ("none", "no app, 40 subdirectories each")):
+        root = tmp / f"root-{app}"
+        wptree.build(root, n, app=app)
+        s_s, s_cpu, s_mb = wrapped([PY, "-m", "php_fpm_apparmor", "--root", str(root), "--json", "status"])
+        label = f"status --json ({app}):"
+        print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} "
+              f"({what}, nothing installed)")
+        shutil.rmtree(root)
+
+
 def bench(n: int, check_upto: int, status_only: bool = False) -> None:
     import wptree
 
@@ -176,6 +194,7 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
             print(f"status --json (all installed):      {s2_s:6.2f} s wall {s2_cpu:6.2f} s CPU {s2_mb:5.0f} MB  "
                   f"CPU ratio {s2_cpu / fpm_cpu:.2f} (apps from the installed headers)")
             with_vhosts(root, n, status, fpm_cpu)
+            other_apps(Path(tmp), n, fpm_cpu)
             return
         text = step("text", root)
         print(f"generate --dry-run, text only:      {text['plan_s']:6.2f} s wall {text['cpu_python_s']:6.2f} s CPU "
@@ -214,6 +233,7 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
               f"one timed here: {one['alone_parser_s']:.2f} s"
               f"{' ERROR ' + one['alone_error'] if one['alone_error'] else ''}")
         with_vhosts(root, n, status, fpm_cpu)
+        other_apps(Path(tmp), n, fpm_cpu)
 
 
 def main() -> int:

@@ -38,7 +38,9 @@ def wordpress(sysroot: Path, root: str) -> Path:
     return disk
 
 
-def build(root: Path, n: int, version: str = "8.2") -> Path:
+def build(root: Path, n: int, version: str = "8.2", app: str = "wordpress") -> Path:
+    """The tree; `app` "nextcloud" puts Nextcloud in every pool instead, "none" a plain PHP
+    site with 40 subdirectories (what the plugins look through and find nothing in)."""
     etc = root / "etc"
     pool_d = etc / f"php/{version}/fpm/pool.d"
     pool_d.mkdir(parents=True)
@@ -62,10 +64,17 @@ def build(root: Path, n: int, version: str = "8.2") -> Path:
         base = root / web(i).lstrip("/")
         (base.parent / "tmp").mkdir(parents=True, exist_ok=True)
         (base.parent / "private").mkdir(exist_ok=True)
-        disk = wordpress(root, web(i))
-        if i % 3 == 0:
-            apptrees.webp_express(disk)
-            apptrees.wp_super_cache(disk)
+        if app == "nextcloud":
+            apptrees.nextcloud(root, web(i), data=f"{base.parent}/private/data")
+        elif app == "none":
+            for d in range(40):
+                (base / f"dir{d}").mkdir(parents=True)
+            (base / "index.php").write_text("<?php\necho 'hello';\n")
+        else:
+            disk = wordpress(root, web(i))
+            if i % 3 == 0:
+                apptrees.webp_express(disk)
+                apptrees.wp_super_cache(disk)
     (etc / "passwd").write_text("\n".join(passwd) + "\n")
     (etc / "group").write_text("\n".join(group) + "\n")
     return root
