@@ -73,6 +73,11 @@ TRICKY = [
     "<?php \"",
     "<?php <<<",
     "<?php /*",
+    # block comments end at the first */, stars or not before it (the lexer runs through them)
+    "<?php /**/ define('A', 1); /***/ define('B', 2); /* ** */ define('C', 3); /* x **/ define('D', 4);",
+    "<?php /*/ define('A', 1); */ define('B', 2); /* * / */ define('C', 3);",
+    "<?php define('A', 1); /* unterminated **",
+    "<?php define('A', 1); /* unterminated *",
     "<?php $",
     "<?php \\",
 ]

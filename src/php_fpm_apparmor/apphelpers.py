@@ -47,12 +47,14 @@ UNKNOWN = _Unknown()
 # the open and close tags and the inline HTML between them) followed by one token, so the
 # Python loop runs once per token. The skipped part is an atomic group, so it is taken
 # exactly as a token-by-token reader takes it (the first alternative that matches, in this
-# order) and never backtracked into. tests/test_phpread.py holds it to the previous
-# one-match-per-token reader (tests/old_phpread.py) and to PHP's own token_get_all().
+# order) and never backtracked into. A block comment is taken as runs of non-stars (a lazy
+# .*? tried the terminator at every character: a third of the lexing of wp-config.php).
+# tests/test_phpread.py holds it to the previous one-match-per-token reader
+# (tests/old_phpread.py) and to PHP's own token_get_all().
 _LEX = re.compile(
     r"""
     (?>(?: \s+
-         | //[^\n]* | \#(?!\[)[^\n]* | /\*.*?(?:\*/|\Z)
+         | //[^\n]* | \#(?!\[)[^\n]* | /\*[^*]*(?:\*+[^*/][^*]*)*(?:\*+/|\**\Z)  # to the first */
          | <\?php | <\?=?
          | \?>[^<]*(?:<(?!\?)[^<]*)*  # a close tag, then inline HTML up to the next <?
        )*)
