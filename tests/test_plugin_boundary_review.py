@@ -308,6 +308,52 @@ def test_a_plugin_that_hangs_costs_its_pool_not_the_run(tmp_path, monkeypatch):
     assert not pools["blog"].problem and pools["blog"].text
 
 
+HANGS_EVERYWHERE = '''
+import time
+from php_fpm_apparmor.api import hookimpl
+
+@hookimpl
+def php_fpm_apparmor_detect(site, found):
+    time.sleep(3600)  # a call to a licence server that does not answer
+'''
+
+
+def test_a_plugin_that_hangs_on_every_pool_costs_two_limits_not_one_per_pool(tmp_path, monkeypatch):
+    """php-fpm's ExecStartPre waits for generate, and systemd gives php-fpm 90 s to start: a
+    limit per pool (10 s x a thousand pools) kept php-fpm down. After MAX_TIMEOUTS, the
+    plugin is not called again in the run; each pool fails at once, naming it."""
+    import time
+
+    from php_fpm_apparmor import generate
+    from php_fpm_apparmor import plugins as plugins_mod
+    from systree import make_tree, pool_conf
+
+    monkeypatch.setattr(plugins_mod, "HOOK_SECONDS", 0.5)
+    names = [f"site{i}" for i in range(8)]
+    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in names})
+    d = root / "etc/php-fpm-apparmor/plugins.d"
+    d.mkdir(parents=True)
+    (d / "licensed.py").write_text(HANGS_EVERYWHERE)
+    for p in (root / "etc/php-fpm-apparmor", d, d / "licensed.py", root / "etc", root):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    loaded = plugins_mod.load(entry_points=[], sysroot=str(root))
+    assert not loaded.problems, loaded.problems
+    start = time.monotonic()
+    pools = by_pool(generate.plan(str(root), loaded))
+    took = time.monotonic() - start
+    assert took < plugins_mod.MAX_TIMEOUTS * 0.5 + 2.5, took  # a limit per pool: 4 s and more
+    timed_out = [n for n in names if "raised PluginTimeout('the call took longer than 0.5 s')" in
+                 (pools[n].problem or "")]
+    not_called = [n for n in names if "plugin licensed: php_fpm_apparmor_detect: ran out of time (0.5 s) 2 "
+                  "times earlier in this run: not called again" in (pools[n].problem or "")]
+    assert len(timed_out) == plugins_mod.MAX_TIMEOUTS and len(not_called) == len(names) - plugins_mod.MAX_TIMEOUTS, \
+        {n: pools[n].problem for n in names}
+    assert all(pools[n].text is None for n in names)  # each failed pool keeps what it had (nothing here)
+    # the next run calls it again: the count is the run's, not the machine's
+    again = plugins_mod.load(entry_points=[], sysroot=str(root))
+    assert again.timeouts == {}
+
+
 class ClaimsSlash:
     @hookimpl
     def php_fpm_apparmor_roots(site):

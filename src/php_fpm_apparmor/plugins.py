@@ -43,11 +43,15 @@ HOOK_PREFIX = "php_fpm_apparmor_"
 PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESERVED_NAMES = frozenset({"core", "config"})  # the provenance of the core's and the admin's rules
 HOOKS = tuple(sorted(n for n in vars(hookspecs) if n.startswith(HOOK_PREFIX)))
-# A plugin that hangs must not hang `generate` (php-fpm's ExecStartPre waits for it): an
-# import or one hook call taking longer is that plugin's (or pool's) failure. Detection
-# must take milliseconds; these bounds only catch a hang or a network call.
+# A plugin that hangs must not hang `generate` (php-fpm's ExecStartPre waits for it, and
+# systemd gives php-fpm 90 s to start): an import or one hook call taking longer is that
+# plugin's (or pool's) failure. Detection must take milliseconds; these bounds only catch
+# a hang or a network call. A plugin that ran out of time MAX_TIMEOUTS times in a run is
+# not called again in it: one that hangs on every pool (a dead licence server) costs two
+# limits, not one per pool (a thousand pools x 10 s kept php-fpm from ever starting).
 IMPORT_SECONDS = 20.0
-HOOK_SECONDS = 20.0
+HOOK_SECONDS = 10.0
+MAX_TIMEOUTS = 2
 
 
 class PluginTimeout(BaseException):
@@ -122,6 +126,7 @@ class Plugins:
     # copy per call was half of the planning time on a WordPress host).
     _copies: dict = field(default_factory=dict, repr=False)
     trusted: set = field(default_factory=set)  # names of this distribution's plugins (not copied for)
+    timeouts: dict = field(default_factory=dict)  # plugin name -> hook calls of it that ran out of time
 
     def _copy(self, value):
         hit = self._copies.get(id(value))
@@ -179,6 +184,10 @@ class Plugins:
 
     def _one(self, deadline, hook, impl, handed) -> list | tuple:
         """One implementation's checked result."""
+        name = impl.plugin_name
+        if self.timeouts and self.timeouts.get(name, 0) >= MAX_TIMEOUTS:
+            raise PluginError(name, hook, f"ran out of time ({HOOK_SECONDS:g} s) {MAX_TIMEOUTS} times earlier in "
+                                          f"this run: not called again until the next run")
         try:
             deadline.arm()
             try:
@@ -186,11 +195,13 @@ class Plugins:
             finally:
                 deadline.disarm()
         except (Exception, SystemExit, PluginTimeout) as exc:  # a third party's bug: this pool's failure, named
-            raise PluginError(impl.plugin_name, hook, f"raised {one_line(repr(exc))}") from exc
+            if isinstance(exc, PluginTimeout):
+                self.timeouts[name] = self.timeouts.get(name, 0) + 1
+            raise PluginError(name, hook, f"raised {one_line(repr(exc))}") from exc
         if result is None:
             return []
         if not isinstance(result, (list, tuple)):
-            raise PluginError(impl.plugin_name, hook,
+            raise PluginError(name, hook,
                               f"returned {short(result)} ({type(result).__name__}), not a list")
         return result
 
