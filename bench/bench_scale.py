@@ -12,6 +12,8 @@ the process that did the work) of:
     nothing is loaded), its Python and parser shares;
   - apply after one pool's change (its mode): reading + planning, then the transaction,
     and the parser run the kernel load would cost (that pool's profiles alone);
+  - a pool added: the same, its load being the parent with the new pool's file and the
+    others' parent-level rules (their loaded hats are kept);
   - `status --json` again once nginx serves each pool from its own vhost;
   - `status --json` on the same pools with Nextcloud in each, and with no app at all.
 Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
@@ -86,6 +88,28 @@ def inner(step: str, root: str) -> None:
         result = generate.plan(root, pm, check=False)
         for e in result.ready:
             install.write_atomic(install.at(root, install.POOL_DIR) / e.hat, e.text)
+    elif step == "added":  # a pool added: what the transaction and its live load cost
+        from php_fpm_apparmor import install
+        t = time.perf_counter()
+        result = generate.plan(root, pm, check=False)
+        res["plan_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = apply_mod.apply(result)
+        res["apply_s"] = time.perf_counter() - t
+        res["written"] = [Path(w).name for w in out.written]
+        # the parser run a live load makes of it (apply._load: the changed files whole, the
+        # others' parent-level rules only), compiled here without a kernel
+        pool_dir = install.at(root, install.POOL_DIR)
+        with tempfile.TemporaryDirectory() as stage:
+            Path(stage, "php-fpm.d").mkdir()
+            for f in pool_dir.iterdir():
+                text = f.read_text()
+                Path(stage, "php-fpm.d", f.name).write_text(text if f.name in res["written"] else
+                                                            apply_mod.parent_part(text))
+            Path(stage, "main").write_text(apply_mod.template())
+            t = time.perf_counter()
+            res["alone_error"] = validate.compile_file(str(Path(stage, "main")), [stage] + validate.search_dirs(root))
+            res["alone_parser_s"] = time.perf_counter() - t
     elif step in ("cold", "one", "one-pool"):
         t = time.perf_counter()
         only = [os.environ["BENCH_POOL"]] if step == "one-pool" else None
@@ -232,6 +256,14 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
               f"parser {one['cpu_parser_s']:.2f} s; loading it alone (live) adds one parser run like the "
               f"one timed here: {one['alone_parser_s']:.2f} s"
               f"{' ERROR ' + one['alone_error'] if one['alone_error'] else ''}")
+        # a pool added (a new customer's WordPress): the parent's socket rules change
+        wptree.add_pool(root, n)
+        added = step("added", root)
+        print(f"a pool added, generate:             {added['wall_s']:6.2f} s wall end to end = reading/planning "
+              f"{added['plan_s']:.2f} s + transaction {added['apply_s']:.2f} s (writes {added['written']}); "
+              f"its live load replaces the parent with the new file and the others' parent-level rules: "
+              f"one parser run like {added['alone_parser_s']:.2f} s (the whole profile: see the cold generate)"
+              f"{' ERROR ' + added['alone_error'] if added['alone_error'] else ''}")
         with_vhosts(root, n, status, fpm_cpu)
         other_apps(Path(tmp), n, fpm_cpu)
 

@@ -80,6 +80,22 @@ def build(root: Path, n: int, version: str = "8.2", app: str = "wordpress") -> P
     return root
 
 
+def add_pool(root: Path, i: int, version: str = "8.2") -> None:
+    """Pool web<i> (a new customer: its user, its WordPress) added to a built tree."""
+    c = i // 10
+    etc = root / "etc"
+    with open(etc / "passwd", "a") as f:
+        f.write(f"web{i}:x:{5000 + i}:{5000 + c}::/var/www/web{i}:/bin/false\n")
+    with open(etc / "group", "a") as f:
+        f.write(f"client{c}:x:{5000 + c}:\n")
+    (etc / f"php/{version}/fpm/pool.d/web{i}.conf").write_text(
+        POOL.format(i=i, c=c).replace("chdir = /\n", f"chdir = {web(i)}\n"))
+    base = root / web(i).lstrip("/")
+    (base.parent / "tmp").mkdir(parents=True, exist_ok=True)
+    (base.parent / "private").mkdir(exist_ok=True)
+    wordpress(root, web(i))
+
+
 NGINX_SITE = """server {{
     listen 80;
     server_name web{i}.example www.web{i}.example;

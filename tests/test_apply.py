@@ -1,7 +1,9 @@
 """The apply transaction on fake trees with the real apparmor_parser: one pool's failure is
 that pool's alone; a hat changed alone is loadable alone."""
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +181,57 @@ def test_only_one_pool_is_planned_and_the_others_keep_their_files(tmp_path, cli)
     assert "complain" not in (d / "b").read_text() and {n: (d / n).stat().st_mtime_ns for n in ("a", "c")} == before
     proc = cli("generate", "--pool", "c", "--dry-run", root=root)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_hats(tmp_path, monkeypatch):
+    """A new pool's socket is the parent's: the parent is replaced, with the new pool's file
+    and only the parent-level rules of the others (their loaded hats stay: the kernel keeps
+    the children a replaced parent does not define), so one pool added to a thousand does
+    not compile a thousand hats again. The real parser compiles here what would be loaded;
+    tests/test_vm_apply.py loads it into a real kernel."""
+    from php_fpm_apparmor import load
+
+    root = three_pools(tmp_path)
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce" for f in d.iterdir()
+                                       for p in apply_mod.split(f.read_text())[1]}}
+    assert {"php-fpm//a", "php-fpm//c", "php-fpm//_sh"} <= set(kernel)
+    # pool d arrives, pool c goes
+    pool_d = root / "etc/php/8.2/fpm/pool.d"
+    (pool_d / "d.conf").write_text(pool_conf("d", "/var/www/d", hat="d"))
+    (root / "var/www/d").mkdir(parents=True)
+    (pool_d / "c.conf").unlink()
+    loads, removed = [], []
+
+    def run(args):  # the parser as load.py runs it, compiling instead of loading
+        if args[0] == "-R":
+            removed.extend(re.findall(r"profile php-fpm//(\S+) ", Path(args[1]).read_text()))
+            return None
+        assert args[:2] == ["-r", "-T"] and "-W" not in args, args  # no cache from a partial text
+        staged = Path(args[-1]).parent / "php-fpm.d"
+        names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES, *args[2:]],
+                               capture_output=True, text=True)
+        assert names.returncode == 0, names.stderr
+        loads.append((sorted(names.stdout.split()), {f.name: f.read_text() for f in staged.iterdir()}))
+        return None
+
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
+    monkeypatch.setattr(load, "_run", run)
+    monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile was compiled"))
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.reloaded and out.removed == [str(d / "c")], out
+    [(names, staged)] = loads
+    assert names == ["php-fpm", "php-fpm//d"]  # the parent and the new hat: nothing else compiled
+    assert sorted(staged) == ["_shared", "a", "b", "d"] and '"/run/php/a.sock" rwkl,' in staged["a"]
+    assert "^a" not in staged["a"] and staged["d"] == (d / "d").read_text()
+    assert {"a", "b", "_sh"} <= set(out.hats_kept) and "d" not in out.hats_kept
+    assert removed == ["c"]
+    # on disk, the whole truth: every hat in full, and it compiles as one profile
+    assert "^a" in (d / "a").read_text() and not (d / "c").exists()
+    main = root / "etc/apparmor.d/php-fpm-apparmor"
+    assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
 
 
 def test_status_only_reads(tmp_path, monkeypatch, capsys):

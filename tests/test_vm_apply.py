@@ -7,8 +7,11 @@ next to the loaded parent. Only php-fpm//p2 is replaced (securityfs: each profil
 raw_data names the load it came from), the other pools' workers keep serving with the
 same pids. A full reload of what is on disk afterwards yields the same modes (the disk
 stays the truth; this kernel also leaves byte-identical profiles in place on a parent
-reload, so what the load alone saves is the parser's time, not kernel churn). A last phase loads a policy generated with a plugin rule the parser
-refuses in p3: p3 keeps its hat, the other pools still serve.
+reload, so what the load alone saves is the parser's time, not kernel churn). Then a pool
+is added: apply() replaces the parent with the new pool's file and only the others'
+parent-level rules, and the kernel keeps every other hat as loaded, workers and all. A
+last phase loads a policy generated with a plugin rule the parser refuses in p3: p3 keeps
+its hat, the other pools still serve.
 """
 
 import shutil
@@ -67,6 +70,33 @@ def alone_file(tree: Path, kernel: dict, monkeypatch) -> tuple[str, object]:
     return sent["alone"], out
 
 
+def parent_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[str, object]:
+    """What apply() loads when the parent's rules changed (a pool added): the staged main
+    and php-fpm.d it hands the parser, copied to `dest` for the VM (include rewritten)."""
+    sent = {}
+
+    def run(args):
+        if args[0] == "-R":
+            return None
+        stage = Path(args[-1]).parent
+        shutil.copytree(stage / "php-fpm.d", dest / "php-fpm.d")
+        main = Path(args[-1]).read_text()
+        (dest / "main").write_text(main.replace("include if exists <php-fpm.d>",
+                                                f'include "/policy/{dest.name}/php-fpm.d"'))
+        sent["parent"] = args
+        return None
+
+    with monkeypatch.context() as m:
+        m.setattr(load, "enabled", lambda sysroot="/": True)
+        m.setattr(load, "loaded", lambda: dict(kernel))
+        m.setattr(load, "_run", run)
+        m.setattr(load, "reload", lambda path, **k: sent.setdefault("reload", path) and None)
+        m.setattr(load, "replace_text", lambda text: sent.setdefault("alone", text) and None)
+        out = apply_mod.apply(generate.plan(str(tree), NO_PLUGINS))
+    assert list(sent) == ["parent"], (out, sent)
+    return f"/policy/{dest.name}/main", out
+
+
 def raw(phase) -> dict:
     # {full profile name: the load its blob came from}; securityfs names children by base name
     out = phase["shell"][RAW]["output"]
@@ -113,6 +143,7 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
         assert same == (n != "p2"), n
     work = tree
 
+
     # p3 gets a plugin rule the parser refuses: p3 keeps its file, the rest is installed
     broken = tmp_path / "broken"
     shutil.copytree(work, broken, symlinks=True)
@@ -121,6 +152,21 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
     assert len(out.problems) == 1 and "pool p3: apparmor_parser refused hat p3" in out.problems[0]
     assert "complain" in (broken / "etc/apparmor.d/php-fpm.d/p4").read_text()
     bad = full_policy(broken, tree / "policy/broken")
+
+    # p5 arrives: its socket is the parent's, so the parent is replaced, with p5's file and
+    # the others' parent-level rules only. Its pool file is gone again before the VM starts
+    # php-fpm (only its hat is the point here; the tree's php-fpm runs the 4 pools).
+    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce"
+                                       for f in (work / "etc/apparmor.d/php-fpm.d").iterdir()
+                                       for p in apply_mod.split(f.read_text())[1]}}
+    p5 = work / "etc/php/8.2/fpm/pool.d/p5.conf"
+    p5.write_text(pool_conf("p5", "/var/www/p5", hat="p5"))
+    (work / "var/www/p5").mkdir(parents=True)
+    (tree / "policy/added").mkdir()
+    added, out = parent_policy(work, kernel, monkeypatch, tree / "policy/added")
+    assert out.reloaded and {"p1", "p2", "p2_sh", "p3", "p4"} <= set(out.hats_kept) and not out.problems
+    assert out.written == [str(work / "etc/apparmor.d/php-fpm.d/p5")]
+    p5.unlink()
 
     shutil.rmtree(tree / "usr/sbin")  # make_tree's stand-in php-fpm8.2 would hide the real one
 
@@ -146,6 +192,7 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
                           probes=serve(p2_other="allow"), shell=shell),
             harness.Phase("reload", load=[changed], start_fpm=False, probes=serve(p2_other="allow"),
                           shell=shell),
+            harness.Phase("added", load=[added], start_fpm=False, probes=serve(p2_other="allow"), shell=shell),
             harness.Phase("refused", load=[bad], start_fpm=False,
                           probes=serve(p2_other="allow", p4_other="allow"), shell=shell),
         ]), artefacts=str(REPO / "artifacts/vm"))
@@ -175,6 +222,15 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
     out = phases["reload"]["shell"][PROFILES]["output"]
     assert "php-fpm//p2 (complain)" in out and "php-fpm//p1 (enforce)" in out
     assert workers(phases["reload"]) == w2
+    # p5 added: the parent and php-fpm//p5 are new loads; every other profile is the one
+    # the full reload loaded (kept, not compiled again), and the same workers serve
+    added = raw(phases["added"])
+    assert added["php-fpm"] != reload["php-fpm"] and "php-fpm//p5" in added and "php-fpm//p5" not in reload
+    assert {k: v for k, v in added.items() if k not in ("php-fpm", "php-fpm//p5")} == \
+        {k: v for k, v in reload.items() if k != "php-fpm"}
+    assert workers(phases["added"]) == w2
+    out = phases["added"]["shell"][PROFILES]["output"]
+    assert "php-fpm//p2 (complain)" in out and "php-fpm//p5 (enforce)" in out
     # the refused pool's hat stays, the others got their change
     out = phases["refused"]["shell"][PROFILES]["output"]
     assert "php-fpm//p3 (enforce)" in out and "php-fpm//p4 (complain)" in out

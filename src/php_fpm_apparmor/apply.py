@@ -8,10 +8,12 @@ The other pools are written and loaded all the same.
 Only what changed is compiled and loaded. A pool whose change stays inside its hat and
 children is loaded alone, as top-level `profile php-fpm//<name>` blocks next to the loaded
 parent (DESIGN.md 5: such a profile loads by itself and survives a parent reload), so the
-other hats and their workers are untouched. Anything the parent itself holds (a pool's
-socket or logs, a new or removed pool, the main profile, the admin's overrides, the
-shared children) reloads the parent. The files on disk stay the single truth: a reboot or
-a full reload compiles exactly what was loaded piecewise.
+other hats and their workers are untouched. A change of the parent's own rules in pool
+files (a pool's socket or logs, a new or removed pool) replaces the parent with the changed
+files and only the parent-level rules of the others: the kernel keeps their loaded hats.
+The main profile or the admin's overrides changed: the whole profile is reloaded. The
+files on disk stay the single truth: a reboot or a full reload compiles exactly what was
+loaded piecewise.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Outcome:
     loaded: bool = False  # something was loaded into the kernel
     reloaded: bool = False  # the parent was replaced (every hat with it)
     hats_loaded: list[str] = field(default_factory=list)  # hats loaded alone, parent untouched
+    hats_kept: list[str] = field(default_factory=list)  # loaded hats a parent replacement kept as they were
     load_skipped: str | None = None
 
 
@@ -296,8 +299,10 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
             out.load_skipped = "--root is not /: files installed, nothing loaded"
             return out
         tell("loading", 0, 0)
-        _load(main, main_text, changed, want, old, stale, main_changed or local_changed or bool(out.removed),
-              out)
+        installed = {**theirs, **{n: t for n, t in old.items() if n not in stale},
+                     **{n: c.text for n, c in changed.items()}}
+        _load(main, main_text, changed, want, old, stale, main_changed or local_changed, out,
+              installed, set(theirs), includes)
     return out
 
 
@@ -370,9 +375,19 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
     return True
 
 
+def parent_part(text: str) -> str:
+    """A pool file reduced to its parent-level rules (its socket, logs): what a parent
+    replaced without recompiling this pool's hat needs of it."""
+    return "".join(line + "\n" for line in split(text)[0])
+
+
 def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stale: dict,
-          parent_changed: bool, out: Outcome) -> None:
+          whole: bool, out: Outcome, installed: dict, theirs: set, includes: list) -> None:
+    """Load what changed: its hats alone, else the parent with the changed files and the
+    others' parent-level rules (their loaded hats kept), else (`whole`: the main profile or
+    the admin's overrides changed, or no parent is loaded) the whole profile."""
     present = load.loaded()
+    parent_changed = whole or bool(stale)
     # Profiles a pool no longer defines stay in the kernel until unloaded (replacing the
     # parent keeps them): a removed pool's, and a child a pool dropped.
     gone = set()
@@ -385,6 +400,8 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
     # changed file's new profiles, e.g. a child it gained, load with it).
     missing = [n for n, c in want.items() if n not in changed
                for p in split(c.text)[1] if f"{PARENT}//{p}" not in present]
+    lacking = {n for n, t in installed.items() if n not in theirs and n not in changed
+               and any(f"{PARENT}//{p}" not in present for p in split(t)[1])}
     alone = PARENT in present and not parent_changed and not missing and all(
         n in old and n != render.SHARED_FILE and split(old[n])[0] == split(c.text)[0]
         for n, c in changed.items())
@@ -396,6 +413,23 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         else:  # the parent's way is slower but the same policy
             out.problems.append(f"loading the changed hats alone failed, reloading {main}: {error}")
             alone = False
+    if not alone and (changed or stale) and PARENT in present and not whole:
+        # The parent's own rules changed (a pool added or removed, a socket or log path):
+        # the parent is replaced with the changed files, and only the parent-level rules of
+        # the others. The kernel keeps the loaded hats a new parent does not define (DESIGN.md
+        # 5), so one new pool's socket does not compile a thousand hats again (a minute of
+        # parser time, and systemd gives `systemctl reload` 90 s). The boot-time cache is not
+        # written from this partial text: the next boot compiles the files on disk.
+        kept = {n for n in installed if n not in changed and n not in lacking and n not in theirs}
+        staged = {n: parent_part(t) if n in kept else t for n, t in installed.items()}
+        error = load.replace_parent(main_text, staged, includes)
+        if not error:
+            out.loaded = out.reloaded = True
+            out.hats_kept = sorted(p for n in kept for p in split(installed[n])[1])
+            alone = True
+        else:  # the whole profile: slower, the same policy
+            out.problems.append(f"loading the parent with the changed files alone failed, reloading {main}: "
+                                f"{error}")
     if not alone and (changed or parent_changed or missing or stale):
         # Nothing written, only profiles missing from the kernel (a failed boot-time load):
         # the cache of the last full load is still valid and saves the whole compile.
@@ -404,6 +438,7 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
             out.problems.append(f"loading {main} failed: {error}")
             return
         out.loaded = out.reloaded = True
+        out.hats_kept = []
     error = load.unload(sorted(gone))
     if error:
         out.problems.append(f"unloading removed hats failed: {error}")

@@ -230,6 +230,7 @@ def _generate(args, result, shown, plugins) -> int:
         print(json.dumps({"written": outcome.written, "removed": outcome.removed,
                           "problems": outcome.problems, "loaded": outcome.loaded,
                           "reloaded": outcome.reloaded, "hats_loaded": outcome.hats_loaded,
+                          "hats_kept": outcome.hats_kept,
                           "load_skipped": outcome.load_skipped,
                           "pools": [{"pool": e.pool.name, "version": e.pool.version, "hat": e.hat,
                                      "ok": e in result.ready and not e.problem,
@@ -245,6 +246,8 @@ def _generate(args, result, shown, plugins) -> int:
         _say(args, f"{len(ok)} pool(s) ready, {len(outcome.problems)} problem(s)"
                    + ("" if args.dry_run else
                       f"; loaded {len(outcome.hats_loaded)} profile(s) alone" if outcome.hats_loaded else
+                      f"; loaded the parent with what changed, {len(outcome.hats_kept)} profile(s) kept as "
+                      f"loaded" if outcome.hats_kept else
                       "; loaded" if outcome.loaded else
                       f"; {outcome.load_skipped}" if outcome.load_skipped else "; nothing changed"))
     if args.php:

@@ -58,6 +58,20 @@ def reload(profile_file: str, use_cache: bool = False) -> str | None:
     return _run(["-r", "-W", *([] if use_cache else ["-T"]), profile_file])
 
 
+def replace_parent(main_text: str, files: dict[str, str], includes: list[str]) -> str | None:
+    """Replace the php-fpm profile with `main_text` and php-fpm.d/ as `files` (staged, not
+    the installed directory). Hats the staged files do not define stay loaded as they are
+    (a replaced profile keeps the children it does not redefine). No cache is read or
+    written: the text may be partial, the cache must match the files on disk."""
+    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-parent-") as stage:
+        Path(stage, "php-fpm.d").mkdir()
+        for name, text in files.items():
+            Path(stage, "php-fpm.d", name).write_text(text)
+        Path(stage, "php-fpm-main").write_text(main_text)
+        return _run(["-r", "-T", "-I", stage, *[a for d in includes for a in ("-I", d)],
+                     str(Path(stage, "php-fpm-main"))])
+
+
 def replace_text(text: str) -> str | None:
     """Load top-level `profile php-fpm//x` blocks next to the loaded parent: only those
     profiles are replaced, the parent and its other hats stay as they are."""
