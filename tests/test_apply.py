@@ -220,8 +220,12 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
     monkeypatch.setattr(load, "_run", run)
     monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile was compiled"))
+    refreshed = []
+    monkeypatch.setattr(load, "refresh_cache", lambda path: refreshed.append(path) or "refreshing")
     out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
     assert not out.problems and out.reloaded and out.removed == [str(d / "c")], out
+    # the boot-time cache was not written from the partial text: it is refreshed from the files
+    assert refreshed == [str(root / "etc/apparmor.d/php-fpm-apparmor")] and out.cache == "refreshing"
     [(names, staged)] = loads
     assert names == ["php-fpm", "php-fpm//d"]  # the parent and the new hat: nothing else compiled
     assert sorted(staged) == ["_shared", "a", "b", "d"] and '"/run/php/a.sock" rwkl,' in staged["a"]
@@ -232,6 +236,38 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     assert "^a" in (d / "a").read_text() and not (d / "c").exists()
     main = root / "etc/apparmor.d/php-fpm-apparmor"
     assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
+
+
+def test_the_cache_refresh_runs_the_parser_in_a_transient_unit(tmp_path, monkeypatch):
+    """The refresh outlives the run that starts it (a oneshot unit's leftovers are killed)
+    and writes the cache from the files on disk: the real command line, with a stand-in
+    systemd-run that records it and runs it with --cache-loc added (a test must not write
+    the machine's cache)."""
+    from php_fpm_apparmor import load
+
+    profile = tmp_path / "t"
+    profile.write_text("abi <abi/3.0>,\nprofile t /usr/bin/t {\n  /etc/t r,\n}\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    fake = tmp_path / "systemd-run"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\n"
+                    "while [ \"${1#-}\" != \"$1\" ]; do [ \"$1\" = -p ] && shift; shift; done\n"
+                    f'exe=$1; shift; exec "$exe" --cache-loc {cache} -M {validate.FEATURES} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(load.shutil, "which", lambda name: str(fake) if name == "systemd-run" else None)
+    real_is_dir = Path.is_dir
+    monkeypatch.setattr(Path, "is_dir", lambda p: True if str(p) == "/run/systemd/system" else real_is_dir(p))
+    said = load.refresh_cache(str(profile))
+    assert said.startswith("refreshing in php-fpm-apparmor-cache-") and said.endswith(".service"), said
+    args = (tmp_path / "args").read_text().split()
+    assert "--no-block" in args and "--collect" in args
+    assert args[-5:] == [validate.parser(), "-Q", "-T", "-W", str(profile)], args
+    hit = subprocess.run([validate.parser(), "-Q", "-k", "--cache-loc", str(cache), "-M", validate.FEATURES,
+                          str(profile)], capture_output=True, text=True)
+    assert "Cache hit" in hit.stderr, hit.stderr
+    # no systemd: nothing started, and it says so
+    monkeypatch.setattr(load.shutil, "which", lambda name: None)
+    assert "not refreshed" in load.refresh_cache(str(profile))
 
 
 def test_status_only_reads(tmp_path, monkeypatch, capsys):

@@ -92,6 +92,7 @@ def parent_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[st
         m.setattr(load, "_run", run)
         m.setattr(load, "reload", lambda path, **k: sent.setdefault("reload", path) and None)
         m.setattr(load, "replace_text", lambda text: sent.setdefault("alone", text) and None)
+        m.setattr(load, "refresh_cache", lambda path: "not here")  # the booted systems refresh it
         out = apply_mod.apply(generate.plan(str(tree), NO_PLUGINS))
     assert list(sent) == ["parent"], (out, sent)
     return f"/policy/{dest.name}/main", out

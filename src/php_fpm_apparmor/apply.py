@@ -59,6 +59,7 @@ class Outcome:
     reloaded: bool = False  # the parent was replaced (every hat with it)
     hats_loaded: list[str] = field(default_factory=list)  # hats loaded alone, parent untouched
     hats_kept: list[str] = field(default_factory=list)  # loaded hats a parent replacement kept as they were
+    cache: str | None = None  # the boot-time cache after a partial load (load.refresh_cache)
     load_skipped: str | None = None
 
 
@@ -419,13 +420,14 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         # the others. The kernel keeps the loaded hats a new parent does not define (DESIGN.md
         # 5), so one new pool's socket does not compile a thousand hats again (a minute of
         # parser time, and systemd gives `systemctl reload` 90 s). The boot-time cache is not
-        # written from this partial text: the next boot compiles the files on disk.
+        # written from this partial text: it is refreshed from the files in the background.
         kept = {n for n in installed if n not in changed and n not in lacking and n not in theirs}
         staged = {n: parent_part(t) if n in kept else t for n, t in installed.items()}
         error = load.replace_parent(main_text, staged, includes)
         if not error:
             out.loaded = out.reloaded = True
             out.hats_kept = sorted(p for n in kept for p in split(installed[n])[1])
+            out.cache = load.refresh_cache(str(main))
             alone = True
         else:  # the whole profile: slower, the same policy
             out.problems.append(f"loading the parent with the changed files alone failed, reloading {main}: "

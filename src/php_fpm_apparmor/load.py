@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .policy import PARENT
@@ -70,6 +71,29 @@ def replace_parent(main_text: str, files: dict[str, str], includes: list[str]) -
         Path(stage, "php-fpm-main").write_text(main_text)
         return _run(["-r", "-T", "-I", stage, *[a for d in includes for a in ("-I", d)],
                      str(Path(stage, "php-fpm-main"))])
+
+
+def refresh_cache(profile_file: str) -> str:
+    """Start bringing the boot-time cache of `profile_file` up to date, in the background;
+    says what happened. After a partial load nothing wrote it, and a boot would compile the
+    whole profile (about a minute per thousand pools) before php-fpm starts. It runs as a
+    transient systemd unit: it outlives this run (a oneshot unit's leftover processes are
+    killed when it ends) and delays no reload. The parser dates the cache by the newest
+    file it read, so a change made meanwhile leaves the cache stale, never wrong."""
+    exe, run = parser(), shutil.which("systemd-run")
+    if exe is None or run is None or not Path("/run/systemd/system").is_dir():
+        return "not refreshed (no systemd): the next boot compiles the profile"
+    unit = f"php-fpm-apparmor-cache-{time.time_ns()}"
+    try:
+        proc = subprocess.run([run, "--no-block", "--quiet", "--collect", f"--unit={unit}",
+                               "--description=Refresh the AppArmor cache of the php-fpm profile",
+                               "-p", "Nice=19", "-p", "IOSchedulingClass=idle",
+                               exe, "-Q", "-T", "-W", profile_file], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"not refreshed ({exc}): the next boot compiles the profile"
+    if proc.returncode:
+        return f"not refreshed ({(proc.stderr or proc.stdout).strip()}): the next boot compiles the profile"
+    return f"refreshing in {unit}.service"
 
 
 def replace_text(text: str) -> str | None:

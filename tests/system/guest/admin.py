@@ -307,6 +307,16 @@ def main_phase():
         check(f"master allowed {sock} by rule (no DENIED/ALLOWED line)",
               not master_complaints(mark, sock), "\n".join(master_complaints(mark, sock)))
         isolation("wiki", "shop")
+        # That reload replaced the parent without compiling the other hats, so it wrote no
+        # cache; a transient unit refreshes the boot-time cache from the files on disk.
+        main, shown = "/etc/apparmor.d/" + php_fpm_profiles()[0], ""
+        for _ in range(120):
+            shown = sh(f"apparmor_parser -Q -k {main}")[2]
+            if "Cache hit" in shown:
+                break
+            time.sleep(1)
+        check("the boot-time cache is refreshed in the background", "Cache hit" in shown,
+              shown + sh("journalctl -u 'php-fpm-apparmor-cache-*' --no-pager")[1])
 
     with stage("restart"):
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")
