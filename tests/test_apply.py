@@ -238,6 +238,56 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
 
 
+def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch):
+    """`learn --write` appends to one pool's /etc/apparmor.d/local/php-fpm.d/<hat>: that hat
+    is compiled and loaded alone (it compiled and reloaded every hat before: a minute per
+    thousand pools). A broken override changes nothing, as before, and is tried again next
+    run; the master's overrides still reload the whole profile."""
+    from php_fpm_apparmor import load
+
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce" for f in (root / "etc/apparmor.d/php-fpm.d").iterdir()
+                                       for p in apply_mod.split(f.read_text())[1]}}
+    sent, compiled = [], []
+    real = validate.compile_file
+    monkeypatch.setattr(validate, "compile_file", lambda path, inc, **k: compiled.append(Path(path).name)
+                        or real(path, inc, **k))
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
+    monkeypatch.setattr(load, "replace_text", lambda text: sent.append(("alone", text)) and None)
+    monkeypatch.setattr(load, "reload", lambda path, **k: sent.append(("whole", path)) and None)
+    monkeypatch.setattr(load, "refresh_cache", lambda path: "refreshing")
+    local = root / "etc/apparmor.d/local/php-fpm.d"
+    local.mkdir(parents=True)
+    (local / "b").write_text("/srv/b-extra/** r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.hats_loaded == ["b"] and compiled == ["b.wrapper"], (out, compiled)
+    [(how, text)] = sent
+    assert how == "alone" and "profile php-fpm//b " in text and "php-fpm//a " not in text
+    assert "include if exists <local/php-fpm.d/b>" in text and out.written == []
+    state = (root / install.STATE.lstrip("/")).read_text()
+    assert re.search(r"^[0-9a-f]{64}  php-fpm\.d/b$", state, re.M), state
+    # nothing changed since: nothing compiled or loaded
+    sent.clear(), compiled.clear()
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems and not sent and not compiled
+    # a typo in c's: the whole profile cannot compile while it is there (a boot would fail
+    # it), so nothing changes, c's loaded hat stays, and every run says so until it is fixed
+    (local / "c").write_text("/srv/c-extra/** r\n")
+    for _ in range(2):
+        sent.clear()
+        out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+        assert "pool c: apparmor_parser refused hat c" in out.problems[0], out.problems
+        assert "does not compile (the local overrides of c), nothing was changed" in out.problems[1]
+        assert not sent
+    # the master's own overrides: the whole profile
+    (local / "c").unlink()
+    sent.clear()
+    (root / "etc/apparmor.d/local/php-fpm").write_text("/srv/master r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and [h for h, _ in sent] == ["whole"], (out, sent)
+
+
 def test_the_cache_refresh_runs_the_parser_in_a_transient_unit(tmp_path, monkeypatch):
     """The refresh outlives the run that starts it (a oneshot unit's leftovers are killed)
     and writes the cache from the files on disk: the real command line, with a stand-in

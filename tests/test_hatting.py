@@ -144,6 +144,7 @@ def test_enable_all_order_with_the_kernel_and_systemd_stood_in(tmp_path, monkeyp
     monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
     monkeypatch.setattr(load, "reload", lambda path, **kw: reload(path))
     monkeypatch.setattr(load, "unload", lambda names: None)
+    monkeypatch.setattr(load, "refresh_cache", lambda path: "not here")
     monkeypatch.setattr(hatting, "reload_php_fpm", lambda service: events.append(("reload", service)))
     real_edit = hatting.add_hat_line
     monkeypatch.setattr(hatting, "add_hat_line", lambda conf, section, hat: (

@@ -60,6 +60,7 @@ class Outcome:
     hats_loaded: list[str] = field(default_factory=list)  # hats loaded alone, parent untouched
     hats_kept: list[str] = field(default_factory=list)  # loaded hats a parent replacement kept as they were
     cache: str | None = None  # the boot-time cache after a partial load (load.refresh_cache)
+    refused: list[str] = field(default_factory=list)  # files the parser refused (their old one stays)
     load_skipped: str | None = None
 
 
@@ -254,9 +255,14 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
         # change what runs today: our profile stays out; the hat files wait, unloaded.
         install_main = ours_main and (want_main or main.exists() or any(e.pool.hat for e in result.entries))
         main_changed = install_main and not (main.exists() and main.read_text() == main_text)
-        local = install.local_digest(sysroot)  # the admin's overrides count as a change too
-        local_changed = local != install.read_state(sysroot)
-        changed = {n: c for n, c in want.items() if old.get(n) != c.text}
+        # The admin's overrides count as a change too: one hat's own (learn --write) is that
+        # hat's change alone; the master's, or any we cannot place, are the whole profile's.
+        local, before = install.local_digests(sysroot), install.read_state(sysroot)
+        touched = {n for n in local.keys() | (before or {}).keys() if local.get(n) != (before or {}).get(n)}
+        local_changed = before is None or any(
+            not n.startswith("php-fpm.d/") or n[len("php-fpm.d/"):] not in want for n in touched)
+        relocal = set() if local_changed else {n[len("php-fpm.d/"):] for n in touched}
+        changed = {n: c for n, c in want.items() if old.get(n) != c.text or n in relocal}
         foreign_main = not ours_main and install.at(sysroot, install.MAIN_PROFILE).exists()
         if changed or stale or main_changed or local_changed or foreign_main:
             keep = {n: t for n, t in old.items() if n not in stale}
@@ -266,6 +272,13 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
                             whole=(main_changed or local_changed or bool(theirs) or foreign_main
                                    or len(changed) > PER_FILE_MAX),
                             out=out, tell=tell):
+                return out
+            broken = sorted(relocal & set(out.refused))
+            if broken:
+                # An override is on disk whatever we install: the whole profile (a boot, the
+                # next full reload) cannot compile until the admin fixes it, as before.
+                out.problems.append(f"the php-fpm profile with all pools does not compile (the local overrides "
+                                    f"of {', '.join(broken)}), nothing was changed")
                 return out
         if dry_run:
             return out
@@ -291,6 +304,12 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
         for h, p in sorted(stale.items()):
             p.unlink()
             out.removed.append(str(p))
+        for name in relocal - set(changed):  # its override was refused: tried again next run
+            key = f"php-fpm.d/{name}"
+            if key in before:
+                local[key] = before[key]
+            else:
+                local.pop(key, None)
         install.write_state(sysroot, local)
         # --- load
         if not main.exists():
@@ -318,6 +337,7 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
         for name, error in errors.items():
             if not error:
                 continue
+            out.refused.append(name)
             if name not in changed:  # an installed file (its local additions changed): report
                 out.problems.append(_refused(want.get(name) or Candidate(name, keep[name]), error, includes))
                 continue
@@ -411,6 +431,7 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         if not error:
             out.loaded = True
             out.hats_loaded = sorted(p for c in changed.values() for p in split(c.text)[1])
+            out.cache = load.refresh_cache(str(main))  # a load of a part writes no cache
         else:  # the parent's way is slower but the same policy
             out.problems.append(f"loading the changed hats alone failed, reloading {main}: {error}")
             alone = False

@@ -21,7 +21,7 @@ LOCAL_DIR = "/etc/apparmor.d/local/php-fpm.d"
 MAIN_PROFILE = "/etc/apparmor.d/php-fpm-apparmor"  # ours, only when no other php-fpm profile
 STOCK_PROFILE = "/etc/apparmor.d/php-fpm"  # Debian's apparmor-profiles
 LOCK = "/run/lock/php-fpm-apparmor.lock"
-STATE = "/var/lib/php-fpm-apparmor/local.sha256"  # digest of the admin's overrides last loaded
+STATE = "/var/lib/php-fpm-apparmor/local.sha256"  # the admin's overrides last loaded (sha256sum format)
 
 
 def at(sysroot: str, path: str) -> Path:
@@ -116,24 +116,35 @@ def clean_temp(sysroot: str) -> None:
             p.unlink(missing_ok=True)
 
 
-def local_digest(sysroot: str) -> str:
-    """Digest of the admin's override files: editing one must recompile and reload."""
+def local_digests(sysroot: str) -> dict[str, str]:
+    """{"php-fpm" or "php-fpm.d/<hat>": sha256} of the admin's override files: editing one
+    must recompile and reload what includes it (the master, or that one hat)."""
     import hashlib  # only here: _hashlib costs `status` 2 ms
 
-    h = hashlib.sha256()
     base = at(sysroot, "/etc/apparmor.d/local")
-    for p in [base / "php-fpm", *sorted(at(sysroot, LOCAL_DIR).glob("*"))]:
+    out = {}
+    for name, p in [("php-fpm", base / "php-fpm"),
+                    *((f"php-fpm.d/{p.name}", p) for p in sorted(at(sysroot, LOCAL_DIR).glob("*")))]:
         if p.is_file():
-            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+            out[name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
-def read_state(sysroot: str) -> str | None:
+def read_state(sysroot: str) -> dict[str, str] | None:
+    """The digests last loaded; None if unknown (none yet, or the one-digest format of
+    earlier versions): then every override counts as changed."""
     try:
-        return at(sysroot, STATE).read_text().strip()
+        lines = at(sysroot, STATE).read_text().splitlines()
     except OSError:
         return None
+    out = {}
+    for line in lines:
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name:
+            return None
+        out[name] = digest
+    return out
 
 
-def write_state(sysroot: str, digest: str) -> None:
-    write_atomic(at(sysroot, STATE), digest + "\n")
+def write_state(sysroot: str, digests: dict[str, str]) -> None:
+    write_atomic(at(sysroot, STATE), "".join(f"{d}  {n}\n" for n, d in sorted(digests.items())))

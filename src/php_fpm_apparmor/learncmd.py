@@ -71,7 +71,8 @@ def cmd_learn(args, plugins) -> int:
         return OK
     backup = learn.write(proposal, args.root, read_from)
     outcome = apply_mod.apply(generate.plan(args.root, plugins))
-    if any("does not compile" in p for p in outcome.problems):
+    # the whole profile, or a hat learned into (its overrides are that hat's change alone)
+    if any("does not compile" in p for p in outcome.problems) or set(outcome.refused) & set(backup):
         learn.undo(backup)  # the admin's files go back to what they were
         for p in outcome.problems:
             _err(p)
