@@ -288,32 +288,39 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
     assert not out.problems and [h for h, _ in sent] == ["whole"], (out, sent)
 
 
-def test_the_cache_refresh_runs_the_parser_in_a_transient_unit(tmp_path, monkeypatch):
-    """The refresh outlives the run that starts it (a oneshot unit's leftovers are killed)
-    and writes the cache from the files on disk: the real command line, with a stand-in
-    systemd-run that records it and runs it with --cache-loc added (a test must not write
-    the machine's cache)."""
+def test_the_cache_refresh_runs_the_parser_in_one_transient_unit(tmp_path, monkeypatch):
+    """The refresh outlives the run that starts it (a oneshot unit's leftovers are killed),
+    writes the cache from the files on disk, and is one unit at a time that compiles again
+    while loads keep coming: the real command line, run by a stand-in systemd-run that
+    records it, with a parser that writes its cache under tmp_path (a test must not write
+    the machine's)."""
     from php_fpm_apparmor import load
 
     profile = tmp_path / "t"
     profile.write_text("abi <abi/3.0>,\nprofile t /usr/bin/t {\n  /etc/t r,\n}\n")
     cache = tmp_path / "cache"
     cache.mkdir()
+    aa = tmp_path / "apparmor_parser"
+    aa.write_text(f'#!/bin/sh\necho run >> {tmp_path}/runs\n'
+                  f'exec {validate.parser()} --cache-loc {cache} -M {validate.FEATURES} "$@"\n')
     fake = tmp_path / "systemd-run"
     fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\n"
                     "while [ \"${1#-}\" != \"$1\" ]; do [ \"$1\" = -p ] && shift; shift; done\n"
-                    f'exe=$1; shift; exec "$exe" --cache-loc {cache} -M {validate.FEATURES} "$@"\n')
-    fake.chmod(0o755)
+                    'exec "$@"\n')
+    for f in (aa, fake):
+        f.chmod(0o755)
+    monkeypatch.setattr(load, "parser", lambda: str(aa))
     monkeypatch.setattr(load.shutil, "which", lambda name: str(fake) if name == "systemd-run" else None)
+    monkeypatch.setattr(load, "CACHE_STALE", str(tmp_path / "state/cache-stale"))
     real_is_dir = Path.is_dir
     monkeypatch.setattr(Path, "is_dir", lambda p: True if str(p) == "/run/systemd/system" else real_is_dir(p))
-    said = load.refresh_cache(str(profile))
-    assert said.startswith("refreshing in php-fpm-apparmor-cache-") and said.endswith(".service"), said
+    assert load.refresh_cache(str(profile)) == "refreshing in php-fpm-apparmor-cache.service"
     args = (tmp_path / "args").read_text().split()
-    assert "--no-block" in args and "--collect" in args
-    assert args[-5:] == [validate.parser(), "-Q", "-T", "-W", str(profile)], args
-    hit = subprocess.run([validate.parser(), "-Q", "-k", "--cache-loc", str(cache), "-M", validate.FEATURES,
-                          str(profile)], capture_output=True, text=True)
+    assert "--no-block" in args and "--collect" in args and "--unit=php-fpm-apparmor-cache" in args
+    assert args[-3:] == [str(tmp_path / "state/cache-stale"), str(aa), str(profile)], args
+    assert not (tmp_path / "state/cache-stale").exists()  # the flag is taken by the compile
+    assert (tmp_path / "runs").read_text() == "run\n"
+    hit = subprocess.run([str(aa), "-Q", "-k", str(profile)], capture_output=True, text=True)
     assert "Cache hit" in hit.stderr, hit.stderr
     # no systemd: nothing started, and it says so
     monkeypatch.setattr(load.shutil, "which", lambda name: None)

@@ -11,9 +11,9 @@ parent (DESIGN.md 5: such a profile loads by itself and survives a parent reload
 other hats and their workers are untouched. A change of the parent's own rules in pool
 files (a pool's socket or logs, a new or removed pool) replaces the parent with the changed
 files and only the parent-level rules of the others: the kernel keeps their loaded hats.
-The main profile or the admin's overrides changed: the whole profile is reloaded. The
-files on disk stay the single truth: a reboot or a full reload compiles exactly what was
-loaded piecewise.
+A pool's own overrides are that pool's change; the main profile or the master's
+overrides changed: the whole profile is reloaded. The files on disk stay the single
+truth: a reboot or a full reload compiles exactly what was loaded piecewise.
 """
 
 from __future__ import annotations

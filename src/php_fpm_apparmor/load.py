@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .policy import PARENT
@@ -73,6 +72,14 @@ def replace_parent(main_text: str, files: dict[str, str], includes: list[str]) -
                      str(Path(stage, "php-fpm-main"))])
 
 
+# Set by a partial load, cleared by the refresh that compiles after it: one refresh unit
+# at a time, compiling again while loads keep coming (a script switching a hundred pools
+# one by one must not start a hundred whole-profile compiles).
+CACHE_STALE = "/var/lib/php-fpm-apparmor/cache-stale"
+CACHE_UNIT = "php-fpm-apparmor-cache"
+_REFRESH = 'while [ -e "$1" ]; do rm -f "$1"; "$2" -Q -T -W "$3" || exit 1; done'
+
+
 def refresh_cache(profile_file: str) -> str:
     """Start bringing the boot-time cache of `profile_file` up to date, in the background;
     says what happened. After a partial load nothing wrote it, and a boot would compile the
@@ -83,17 +90,21 @@ def refresh_cache(profile_file: str) -> str:
     exe, run = parser(), shutil.which("systemd-run")
     if exe is None or run is None or not Path("/run/systemd/system").is_dir():
         return "not refreshed (no systemd): the next boot compiles the profile"
-    unit = f"php-fpm-apparmor-cache-{time.time_ns()}"
     try:
-        proc = subprocess.run([run, "--no-block", "--quiet", "--collect", f"--unit={unit}",
+        Path(CACHE_STALE).parent.mkdir(parents=True, exist_ok=True)
+        Path(CACHE_STALE).touch()
+        proc = subprocess.run([run, "--no-block", "--quiet", "--collect", f"--unit={CACHE_UNIT}",
                                "--description=Refresh the AppArmor cache of the php-fpm profile",
                                "-p", "Nice=19", "-p", "IOSchedulingClass=idle",
-                               exe, "-Q", "-T", "-W", profile_file], capture_output=True, text=True, timeout=60)
+                               "/bin/sh", "-c", _REFRESH, CACHE_UNIT, CACHE_STALE, exe, profile_file],
+                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"not refreshed ({exc}): the next boot compiles the profile"
     if proc.returncode:
+        if subprocess.run(["systemctl", "is-active", "--quiet", f"{CACHE_UNIT}.service"]).returncode == 0:
+            return f"{CACHE_UNIT}.service is refreshing it and compiles again for this change"
         return f"not refreshed ({(proc.stderr or proc.stdout).strip()}): the next boot compiles the profile"
-    return f"refreshing in {unit}.service"
+    return f"refreshing in {CACHE_UNIT}.service"
 
 
 def replace_text(text: str) -> str | None:

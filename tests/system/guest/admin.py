@@ -230,7 +230,7 @@ def add_pool(pool, port, hat=True):
 
 def refresh_units():
     """The cache refresh units (load.refresh_cache) started this boot."""
-    out = sh("journalctl -b --no-pager -o cat -u 'php-fpm-apparmor-cache-*'")[1]
+    out = sh("journalctl -b --no-pager -o cat -u php-fpm-apparmor-cache.service")[1]
     return [line for line in out.splitlines() if line.startswith("Started") and "Refresh the AppArmor cache" in line]
 
 
