@@ -288,6 +288,47 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
     assert not out.problems and [h for h, _ in sent] == ["whole"], (out, sent)
 
 
+def test_a_broken_override_at_boot_leaves_every_pool_its_hat(tmp_path, monkeypatch):
+    """A typo in one pool's override: apparmor.service cannot compile the php-fpm profile at
+    boot, so the kernel has none, and generate installs nothing while the typo is there.
+    Every pool would lack its hat and php-fpm would not start (every site down for one
+    typo): the installed files are loaded with that pool's overrides left out."""
+    from php_fpm_apparmor import load
+
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    local = root / "etc/apparmor.d/local/php-fpm.d"
+    local.mkdir(parents=True)
+    (local / "c").write_text("/srv/c-extra/** r\n")  # no comma
+    before = snapshot(root)
+    loads = []
+
+    def run(args):  # as load.py runs the parser, compiling instead of loading
+        names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES, *args[2:]],
+                               capture_output=True, text=True)
+        assert args[:2] == ["-r", "-T"] and names.returncode == 0, (args, names.stderr)
+        staged = Path(args[-1]).parent / "php-fpm.d"
+        loads.append((sorted(names.stdout.split()), {f.name: f.read_text() for f in staged.iterdir()}))
+
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "_run", run)
+    monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile cannot compile"))
+    monkeypatch.setattr(load, "loaded", lambda: {"php-fpm//a": "enforce"})  # no parent: the rescue
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert "pool c: apparmor_parser refused hat c" in out.problems[0]
+    assert "nothing was changed" in out.problems[1]
+    assert "loaded the installed one with the local overrides of c left out" in out.problems[2], out.problems
+    [(names, staged)] = loads
+    assert {"php-fpm", "php-fpm//a", "php-fpm//b", "php-fpm//c"} <= set(names)
+    assert "<local/php-fpm.d/c>" not in staged["c"] and "<local/php-fpm.d/a>" in staged["a"]
+    assert snapshot(root) == before  # the files stay: the admin's to fix
+    # the parent loaded (a running system): nothing is loaded, the hats in the kernel stay
+    loads.clear()
+    monkeypatch.setattr(load, "loaded", lambda: {"php-fpm": "enforce", "php-fpm//a": "enforce"})
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert len(out.problems) == 2 and not loads
+
+
 def test_the_cache_refresh_runs_the_parser_in_one_transient_unit(tmp_path, monkeypatch):
     """The refresh outlives the run that starts it (a oneshot unit's leftovers are killed),
     writes the cache from the files on disk, and is one unit at a time that compiles again

@@ -272,6 +272,8 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
                             whole=(main_changed or local_changed or bool(theirs) or foreign_main
                                    or len(changed) > PER_FILE_MAX),
                             out=out, tell=tell):
+                if not dry_run:
+                    _rescue(sysroot, main, includes, theirs, old, out)
                 return out
             broken = sorted(relocal & set(out.refused))
             if broken:
@@ -279,6 +281,8 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
                 # next full reload) cannot compile until the admin fixes it, as before.
                 out.problems.append(f"the php-fpm profile with all pools does not compile (the local overrides "
                                     f"of {', '.join(broken)}), nothing was changed")
+                if not dry_run:
+                    _rescue(sysroot, main, includes, theirs, old, out)
                 return out
         if dry_run:
             return out
@@ -394,6 +398,29 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
                             f"changed: {error}")
         return False
     return True
+
+
+_LOCAL_INCLUDE = re.compile(r"^[ \t]*include if exists <local/php-fpm\.d/[^>\n]*>[ \t]*\n", re.M)
+
+
+def _rescue(sysroot: str, main: Path, includes: list, theirs: dict, old: dict, out: Outcome) -> None:
+    """Nothing was installed because an admin's override does not compile. If the kernel
+    has no php-fpm profile either (a boot: apparmor.service could not compile it), no pool
+    would have its hat and php-fpm would not start, every site down for one typo: load the
+    installed files with the refused pools' overrides left out, so each pool has its hat.
+    The files on disk stay as they are (the admin's to fix); every run says so."""
+    refused = sorted(set(out.refused))
+    if not refused or not main.exists() or not load.enabled(sysroot) or PARENT in load.loaded():
+        return
+    staged = {**theirs, **{n: _LOCAL_INCLUDE.sub("", t) if n in refused else t for n, t in old.items()}}
+    error = load.replace_parent(main.read_text(), staged, includes)
+    names = ", ".join(refused)
+    if error:
+        out.problems.append(f"loading {main} without the local overrides of {names} failed too: {error}")
+        return
+    out.loaded = out.reloaded = True
+    out.problems.append(f"the kernel had no php-fpm profile: loaded the installed one with the local overrides "
+                        f"of {names} left out, so every pool has its hat; fix them and run generate")
 
 
 def parent_part(text: str) -> str:

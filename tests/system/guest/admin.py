@@ -344,6 +344,28 @@ def main_phase():
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} once fixed")
         hats_in_place(POOLS)
 
+    with stage("broken-override-at-boot"):
+        # The same typo left there at a boot: apparmor.service cannot compile the php-fpm
+        # profile, so the kernel has none. php-fpm must start all the same, each pool in
+        # its hat (the broken pool's without its overrides), not stay down for one typo.
+        sh(f"systemctl stop {FPM}", check_rc=f"systemctl stop {FPM}")
+        main = "/etc/apparmor.d/" + php_fpm_profiles()[0]
+        sh(f"apparmor_parser -R {main}", check_rc="the php-fpm profile unloaded, as a failed boot-time load leaves it")
+        check("no php-fpm profile in the kernel", not any(p.startswith("php-fpm") for p in loaded()), loaded())
+        bad = "/etc/apparmor.d/local/php-fpm.d/wiki"
+        with open(bad, "w") as f:
+            f.write("/var/www/wiki/extra r\n")  # no trailing comma
+        sh(f"systemctl start {FPM}", check_rc=f"systemctl start {FPM} with one broken override and no profile")
+        check(f"{FPM} active", unit(FPM, "ActiveState") == "active",
+              sh(f"journalctl -u {FPM} -n 30 --no-pager")[1])
+        said = sh(f"journalctl -u {FPM} -b --no-pager -o cat")[1]
+        check("generate said which overrides it left out", "local overrides of wiki left out" in said, said[-2000:])
+        hats_in_place(POOLS)
+        isolation("wiki", "shop")
+        os.unlink(bad)
+        sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} once fixed")
+        hats_in_place(POOLS)
+
     with stage("package-upgrade"):
         before_pid, mark = unit(FPM, "MainPID"), len(kmsg())
         sh(f"apt-get install -y {PAYLOAD}/{CFG['upgrade_deb']}",
