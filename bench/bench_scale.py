@@ -99,16 +99,11 @@ def inner(step: str, root: str) -> None:
         res["written"] = [Path(w).name for w in out.written]
         # the parser run a live load makes of it (apply._load: the changed files whole, the
         # others' parent-level rules only), compiled here without a kernel
-        pool_dir = install.at(root, install.POOL_DIR)
-        with tempfile.TemporaryDirectory() as stage:
-            Path(stage, "php-fpm.d").mkdir()
-            for f in pool_dir.iterdir():
-                text = f.read_text()
-                Path(stage, "php-fpm.d", f.name).write_text(text if f.name in res["written"] else
-                                                            apply_mod.parent_part(text))
-            Path(stage, "main").write_text(apply_mod.template())
+        files = {f.name: f.read_text() for f in install.at(root, install.POOL_DIR).iterdir()}
+        files = {n: t if n in res["written"] else apply_mod.parent_part(t) for n, t in files.items()}
+        with validate.staged(apply_mod.template(), files) as (stage, main):
             t = time.perf_counter()
-            res["alone_error"] = validate.compile_file(str(Path(stage, "main")), [stage] + validate.search_dirs(root))
+            res["alone_error"] = validate.compile_file(main, [stage] + validate.search_dirs(root))
             res["alone_parser_s"] = time.perf_counter() - t
     elif step in ("cold", "one", "one-pool"):
         t = time.perf_counter()

@@ -21,6 +21,12 @@ def three_pools(tmp_path):
     return make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in ("a", "b", "c")})
 
 
+def everything_loaded(root) -> dict:
+    """A kernel's profile list holding the parent and every profile the tree's files define."""
+    return {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce" for f in (root / "etc/apparmor.d/php-fpm.d").iterdir()
+                                     for p in apply_mod.split(f.read_text())[1]}}
+
+
 def plugin(name, rules=None, for_hat="a"):
     """A third-party plugin that finds an app in pool `for_hat` and returns `rules(root)`."""
 
@@ -194,8 +200,7 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     root = three_pools(tmp_path)
     d = root / "etc/apparmor.d/php-fpm.d"
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
-    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce" for f in d.iterdir()
-                                       for p in apply_mod.split(f.read_text())[1]}}
+    kernel = everything_loaded(root)
     assert {"php-fpm//a", "php-fpm//c", "php-fpm//_sh"} <= set(kernel)
     # pool d arrives, pool c goes
     pool_d = root / "etc/php/8.2/fpm/pool.d"
@@ -247,8 +252,7 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
 
     root = three_pools(tmp_path)
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
-    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce" for f in (root / "etc/apparmor.d/php-fpm.d").iterdir()
-                                       for p in apply_mod.split(f.read_text())[1]}}
+    kernel = everything_loaded(root)
     sent, compiled = [], []
     real = validate.compile_file
     monkeypatch.setattr(validate, "compile_file", lambda path, inc, **k: compiled.append(Path(path).name)

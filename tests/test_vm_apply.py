@@ -23,6 +23,7 @@ import pytest
 
 from php_fpm_apparmor import apply as apply_mod, generate, load, plugins as plugins_mod
 from systree import make_tree, pool_conf
+from test_apply import everything_loaded
 from test_plugin_vm import REPO, vm
 
 POOLS = ("p1", "p2", "p3", "p4")
@@ -158,9 +159,7 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
     # p5 arrives: its socket is the parent's, so the parent is replaced, with p5's file and
     # the others' parent-level rules only. Its pool file is gone again before the VM starts
     # php-fpm (only its hat is the point here; the tree's php-fpm runs the 4 pools).
-    kernel = {"php-fpm": "enforce", **{f"php-fpm//{p}": "enforce"
-                                       for f in (work / "etc/apparmor.d/php-fpm.d").iterdir()
-                                       for p in apply_mod.split(f.read_text())[1]}}
+    kernel = everything_loaded(work)
     p5 = work / "etc/php/8.2/fpm/pool.d/p5.conf"
     p5.write_text(pool_conf("p5", "/var/www/p5", hat="p5"))
     (work / "var/www/p5").mkdir(parents=True)

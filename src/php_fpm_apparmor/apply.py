@@ -161,14 +161,8 @@ def standalone(main_text: str, texts: list[str]) -> str:
 
 def _compile_whole(main_text: str, files: dict[str, str], includes: list[str]) -> str | None:
     """Compile the php-fpm profile as it will be after install; None if it compiles."""
-    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-stage-") as stage:
-        staged = Path(stage, "php-fpm.d")
-        staged.mkdir()
-        for name, text in files.items():
-            (staged / name).write_text(text)
-        whole = Path(stage, "php-fpm-main")
-        whole.write_text(main_text)
-        return validate.compile_file(str(whole), [stage] + includes)
+    with validate.staged(main_text, files) as (stage, whole):
+        return validate.compile_file(whole, [stage] + includes)
 
 
 def culprit_rule(text: str, includes: list[str]) -> str | None:
@@ -258,7 +252,8 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
         # The admin's overrides count as a change too: one hat's own (learn --write) is that
         # hat's change alone; the master's, or any we cannot place, are the whole profile's.
         local, before = install.local_digests(sysroot), install.read_state(sysroot)
-        touched = {n for n in local.keys() | (before or {}).keys() if local.get(n) != (before or {}).get(n)}
+        known = before or {}
+        touched = {n for n in local.keys() | known.keys() if local.get(n) != known.get(n)}
         local_changed = before is None or any(
             not n.startswith("php-fpm.d/") or n[len("php-fpm.d/"):] not in want for n in touched)
         relocal = set() if local_changed else {n[len("php-fpm.d/"):] for n in touched}
@@ -310,8 +305,8 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
             out.removed.append(str(p))
         for name in relocal - set(changed):  # its override was refused: tried again next run
             key = f"php-fpm.d/{name}"
-            if key in before:
-                local[key] = before[key]
+            if key in known:
+                local[key] = known[key]
             else:
                 local.pop(key, None)
         install.write_state(sysroot, local)
@@ -446,10 +441,9 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
             gone |= set(split(text)[1]) - set(split(changed[name].text)[1])
     # An unchanged file whose profiles the kernel lacks: the parent must be reloaded (a
     # changed file's new profiles, e.g. a child it gained, load with it).
-    missing = [n for n, c in want.items() if n not in changed
-               for p in split(c.text)[1] if f"{PARENT}//{p}" not in present]
     lacking = {n for n, t in installed.items() if n not in theirs and n not in changed
                and any(f"{PARENT}//{p}" not in present for p in split(t)[1])}
+    missing = lacking & want.keys()  # a wanted file's (not one a failed pool keeps)
     alone = PARENT in present and not parent_changed and not missing and all(
         n in old and n != render.SHARED_FILE and split(old[n])[0] == split(c.text)[0]
         for n, c in changed.items())
@@ -488,7 +482,6 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
             out.problems.append(f"loading {main} failed: {error}")
             return
         out.loaded = out.reloaded = True
-        out.hats_kept = []
     error = load.unload(sorted(gone))
     if error:
         out.problems.append(f"unloading removed hats failed: {error}")

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .policy import PARENT
-from .validate import parser
+from .validate import parser, staged
 KERNEL_PROFILES = "/sys/kernel/security/apparmor/profiles"
 
 
@@ -63,13 +63,8 @@ def replace_parent(main_text: str, files: dict[str, str], includes: list[str]) -
     the installed directory). Hats the staged files do not define stay loaded as they are
     (a replaced profile keeps the children it does not redefine). No cache is read or
     written: the text may be partial, the cache must match the files on disk."""
-    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-parent-") as stage:
-        Path(stage, "php-fpm.d").mkdir()
-        for name, text in files.items():
-            Path(stage, "php-fpm.d", name).write_text(text)
-        Path(stage, "php-fpm-main").write_text(main_text)
-        return _run(["-r", "-T", "-I", stage, *[a for d in includes for a in ("-I", d)],
-                     str(Path(stage, "php-fpm-main"))])
+    with staged(main_text, files) as (stage, main):
+        return _run(["-r", "-T", "-I", stage, *[a for d in includes for a in ("-I", d)], main])
 
 
 # Set by a partial load, cleared by the refresh that compiles after it: one refresh unit

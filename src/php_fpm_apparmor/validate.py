@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 FEATURES = "/usr/share/apparmor-features/features"
@@ -64,6 +65,20 @@ def compile_file(path: str, includes: list[str], features: str | None = None) ->
     if proc.returncode == 0:
         return None
     return (proc.stderr or proc.stdout).strip() or f"apparmor_parser exited {proc.returncode}"
+
+
+@contextmanager
+def staged(main_text: str, files: dict[str, str]):
+    """(stage dir, main file) of a temporary php-fpm profile with php-fpm.d/ as `files`:
+    with the stage first on the include path, `<php-fpm.d>` is these files, not the
+    installed ones (a compile before install, a load of part of the profile)."""
+    with tempfile.TemporaryDirectory(prefix="php-fpm-apparmor-stage-") as stage:
+        Path(stage, "php-fpm.d").mkdir()
+        for name, text in files.items():
+            Path(stage, "php-fpm.d", name).write_text(text)
+        main = Path(stage, "php-fpm-main")
+        main.write_text(main_text)
+        yield stage, str(main)
 
 
 def compile_pools(texts: dict[str, str], includes: list[str], done=None) -> dict[str, str | None]:
