@@ -1,6 +1,7 @@
 """The apply transaction on fake trees with the real apparmor_parser: one pool's failure is
 that pool's alone; a hat changed alone is loadable alone."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -243,7 +244,7 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
 
 
-def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch):
+def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch, cli):
     """`learn --write` appends to one pool's /etc/apparmor.d/local/php-fpm.d/<hat>: that hat
     is compiled and loaded alone (it compiled and reloaded every hat before: a minute per
     thousand pools). A broken override changes nothing, as before, and is tried again next
@@ -275,15 +276,39 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
     # nothing changed since: nothing compiled or loaded
     sent.clear(), compiled.clear()
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems and not sent and not compiled
-    # a typo in c's: the whole profile cannot compile while it is there (a boot would fail
-    # it), so nothing changes, c's loaded hat stays, and every run says so until it is fixed
+    # a typo in c's: it costs c its overrides, not every pool its changes. c's file is
+    # installed without them (so the whole profile, the next boot, compiles) and loaded
+    # alone; a pool changed meanwhile is installed too; every run says so until it is fixed
+    d = root / "etc/apparmor.d/php-fpm.d"
+    (local / "c").write_text("/srv/c-more/** r,\n/srv/c-extra/** rz,\n")
+    conf = root / "etc/php/8.2/fpm/pool.d/a.conf"
+    conf.write_text(conf.read_text().replace("chdir = /var/www/a", "chdir = /var/www/a/x"))
+    (root / "var/www/a/x").mkdir()
+    sent.clear()
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    [problem] = out.problems
+    assert f"pool c: {local / 'c'}:2: syntax error" in problem, problem  # the admin's file and line
+    assert problem.endswith("the local overrides of c left out, its hat runs without them until they compile")
+    assert out.left_out == ["c"] and not out.refused and out.written == [str(d / "a"), str(d / "c")], out
+    assert [h for h, _ in sent] == ["alone"] and out.hats_loaded == ["a", "c"], sent
+    assert "<local/php-fpm.d/c>" not in sent[0][1] and "<local/php-fpm.d/a>" in sent[0][1]
+    assert "<local/php-fpm.d/c>" not in (d / "c").read_text() and "/var/www/a/x" in (d / "a").read_text()
+    main = root / "etc/apparmor.d/php-fpm-apparmor"
+    assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None  # a boot loads it
+    rows = {r["hat"]: r for r in json.loads(cli("--json", "status", root=root).stdout)}
+    assert "local overrides left out" in rows["c"]["problem"] and not rows["b"]["problem"], rows
+    sent.clear()
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert "the local overrides of c left out" in out.problems[0] and not sent and not out.written, out
+    # a rule without its comma at the end is reported at the hat's end: the file is named
     (local / "c").write_text("/srv/c-extra/** r\n")
-    for _ in range(2):
-        sent.clear()
-        out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
-        assert "pool c: apparmor_parser refused hat c" in out.problems[0], out.problems
-        assert "does not compile (the local overrides of c), nothing was changed" in out.problems[1]
-        assert not sent
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert f"pool c: {local / 'c'}: syntax error" in out.problems[0] and out.left_out == ["c"], out
+    # fixed: c has its overrides again, loaded alone
+    (local / "c").write_text("/srv/c-extra/** r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.written == [str(d / "c")] and out.hats_loaded == ["c"], out
+    assert "include if exists <local/php-fpm.d/c>" in (d / "c").read_text()
     # the master's own overrides: the whole profile
     (local / "c").unlink()
     sent.clear()
@@ -293,10 +318,44 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
 
 
 def test_a_broken_override_at_boot_leaves_every_pool_its_hat(tmp_path, monkeypatch):
-    """A typo in one pool's override: apparmor.service cannot compile the php-fpm profile at
-    boot, so the kernel has none, and generate installs nothing while the typo is there.
-    Every pool would lack its hat and php-fpm would not start (every site down for one
-    typo): the installed files are loaded with that pool's overrides left out."""
+    """A typo in one pool's override left at a boot: apparmor.service cannot compile the
+    php-fpm profile, so the kernel has none. No pool would have its hat and php-fpm would
+    not start, every site down for one typo. generate installs that pool's file without
+    its overrides, so the profile on disk compiles, and loads it whole."""
+    from php_fpm_apparmor import load
+
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    local = root / "etc/apparmor.d/local/php-fpm.d"
+    local.mkdir(parents=True)
+    (local / "c").write_text("/srv/c-extra/** r\n")  # no comma
+    main = root / "etc/apparmor.d/php-fpm-apparmor"
+    includes = validate.search_dirs(str(root))
+    assert validate.compile_file(str(main), includes)  # what apparmor.service met at boot
+    loads = []
+
+    def reload(path, use_cache=False):  # the parser run, compiling the files on disk instead of loading
+        names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES,
+                                *[a for d in includes for a in ("-I", d)], path], capture_output=True, text=True)
+        assert names.returncode == 0, names.stderr
+        loads.append(sorted(names.stdout.split()))
+
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "reload", reload)
+    monkeypatch.setattr(load, "loaded", lambda: {"php-fpm//a": "enforce"})  # no parent
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    [problem] = out.problems
+    assert "pool c: " in problem and "the local overrides of c left out" in problem, problem
+    assert out.reloaded and loads and {"php-fpm", "php-fpm//a", "php-fpm//b", "php-fpm//c"} <= set(loads[0])
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert "<local/php-fpm.d/c>" not in (d / "c").read_text() and "<local/php-fpm.d/a>" in (d / "a").read_text()
+
+
+def test_a_refused_override_with_no_profile_loaded_is_left_out_of_the_load(tmp_path, monkeypatch):
+    """An override that must not be left out (learn's, just written: learn takes it back)
+    is refused and nothing is installed. If the kernel has no php-fpm profile meanwhile,
+    the installed files are loaded with that pool's overrides left out, so every pool has
+    its hat; the files stay as they are."""
     from php_fpm_apparmor import load
 
     root = three_pools(tmp_path)
@@ -318,18 +377,19 @@ def test_a_broken_override_at_boot_leaves_every_pool_its_hat(tmp_path, monkeypat
     monkeypatch.setattr(load, "_run", run)
     monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile cannot compile"))
     monkeypatch.setattr(load, "loaded", lambda: {"php-fpm//a": "enforce"})  # no parent: the rescue
-    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
-    assert "pool c: apparmor_parser refused hat c" in out.problems[0]
+    learned = frozenset({"c"})
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS), wrote_overrides=learned)
+    assert "pool c: apparmor_parser refused hat c" in out.problems[0] and out.refused == ["c"]
     assert "nothing was changed" in out.problems[1]
     assert "loaded the installed one with the local overrides of c left out" in out.problems[2], out.problems
     [(names, staged)] = loads
     assert {"php-fpm", "php-fpm//a", "php-fpm//b", "php-fpm//c"} <= set(names)
     assert "<local/php-fpm.d/c>" not in staged["c"] and "<local/php-fpm.d/a>" in staged["a"]
-    assert snapshot(root) == before  # the files stay: the admin's to fix
+    assert snapshot(root) == before  # the files stay: learn takes its rules back
     # the parent loaded (a running system): nothing is loaded, the hats in the kernel stay
     loads.clear()
     monkeypatch.setattr(load, "loaded", lambda: {"php-fpm": "enforce", "php-fpm//a": "enforce"})
-    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS), wrote_overrides=learned)
     assert len(out.problems) == 2 and not loads
 
 
@@ -388,3 +448,23 @@ def test_status_only_reads(tmp_path, monkeypatch, capsys):
     rows = {r["pool"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["a"]["hat"] == "a" and rows["a"]["file"].endswith("php-fpm.d/a")
     assert rows["a"]["installed_mode"] == "enforce" and rows["a"]["site_root"] == ["/var/www/a"]
+
+
+def test_a_broken_override_of_a_shared_child_is_left_out_of_the_whole_profile(tmp_path):
+    """An override the run cannot place on one hat (the shared sh child's) makes the whole
+    profile compile; when it does not, the file including it is found and installed
+    without it, and everything else still is."""
+    root = three_pools(tmp_path)
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    local = root / "etc/apparmor.d/local/php-fpm.d"
+    local.mkdir(parents=True)
+    (local / "_sh").write_text("/bin/true rix\n")
+    (local / "a").write_text("/srv/a-extra/** r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    [problem] = out.problems
+    assert problem.startswith(f"_shared: {local / '_sh'}: ") and "local overrides of _shared left out" in problem
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert out.left_out == ["_shared"] and "<local/php-fpm.d/_sh>" not in (d / "_shared").read_text()
+    assert "<local/php-fpm.d/_sendmail>" not in (d / "_shared").read_text()  # the file's, all of them
+    main = root / "etc/apparmor.d/php-fpm-apparmor"
+    assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None

@@ -241,20 +241,38 @@ def test_php_write_rule_without_exception_is_refused(tmp_path):
 # --- faults: nothing live changes --------------------------------------------------------
 
 def test_parser_failure_changes_nothing(tmp_path, cli):
+    """The master's overrides are every pool's: while they do not compile, nothing changes."""
     root = two_pools(tmp_path)
     assert cli("generate", root=root).returncode == 0
     before = snapshot(root)
-    local = root / "etc/apparmor.d/local/php-fpm.d/a"
+    local = root / "etc/apparmor.d/local/php-fpm"
     local.parent.mkdir(parents=True)
     local.write_text("this is not a rule\n")
     (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b") + "slowlog = /var/log/b.slow\n")
     proc = cli("generate", root=root)
     assert proc.returncode == 1
-    assert "pool a: apparmor_parser refused hat a" in proc.stderr
-    assert "nothing was changed" in proc.stderr
+    assert "the php-fpm profile with all pools does not compile, nothing was changed" in proc.stderr, proc.stderr
     after = snapshot(root)
-    del after["local/php-fpm.d/a"]
+    del after["local/php-fpm"]
     assert after == before
+
+
+def test_a_broken_pool_override_costs_that_pool_alone(tmp_path, cli):
+    """One pool's override does not compile: that pool's file is installed without its
+    overrides (said, with the file and line), the other pool's change is installed."""
+    root = two_pools(tmp_path)
+    assert cli("generate", root=root).returncode == 0
+    local = root / "etc/apparmor.d/local/php-fpm.d/a"
+    local.parent.mkdir(parents=True)
+    local.write_text("/srv/a r,\nthis is not a rule\n")
+    (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b") + "slowlog = /var/log/b.slow\n")
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    [line] = proc.stderr.splitlines()
+    assert f"pool a: {local}:2: syntax error" in line and "the local overrides of a left out" in line, line
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert "/var/log/b.slow" in (d / "b").read_text()
+    assert "<local/php-fpm.d/a>" not in (d / "a").read_text() and "<local/php-fpm.d/b>" in (d / "b").read_text()
 
 
 def test_config_error_changes_nothing(tmp_path, cli):

@@ -11,8 +11,9 @@ parent (DESIGN.md 5: such a profile loads by itself and survives a parent reload
 other hats and their workers are untouched. A change of the parent's own rules in pool
 files (a pool's socket or logs, a new or removed pool) replaces the parent with the changed
 files and only the parent-level rules of the others: the kernel keeps their loaded hats.
-A pool's own overrides are that pool's change; the main profile or the master's
-overrides changed: the whole profile is reloaded. The files on disk stay the single
+A pool's own overrides are that pool's change (one that does not compile is left out of
+that pool's file, so the other pools and the next boot go on); the main profile or the
+master's overrides changed: the whole profile is reloaded. The files on disk stay the single
 truth: a reboot or a full reload compiles exactly what was loaded piecewise.
 """
 
@@ -61,6 +62,7 @@ class Outcome:
     hats_kept: list[str] = field(default_factory=list)  # loaded hats a parent replacement kept as they were
     cache: str | None = None  # the boot-time cache after a partial load (load.refresh_cache)
     refused: list[str] = field(default_factory=list)  # files the parser refused (their old one stays)
+    left_out: list[str] = field(default_factory=list)  # files installed without their broken overrides
     load_skipped: str | None = None
 
 
@@ -192,6 +194,18 @@ def culprit_rule(text: str, includes: list[str]) -> str | None:
     return f"rule `{lines[i].strip()}`" + (f" (from {why})" if why else "")
 
 
+_PARSER_ERROR = re.compile(r"^AppArmor parser error for \S+ in profile (\S+) at line (\d+): (.*)$")
+
+
+def _parser_where(error: str, overrides: list[str]) -> str:
+    """The parser's error at the override it names (file:line), else at the overrides (a
+    rule without its comma at an override's end is reported at the hat's closing brace)."""
+    m = _PARSER_ERROR.match(error)
+    if m and m.group(1) in overrides:
+        return f"{m.group(1)}:{m.group(2)}: {m.group(3)}"
+    return f"{', '.join(overrides)}: {m.group(3) if m else error}"
+
+
 def _refused(c: Candidate, error: str, includes: list[str]) -> str:
     rule = culprit_rule(c.text, includes)
     what = f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else c.name
@@ -215,8 +229,11 @@ def wanted(result, existing: dict[str, Path]) -> dict[str, Candidate]:
     return out
 
 
-def apply(result, dry_run: bool = False, want_main: bool = False, progress=None) -> Outcome:
-    """Compile, install and load what `result` (generate.plan) wants; see the module doc."""
+def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
+          wrote_overrides: frozenset = frozenset()) -> Outcome:
+    """Compile, install and load what `result` (generate.plan) wants; see the module doc.
+    `wrote_overrides`: the overrides (names in local/php-fpm.d) the caller just wrote
+    (learn): a file including one of them is refused, not installed without its overrides."""
     tell = progress or (lambda *a: None)
     sysroot = result.sysroot
     out = Outcome(problems=list(result.problems))
@@ -266,14 +283,15 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
             if not _compile(sysroot, changed, want, old, keep, theirs, main_text, includes,
                             whole=(main_changed or local_changed or bool(theirs) or foreign_main
                                    or len(changed) > PER_FILE_MAX),
-                            out=out, tell=tell):
+                            out=out, tell=tell, strict=wrote_overrides):
                 if not dry_run:
                     _rescue(sysroot, main, includes, theirs, old, out)
                 return out
             broken = sorted(relocal & set(out.refused))
             if broken:
-                # An override is on disk whatever we install: the whole profile (a boot, the
-                # next full reload) cannot compile until the admin fixes it, as before.
+                # An override refused with its file (learn's, or a hat that does not compile
+                # without it either) is on disk whatever we install: the whole profile (a
+                # boot, the next full reload) cannot compile until it is fixed.
                 out.problems.append(f"the php-fpm profile with all pools does not compile (the local overrides "
                                     f"of {', '.join(broken)}), nothing was changed")
                 if not dry_run:
@@ -326,9 +344,41 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None)
 
 
 def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, theirs, main_text, includes,
-             whole: bool, out: Outcome, tell) -> bool:
+             whole: bool, out: Outcome, tell, strict: frozenset = frozenset()) -> bool:
     """Compile what changed; a file the parser refuses leaves `changed` and `want` (its old
-    file stays, or its core-only hat takes its place). False: nothing may be installed."""
+    file stays, or its core-only hat takes its place), unless its overrides are what the
+    parser refused (then it is installed without them). False: nothing may be installed."""
+    local = install.at(sysroot, install.LOCAL_DIR)
+
+    def unlocal(errors: dict[str, str | None]) -> dict[str, str | None]:
+        """Refused files that include an override that exists are compiled again without
+        their overrides; those that then compile are installed so. An admin's typo in one
+        pool's override costs that pool its additions, not every pool its changes (nor, at
+        the next boot, the whole php-fpm profile); every run says so until it compiles.
+        The override just written by learn (`strict`) is refused instead: learn undoes it."""
+        texts = {}
+        for name, error in errors.items():
+            text = changed[name].text if name in changed else keep.get(name)
+            names = render.local_overrides(text) if error and text else []
+            if names and not strict.intersection(names) and any((local / o).is_file() for o in names):
+                texts[name] = render.without_local(text)
+        for name, error in (validate.compile_pools(texts, includes) if texts else {}).items():
+            if error:
+                continue  # it does not compile without them either: refused as any other
+            c = changed.get(name) or want.get(name) or Candidate(name, keep[name])
+            what = f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else name
+            overrides = [str(local / o) for o in render.local_overrides(c.text) if (local / o).is_file()]
+            out.problems.append(f"{what}: {_parser_where(errors[name], overrides)}; the local overrides of "
+                                f"{name} left out, its hat runs without them until they compile")
+            out.left_out.append(name)
+            errors[name] = None
+            if texts[name] == old.get(name):
+                changed.pop(name, None)  # installed so on an earlier run
+            else:
+                changed[name] = Candidate(name, texts[name], c.entry, c.core_only)
+                if name in want:
+                    want[name] = changed[name]
+        return errors
 
     def drop(errors: dict[str, str | None]) -> list[str]:
         """Take the refused candidates out; returns the core-only hats that replace some."""
@@ -372,30 +422,27 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
         # (its hat must stay loaded), removed pools' files are gone.
         return {**theirs, **keep, **{n: c.text for n, c in changed.items()}}
 
-    if not whole:
-        retry = drop(per_file(sorted(changed)))
+    def settle(names) -> None:
+        retry = drop(unlocal(per_file(sorted(names))))
         if retry:
-            drop(per_file(retry))
+            drop(unlocal(per_file(retry)))
+
+    if not whole:
+        settle(changed)
         return True
     tell("compiling the whole profile", 0, 0)
     error = _compile_whole(main_text, files(), includes)
     if error:
         # Which files? The changed ones, and those whose local additions exist (an edit
         # there changes an installed file's meaning without changing the file).
-        local = install.at(sysroot, install.LOCAL_DIR)
-        suspects = set(changed) | {n for n in keep if (local / n).is_file()}
-        retry = drop(per_file(sorted(suspects)))
-        if retry:
-            drop(per_file(retry))
+        settle(set(changed) | {n for n, t in keep.items()
+                               if any((local / o).is_file() for o in render.local_overrides(t))})
         error = _compile_whole(main_text, files(), includes)
     if error:
         out.problems.append(f"the php-fpm profile with all pools does not compile, nothing was "
                             f"changed: {error}")
         return False
     return True
-
-
-_LOCAL_INCLUDE = re.compile(r"^[ \t]*include if exists <local/php-fpm\.d/[^>\n]*>[ \t]*\n", re.M)
 
 
 def _rescue(sysroot: str, main: Path, includes: list, theirs: dict, old: dict, out: Outcome) -> None:
@@ -407,7 +454,7 @@ def _rescue(sysroot: str, main: Path, includes: list, theirs: dict, old: dict, o
     refused = sorted(set(out.refused))
     if not refused or not main.exists() or not load.enabled(sysroot) or PARENT in load.loaded():
         return
-    staged = {**theirs, **{n: _LOCAL_INCLUDE.sub("", t) if n in refused else t for n, t in old.items()}}
+    staged = {**theirs, **{n: render.without_local(t) if n in refused else t for n, t in old.items()}}
     error = load.replace_parent(main.read_text(), staged, includes)
     names = ", ".join(refused)
     if error:

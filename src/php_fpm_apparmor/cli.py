@@ -102,7 +102,7 @@ def cmd_status(args, plugins) -> int:
             "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
             "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
             "exceptions": installed.get("exceptions", []) if installed else [],
-            "problem": e.problem or e.note,
+            "problem": e.problem or e.note or (installed or {}).get("left_out"),
         })
     quiet = _quiet(args.root, result.entries)
     for r, e in zip(rows, result.entries):
@@ -178,6 +178,8 @@ def _installed(file) -> dict | None:
     for h in head:
         if h.startswith("mode "):
             info["mode"] = h.split()[1].rstrip(";")
+        elif h.startswith(render.LEFT_OUT):
+            info["left_out"] = f"{file}: {h}"
     return info
 
 

@@ -37,7 +37,6 @@ SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/l
                 "/dev", "/proc", "/sys", "/root", "/run", "/var/lib", "/var/log", "/var/spool",
                 "/var/cache", "/var/mail", "/var/tmp", "/tmp", "/home", "/mnt", "/media", "/snap")
 MARK = "# learned by php-fpm-apparmor"
-_LOCAL_INCLUDE = re.compile(r"^(\s*)include if exists <local/php-fpm\.d/([^>]+)>\s*$", re.M)
 _NET = re.compile(r"^\s*network(?:\s+(\w+))?(?:\s+(\w+))?\s*,", re.M)
 
 
@@ -168,7 +167,7 @@ def _with_local(text: str, sysroot: str) -> tuple[str, dict]:
         locals_[m.group(2)] = body
         return body
 
-    return _LOCAL_INCLUDE.sub(sub, text), locals_
+    return render.LOCAL_INCLUDE.sub(sub, text), locals_
 
 
 def _parse(text: str, sysroot: str) -> tuple[dict, dict, str]:
@@ -177,7 +176,7 @@ def _parse(text: str, sysroot: str) -> tuple[dict, dict, str]:
     try:
         return evaluate.parse(full), locals_, ""
     except ValueError as exc:  # a local rule we cannot evaluate: judge the generated part
-        return evaluate.parse(_LOCAL_INCLUDE.sub("", text)), locals_, f"local override not evaluated: {exc}"
+        return evaluate.parse(render.LOCAL_INCLUDE.sub("", text)), locals_, f"local override not evaluated: {exc}"
 
 
 class Targets:

@@ -70,7 +70,7 @@ def cmd_learn(args, plugins) -> int:
     if not (args.write or _interactive(args)) or not proposal.rules:
         return OK
     backup = learn.write(proposal, args.root, read_from)
-    outcome = apply_mod.apply(generate.plan(args.root, plugins))
+    outcome = apply_mod.apply(generate.plan(args.root, plugins), wrote_overrides=frozenset(backup))
     # the whole profile, or a hat learned into (its overrides are that hat's change alone)
     if any("does not compile" in p for p in outcome.problems) or set(outcome.refused) & set(backup):
         learn.undo(backup)  # the admin's files go back to what they were

@@ -125,6 +125,25 @@ def _profile(profile: Profile, policy: PoolPolicy) -> list[str]:
     return lines
 
 
+# The line _profile writes for an admin's override; group 2 is the override's name.
+LOCAL_INCLUDE = re.compile(r"^([ \t]*)include if exists <local/php-fpm\.d/([^>\n]+)>[ \t]*$", re.M)
+LEFT_OUT = "local overrides left out: they do not compile"
+
+
+def local_overrides(text: str) -> list[str]:
+    """The names (in /etc/apparmor.d/local/php-fpm.d) a rendered file includes."""
+    return [m.group(2) for m in LOCAL_INCLUDE.finditer(text)]
+
+
+def without_local(text: str) -> str:
+    """A rendered file with its overrides' includes taken out, saying so in its header (read
+    by `status`): what a pool gets while an admin's override of it does not compile."""
+    head, _, body = text.partition("\n")
+    body = LOCAL_INCLUDE.sub(lambda m: f"{m.group(1)}# left out, it does not compile: "
+                                       f"/etc/apparmor.d/local/php-fpm.d/{m.group(2)}", body)
+    return "\n".join([head, comment(f"{LEFT_OUT}; fix them, then run php-fpm-apparmor generate"), body])
+
+
 def render(policy: PoolPolicy) -> str:
     pool = policy.pool
     site = policy.site

@@ -359,12 +359,20 @@ def main_phase():
         check(f"{FPM} active", unit(FPM, "ActiveState") == "active",
               sh(f"journalctl -u {FPM} -n 30 --no-pager")[1])
         said = sh(f"journalctl -u {FPM} -b --no-pager -o cat")[1]
-        check("generate said which overrides it left out", "local overrides of wiki left out" in said, said[-2000:])
+        check("generate named the override it left out", f"{bad}: syntax error" in said
+              and "local overrides of wiki left out" in said, said[-2000:])
         hats_in_place(POOLS)
         isolation("wiki", "shop")
+        hat_file = "/etc/apparmor.d/php-fpm.d/wiki"
+        check("wiki's file is installed without its overrides",
+              "<local/php-fpm.d/wiki>" not in open(hat_file).read(), open(hat_file).read()[:600])
+        # so the next boot's apparmor.service compiles the php-fpm profile again
+        sh(f"apparmor_parser -Q -K -T {main}", check_rc="the php-fpm profile on disk compiles with the typo there")
         os.unlink(bad)
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} once fixed")
         hats_in_place(POOLS)
+        check("fixed: wiki's file includes its overrides again",
+              "include if exists <local/php-fpm.d/wiki>" in open(hat_file).read())
 
     with stage("package-upgrade"):
         before_pid, mark = unit(FPM, "MainPID"), len(kmsg())
