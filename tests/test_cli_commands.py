@@ -171,3 +171,20 @@ def test_status_reads_the_header_alone_whatever_its_length(tmp_path):
     assert info["apps"] == ["wordpress 6.4.3"]
     assert info["exceptions"] == [f"/srv/a/c{i}/*.php (p{i}: {why})" for i in range(5)]
     assert _installed(tmp_path / "missing") is None
+
+
+def test_check_shows_a_few_of_many_findings_alike(tmp_path, cli):
+    """A host of WordPress sites without DISALLOW_FILE_MODS: the text shows three of the
+    same finding and how many more; --json lists every one; both fail."""
+    root = make_tree(tmp_path, {f"w{i}": pool_conf(f"w{i}", f"/var/www/w{i}", hat=f"w{i}") for i in range(5)})
+    for i in range(5):
+        (root / f"var/www/w{i}/wp-includes").mkdir(parents=True)
+        (root / f"var/www/w{i}/wp-includes/version.php").write_text("<?php\n$wp_version = '6.4.3';\n")
+        (root / f"var/www/w{i}/wp-config.php").write_text("<?php\n$table_prefix = 'wp_';\n")
+    text = cli("check", root=root)
+    lacks = [l for l in text.stdout.splitlines() if "lacks DISALLOW_FILE_MODS" in l]
+    assert text.returncode == 1 and len(lacks) == 4, text.stdout
+    assert lacks[-1].startswith("note: 2 more findings like 'pool w0 (wordpress): ") and "--json" in lacks[-1]
+    js = cli("--json", "check", root=root)
+    every = [l for l in json.loads(js.stdout) if "lacks DISALLOW_FILE_MODS" in l]
+    assert js.returncode == 1 and sorted(l.split()[1] for l in every) == [f"w{i}" for i in range(5)], every
