@@ -194,16 +194,19 @@ def culprit_rule(text: str, includes: list[str]) -> str | None:
     return f"rule `{lines[i].strip()}`" + (f" (from {why})" if why else "")
 
 
-_PARSER_ERROR = re.compile(r"^AppArmor parser error for \S+ in profile (\S+) at line (\d+): (.*)$")
+# "... for FILE in profile INCLUDED at line N: MESSAGE" (AppArmor 3 and 4; older ones say "in")
+_PARSER_ERROR = re.compile(r"^AppArmor parser error for \S+ in (?:profile )?(\S+) at line (\d+): (.*)$", re.M)
 
 
 def _parser_where(error: str, overrides: list[str]) -> str:
-    """The parser's error at the override it names (file:line), else at the overrides (a
-    rule without its comma at an override's end is reported at the hat's closing brace)."""
-    m = _PARSER_ERROR.match(error)
+    """The parser's error, one line, at the override it names (file:line), else at the
+    overrides (a rule without its comma at an override's end is reported at the hat's
+    closing brace)."""
+    m = _PARSER_ERROR.search(error)
     if m and m.group(1) in overrides:
         return f"{m.group(1)}:{m.group(2)}: {m.group(3)}"
-    return f"{', '.join(overrides)}: {m.group(3) if m else error}"
+    first = next((line.strip() for line in error.splitlines() if line.strip()), error)
+    return f"{', '.join(overrides)}: {m.group(3) if m else first}"
 
 
 def _refused(c: Candidate, error: str, includes: list[str]) -> str:
