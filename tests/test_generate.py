@@ -273,6 +273,8 @@ def test_a_broken_pool_override_costs_that_pool_alone(tmp_path, cli):
     d = root / "etc/apparmor.d/php-fpm.d"
     assert "/var/log/b.slow" in (d / "b").read_text()
     assert "<local/php-fpm.d/a>" not in (d / "a").read_text() and "<local/php-fpm.d/b>" in (d / "b").read_text()
+    again = cli("--json", "generate", root=root)  # said on every run until it compiles
+    assert again.returncode == 1 and json.loads(again.stdout)["overrides_left_out"] == ["a"], again.stdout
 
 
 def test_config_error_changes_nothing(tmp_path, cli):

@@ -233,6 +233,7 @@ def _generate(args, result, shown, plugins) -> int:
                           "problems": outcome.problems, "loaded": outcome.loaded,
                           "reloaded": outcome.reloaded, "hats_loaded": outcome.hats_loaded,
                           "hats_kept": outcome.hats_kept, "cache": outcome.cache,
+                          "overrides_left_out": outcome.left_out,
                           "load_skipped": outcome.load_skipped,
                           "pools": [{"pool": e.pool.name, "version": e.pool.version, "hat": e.hat,
                                      "ok": e in result.ready and not e.problem,
