@@ -340,6 +340,15 @@ def main_phase():
         check(f"{FPM} active", unit(FPM, "ActiveState") == "active",
               sh(f"journalctl -u {FPM} -n 30 --no-pager")[1])
         hats_in_place(POOLS)
+        hat_file = "/etc/apparmor.d/php-fpm.d/blog"
+        check("blog's file is installed without its overrides",
+              "<local/php-fpm.d/blog>" not in open(hat_file).read(), open(hat_file).read()[:600])
+        # it costs blog alone: another pool's change is installed and loaded meanwhile
+        said = "".join(sh("php-fpm-apparmor complain shop")[1:])
+        check("another pool's change goes on: shop in complain mode", "php-fpm//shop (complain)" in loaded(),
+              f"{said[-1500:]}\n{loaded()}")
+        sh("php-fpm-apparmor enforce shop")
+        check("and back in enforce mode", "php-fpm//shop (enforce)" in loaded(), loaded())
         os.unlink(bad)
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM} once fixed")
         hats_in_place(POOLS)
