@@ -275,6 +275,13 @@ def test_a_broken_pool_override_costs_that_pool_alone(tmp_path, cli):
     assert "<local/php-fpm.d/a>" not in (d / "a").read_text() and "<local/php-fpm.d/b>" in (d / "b").read_text()
     again = cli("--json", "generate", root=root)  # said on every run until it compiles
     assert again.returncode == 1 and json.loads(again.stdout)["overrides_left_out"] == ["a"], again.stdout
+    # check says so too, and names an override edited since (not applied yet)
+    (local.parent / "b").write_text("/srv/b r,\n")
+    said = json.loads(cli("--json", "check", root=root).stdout)
+    assert f"{d / 'a'}: local overrides left out: they do not compile; fix them, then run php-fpm-apparmor " \
+           f"generate" in said, said
+    assert f"note: {local.parent / 'b'}: changed since the last generate: run php-fpm-apparmor generate to " \
+           f"apply it" in said and not any(str(local) + ":" in l for l in said), said
 
 
 def test_config_error_changes_nothing(tmp_path, cli):

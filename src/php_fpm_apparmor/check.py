@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import apply as apply_mod, generate, hatting, install, load, policy, sites, webserver
+from . import apply as apply_mod, generate, hatting, install, load, policy, render, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -116,6 +116,7 @@ def findings(args, plugins) -> list[str]:
             out.append(f"note: pools {', '.join(names)} share the site root {r}: each reads (and "
                        f"with write = writes) what the other does; fine for one site served twice")
     out += config_findings(args.root, result)
+    out += override_findings(args.root)
     out += sites.symlink_notes(result.entries)
     out += webserver.findings(result, args.root)
     # A plugin that was refused leaves its apps' pools without their rules: not a mere warning.
@@ -124,6 +125,24 @@ def findings(args, plugins) -> list[str]:
 
 
 KNOWN_KEYS = {"root", "read", "write", "share", "mode", *sites.FLAGS}
+
+
+def override_findings(sysroot: str) -> list[str]:
+    """The admin's overrides: those generate left out of a pool's file because they do not
+    compile (its header says so), and those edited since generate last loaded them."""
+    out = []
+    for path in install.ours(sysroot).values():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            second = (f.readline(), f.readline())[1]
+        if second.startswith(f"# {render.LEFT_OUT}"):
+            out.append(f"{path}: {second[2:].strip()}")
+    before = install.read_state(sysroot)
+    if before is not None:  # none yet: nothing was generated, or an old version's state
+        now = install.local_digests(sysroot)
+        for name in sorted(n for n in now.keys() | before.keys() if now.get(n) != before.get(n)):
+            out.append(f"note: {install.at(sysroot, '/etc/apparmor.d/local/' + name)}: changed since the last "
+                       f"generate: run php-fpm-apparmor generate to apply it")
+    return out
 
 
 def _groups(sysroot: str) -> dict[str, set]:
