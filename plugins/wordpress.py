@@ -198,6 +198,8 @@ def _layout(site, root: str) -> dict:
         "multisite": multisite,
         "blogs_dir": multisite and site.disk(content, "blogs.dir").is_dir(),
         "disallow_file_mods": mods is True or mods == 1 or mods == "1",
+        # WP_CACHE: cache plugins (WP Super Cache) serve pages only with it on
+        "wp_cache": bool(facts) and facts.defines.get("WP_CACHE") in (True, 1, "1", "true"),
         "debian_config": debian_config,
         "problems": problems,
     }

@@ -84,7 +84,9 @@ def _settings(site, wp: dict) -> dict:
 
 
 def _wp_cache_on(site, wp) -> bool:
-    if not wp.get("config"):
+    if "wp_cache" in wp:  # the WordPress plugin read wp-config.php already
+        return wp["wp_cache"] is True
+    if not wp.get("config"):  # another plugin's WordPress
         return False
     facts = read_php(site.disk(wp["config"]), wp["config"], abspath=wp["abspath"])
     return facts.defines.get("WP_CACHE") in (True, 1, "1", "true")

@@ -30,6 +30,20 @@ def test_detected_with_version_and_config(tmp_path):
     assert app.info["wp_cache"] is True
 
 
+def test_wp_cache_off_in_wp_config_is_said(tmp_path):
+    """WP_CACHE comes from the WordPress plugin's reading of wp-config.php: off there, the
+    plugin says the cache is not set up."""
+    root = at.wordpress(tmp_path, "/var/www/blog")
+    at.wp_super_cache(root)
+    cfg = root / "wp-config.php"
+    cfg.write_text(cfg.read_text().replace("define( 'WP_CACHE', true );", "define( 'WP_CACHE', false );"))
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    app = next(a for a in found if a.name == "wp-super-cache")
+    assert app.info["wp_cache"] is False and next(a for a in found if a.name == "wordpress").info["wp_cache"] is False
+    assert any("not set up" in line for line in wp_super_cache.php_fpm_apparmor_check(s, app))
+
+
 @pytest.fixture(scope="module")
 def default(tmp_path_factory):
     return build(tmp_path_factory.mktemp("blog"))
