@@ -209,9 +209,14 @@ def _parser_where(error: str, overrides: list[str]) -> str:
     return f"{', '.join(overrides)}: {m.group(3) if m else first}"
 
 
+def _whose(c: Candidate) -> str:
+    """Where a problem with this file is said to be: its pool's config, or the file."""
+    return f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else c.name
+
+
 def _refused(c: Candidate, error: str, includes: list[str]) -> str:
     rule = culprit_rule(c.text, includes)
-    what = f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else c.name
+    what = _whose(c)
     return (f"{what}: apparmor_parser refused {'the core-only hat' if c.core_only else 'hat'} {c.name}"
             + (f": {rule}" if rule else "") + f": {error}")
 
@@ -278,6 +283,10 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
             not n.startswith("php-fpm.d/") or n[len("php-fpm.d/"):] not in want for n in touched)
         relocal = set() if local_changed else {n[len("php-fpm.d/"):] for n in touched}
         changed = {n: c for n, c in want.items() if old.get(n) != c.text or n in relocal}
+        for name, problem in _still_left_out(sysroot, changed, old, touched).items():
+            del changed[name]
+            out.left_out.append(name)
+            out.problems.append(problem)
         foreign_main = not ours_main and install.at(sysroot, install.MAIN_PROFILE).exists()
         if changed or stale or main_changed or local_changed or foreign_main:
             keep = {n: t for n, t in old.items() if n not in stale}
@@ -346,6 +355,26 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
     return out
 
 
+def _still_left_out(sysroot: str, changed: dict[str, Candidate], old: dict, touched: set) -> dict[str, str]:
+    """{file: problem} for the files installed without their overrides on an earlier run
+    (they did not compile) whose pool and overrides are unchanged since: said again, not
+    compiled again (a host with many broken overrides would compile them all every run)."""
+    local = install.at(sysroot, install.LOCAL_DIR)
+    out = {}
+    for name, c in changed.items():
+        was = old.get(name, "")
+        if render.LEFT_OUT not in was[:400] or was != render.without_local(c.text):
+            continue
+        overrides = render.local_overrides(c.text)
+        if any(f"php-fpm.d/{o}" in touched for o in overrides):
+            continue  # edited since: compiled again
+        what = _whose(c)
+        found = ", ".join(str(local / o) for o in overrides if (local / o).is_file())
+        out[name] = (f"{what}: {found}: unchanged since an earlier run found it does not compile; the local "
+                     f"overrides of {name} left out, its hat runs without them until they compile")
+    return out
+
+
 def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, theirs, main_text, includes,
              whole: bool, out: Outcome, tell, strict: frozenset = frozenset()) -> bool:
     """Compile what changed; a file the parser refuses leaves `changed` and `want` (its old
@@ -369,7 +398,7 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
             if error:
                 continue  # it does not compile without them either: refused as any other
             c = changed.get(name) or want.get(name) or Candidate(name, keep[name])
-            what = f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else name
+            what = _whose(c)
             overrides = [str(local / o) for o in render.local_overrides(c.text) if (local / o).is_file()]
             out.problems.append(f"{what}: {_parser_where(errors[name], overrides)}; the local overrides of "
                                 f"{name} left out, its hat runs without them until they compile")
