@@ -247,8 +247,8 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
 def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch, cli):
     """`learn --write` appends to one pool's /etc/apparmor.d/local/php-fpm.d/<hat>: that hat
     is compiled and loaded alone (it compiled and reloaded every hat before: a minute per
-    thousand pools). A broken override changes nothing, as before, and is tried again next
-    run; the master's overrides still reload the whole profile."""
+    thousand pools). A broken one costs that hat its overrides (left out of its file), not
+    the other pools their changes; the master's overrides still reload the whole profile."""
     from php_fpm_apparmor import load
 
     root = three_pools(tmp_path)
@@ -437,8 +437,6 @@ def test_the_cache_refresh_runs_the_parser_in_one_transient_unit(tmp_path, monke
 
 
 def test_status_only_reads(tmp_path, monkeypatch, capsys):
-    import json
-
     from php_fpm_apparmor import cli, invariants, policy
     root = three_pools(tmp_path)
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
