@@ -276,6 +276,18 @@ def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypat
     # nothing changed since: nothing compiled or loaded
     sent.clear(), compiled.clear()
     assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems and not sent and not compiled
+    # what no file includes is no policy: the package's README, an editor's backup
+    (local / "README").write_text("Site-specific additions, one file per hat.\n")
+    (local / "b~").write_text("/srv/b-extra/** r,\n")
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems and not sent and not compiled
+    # a child's override is the change of the file that includes it alone (the shared sh
+    # child's: its file, loaded with the parent, the hats kept; it was the whole profile)
+    monkeypatch.setattr(load, "replace_parent", lambda main, files, inc: sent.append(("parent", files)) and None)
+    (local / "_sh").write_text("/srv/tools/** r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and compiled == ["_shared.wrapper"] and [h for h, _ in sent] == ["parent"], (out, sent)
+    assert "include if exists <local/php-fpm.d/_sh>" in sent[0][1]["_shared"] and "^a " not in sent[0][1]["a"]
+    sent.clear(), compiled.clear()
     # a typo in c's: it costs c its overrides, not every pool its changes. c's file is
     # installed without them (so the whole profile, the next boot, compiles) and loaded
     # alone; a pool changed meanwhile is installed too; every run says so until it is fixed

@@ -274,14 +274,18 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
         # change what runs today: our profile stays out; the hat files wait, unloaded.
         install_main = ours_main and (want_main or main.exists() or any(e.pool.hat for e in result.entries))
         main_changed = install_main and not (main.exists() and main.read_text() == main_text)
-        # The admin's overrides count as a change too: one hat's own (learn --write) is that
-        # hat's change alone; the master's, or any we cannot place, are the whole profile's.
+        # The admin's overrides count as a change too: a hat's own or its children's (learn
+        # --write) is the change of the file that includes it alone; the master's, or one
+        # another file includes (a pool not planned now, the admin's own files), is the whole
+        # profile's. One that nothing includes (the README, an editor's backup) is no policy.
         local, before = install.local_digests(sysroot), install.read_state(sysroot)
         known = before or {}
         touched = {n for n in local.keys() | known.keys() if local.get(n) != known.get(n)}
+        includer = {f"php-fpm.d/{o}": n for n, c in want.items() for o in render.local_overrides(c.text)}
+        elsewhere = {f"php-fpm.d/{o}" for t in old.values() for o in render.local_overrides(t)}
         local_changed = before is None or any(
-            not n.startswith("php-fpm.d/") or n[len("php-fpm.d/"):] not in want for n in touched)
-        relocal = set() if local_changed else {n[len("php-fpm.d/"):] for n in touched}
+            not n.startswith("php-fpm.d/") or n in elsewhere or theirs for n in touched if n not in includer)
+        relocal = set() if local_changed else {includer[n] for n in touched if n in includer}
         changed = {n: c for n, c in want.items() if old.get(n) != c.text or n in relocal}
         for name, problem in _still_left_out(sysroot, changed, old, touched).items():
             del changed[name]
@@ -333,8 +337,8 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
         for h, p in sorted(stale.items()):
             p.unlink()
             out.removed.append(str(p))
-        for name in relocal - set(changed):  # its override was refused: tried again next run
-            key = f"php-fpm.d/{name}"
+        for key in [k for k in touched if includer.get(k) in relocal - set(changed)]:
+            # its file was refused with it: tried again next run
             if key in known:
                 local[key] = known[key]
             else:
