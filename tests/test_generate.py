@@ -240,15 +240,22 @@ def test_php_write_rule_without_exception_is_refused(tmp_path):
 
 # --- faults: nothing live changes --------------------------------------------------------
 
+def broken_override(root, name: str, text: str):
+    """An override in /etc/apparmor.d/local (`name`) that does not compile and, meanwhile,
+    another pool's change: pool b gets a slow log."""
+    local = root / "etc/apparmor.d/local" / name
+    local.parent.mkdir(parents=True)
+    local.write_text(text)
+    (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b") + "slowlog = /var/log/b.slow\n")
+    return local
+
+
 def test_parser_failure_changes_nothing(tmp_path, cli):
     """The master's overrides are every pool's: while they do not compile, nothing changes."""
     root = two_pools(tmp_path)
     assert cli("generate", root=root).returncode == 0
     before = snapshot(root)
-    local = root / "etc/apparmor.d/local/php-fpm"
-    local.parent.mkdir(parents=True)
-    local.write_text("this is not a rule\n")
-    (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b") + "slowlog = /var/log/b.slow\n")
+    broken_override(root, "php-fpm", "this is not a rule\n")
     proc = cli("generate", root=root)
     assert proc.returncode == 1
     assert "the php-fpm profile with all pools does not compile, nothing was changed" in proc.stderr, proc.stderr
@@ -262,10 +269,7 @@ def test_a_broken_pool_override_costs_that_pool_alone(tmp_path, cli):
     overrides (said, with the file and line), the other pool's change is installed."""
     root = two_pools(tmp_path)
     assert cli("generate", root=root).returncode == 0
-    local = root / "etc/apparmor.d/local/php-fpm.d/a"
-    local.parent.mkdir(parents=True)
-    local.write_text("/srv/a r,\nthis is not a rule\n")
-    (root / "etc/php/8.2/fpm/pool.d/b.conf").write_text(pool_conf("b", "/var/www/b", hat="b") + "slowlog = /var/log/b.slow\n")
+    local = broken_override(root, "php-fpm.d/a", "/srv/a r,\nthis is not a rule\n")
     proc = cli("generate", root=root)
     assert proc.returncode == 1
     [line] = proc.stderr.splitlines()

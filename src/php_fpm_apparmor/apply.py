@@ -214,10 +214,19 @@ def _whose(c: Candidate) -> str:
     return f"{c.entry.pool.config_file}: pool {c.entry.pool.name}" if c.entry else c.name
 
 
+def _on_disk(local: Path, text: str) -> list[str]:
+    """The overrides a rendered file includes that exist, as paths."""
+    return [str(local / o) for o in render.local_overrides(text) if (local / o).is_file()]
+
+
+def _left_out(c: Candidate, why: str) -> str:
+    return (f"{_whose(c)}: {why}; the local overrides of {c.name} left out, its hat runs without them until "
+            f"they compile")
+
+
 def _refused(c: Candidate, error: str, includes: list[str]) -> str:
     rule = culprit_rule(c.text, includes)
-    what = _whose(c)
-    return (f"{what}: apparmor_parser refused {'the core-only hat' if c.core_only else 'hat'} {c.name}"
+    return (f"{_whose(c)}: apparmor_parser refused {'the core-only hat' if c.core_only else 'hat'} {c.name}"
             + (f": {rule}" if rule else "") + f": {error}")
 
 
@@ -281,10 +290,12 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
         local, before = install.local_digests(sysroot), install.read_state(sysroot)
         known = before or {}
         touched = {n for n in local.keys() | known.keys() if local.get(n) != known.get(n)}
-        includer = {f"php-fpm.d/{o}": n for n, c in want.items() for o in render.local_overrides(c.text)}
-        elsewhere = {f"php-fpm.d/{o}" for t in old.values() for o in render.local_overrides(t)}
-        local_changed = before is None or any(
-            not n.startswith("php-fpm.d/") or n in elsewhere or theirs for n in touched if n not in includer)
+        # (every file read for its includes only when an override changed: most runs none)
+        includer = {f"php-fpm.d/{o}": n for n, c in want.items() for o in render.local_overrides(c.text)} \
+            if touched else {}
+        unplaced = touched - includer.keys()
+        local_changed = before is None or any(not n.startswith("php-fpm.d/") for n in unplaced) or bool(
+            unplaced and (theirs or unplaced & {f"php-fpm.d/{o}" for t in old.values() for o in render.local_overrides(t)}))
         relocal = set() if local_changed else {includer[n] for n in touched if n in includer}
         changed = {n: c for n, c in want.items() if old.get(n) != c.text or n in relocal}
         for name, problem in _still_left_out(sysroot, changed, old, touched).items():
@@ -369,13 +380,10 @@ def _still_left_out(sysroot: str, changed: dict[str, Candidate], old: dict, touc
         was = old.get(name, "")
         if render.LEFT_OUT not in was[:400] or was != render.without_local(c.text):
             continue
-        overrides = render.local_overrides(c.text)
-        if any(f"php-fpm.d/{o}" in touched for o in overrides):
+        if any(f"php-fpm.d/{o}" in touched for o in render.local_overrides(c.text)):
             continue  # edited since: compiled again
-        what = _whose(c)
-        found = ", ".join(str(local / o) for o in overrides if (local / o).is_file())
-        out[name] = (f"{what}: {found}: unchanged since an earlier run found it does not compile; the local "
-                     f"overrides of {name} left out, its hat runs without them until they compile")
+        out[name] = _left_out(c, f"{', '.join(_on_disk(local, c.text))}: unchanged since an earlier run found it "
+                                 f"does not compile")
     return out
 
 
@@ -395,17 +403,13 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
         texts = {}
         for name, error in errors.items():
             text = changed[name].text if name in changed else keep.get(name)
-            names = render.local_overrides(text) if error and text else []
-            if names and not strict.intersection(names) and any((local / o).is_file() for o in names):
+            if error and text and not strict.intersection(render.local_overrides(text)) and _on_disk(local, text):
                 texts[name] = render.without_local(text)
         for name, error in (validate.compile_pools(texts, includes) if texts else {}).items():
             if error:
                 continue  # it does not compile without them either: refused as any other
             c = changed.get(name) or want.get(name) or Candidate(name, keep[name])
-            what = _whose(c)
-            overrides = [str(local / o) for o in render.local_overrides(c.text) if (local / o).is_file()]
-            out.problems.append(f"{what}: {_parser_where(errors[name], overrides)}; the local overrides of "
-                                f"{name} left out, its hat runs without them until they compile")
+            out.problems.append(_left_out(c, _parser_where(errors[name], _on_disk(local, c.text))))
             out.left_out.append(name)
             errors[name] = None
             if texts[name] == old.get(name):
@@ -471,8 +475,7 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
     if error:
         # Which files? The changed ones, and those whose local additions exist (an edit
         # there changes an installed file's meaning without changing the file).
-        settle(set(changed) | {n for n, t in keep.items()
-                               if any((local / o).is_file() for o in render.local_overrides(t))})
+        settle(set(changed) | {n for n, t in keep.items() if _on_disk(local, t)})
         error = _compile_whole(main_text, files(), includes)
     if error:
         out.problems.append(f"the php-fpm profile with all pools does not compile, nothing was "
