@@ -8,6 +8,7 @@ wp-config.php, wp-content/), every third also with WebP Express + WP Super Cache
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -18,7 +19,29 @@ sys.path.insert(0, str(HERE.parents[0] / "tests"))
 import apptrees  # noqa: E402
 from bench_pools import POOL  # noqa: E402
 
+# The files a site's detection reads, at their real size: Debian's wordpress package's
+# version.php and wp-config-sample.php (doc comments and all: 1 KB and 3 KB, where a
+# two-line stand-in hid most of the lexing), else short stand-ins.
+DEBIAN_WP = Path("/usr/share/wordpress")
 VERSION_PHP = "<?php\n$wp_version = '6.4.3';\n$wp_db_version = 56657;\n"
+
+
+def _version_php() -> str:
+    real = DEBIAN_WP / "wp-includes/version.php"
+    return real.read_text() if real.is_file() else VERSION_PHP
+
+
+def _config_php(name: str) -> str:
+    sample = DEBIAN_WP / "wp-config-sample.php"
+    if not sample.is_file():
+        return apptrees.UPSTREAM_CONFIG.format(name=name, extra="define( 'DISALLOW_FILE_MODS', true );")
+    text = sample.read_text()
+    for key, value in (("database_name_here", name), ("username_here", name), ("password_here", f"secret-{name}")):
+        text = text.replace(key, value)
+    for k in range(8):  # the salts WordPress's installer writes: 64 characters each
+        text = text.replace("put your unique phrase here", hashlib.sha256(f"{name}{k}".encode()).hexdigest(), 1)
+    stop = "/* That's all, stop editing!"
+    return text.replace(stop, "define( 'DISALLOW_FILE_MODS', true );\n\n" + stop, 1)
 
 
 def web(i: int) -> str:
@@ -28,13 +51,12 @@ def web(i: int) -> str:
 def wordpress(sysroot: Path, root: str) -> Path:
     disk = sysroot / root.lstrip("/")
     (disk / "wp-includes").mkdir(parents=True, exist_ok=True)
-    (disk / "wp-includes/version.php").write_text(VERSION_PHP)
+    (disk / "wp-includes/version.php").write_text(_version_php())
     (disk / "wp-settings.php").write_text("<?php\n// WordPress bootstrap\n")
     (disk / "index.php").write_text("<?php\nrequire __DIR__ . '/wp-blog-header.php';\n")
     for sub in ("uploads", "plugins", "themes", "languages"):
         (disk / "wp-content" / sub).mkdir(parents=True, exist_ok=True)
-    (disk / "wp-config.php").write_text(apptrees.UPSTREAM_CONFIG.format(
-        name=Path(root).parent.name, extra="define( 'DISALLOW_FILE_MODS', true );"))
+    (disk / "wp-config.php").write_text(_config_php(Path(root).parent.name))
     return disk
 
 
@@ -96,15 +118,92 @@ def add_pool(root: Path, i: int, version: str = "8.2") -> None:
     wordpress(root, web(i))
 
 
+# The shape ISPConfig 3 writes for a site (nginx_vhost.conf.master): about 90 lines, its
+# error pages, stats and ACME locations, PHP through a named location with Debian's
+# fastcgi_params (a ten-line stand-in hid most of the reading).
+ERROR_PAGES = "".join(f"""
+    error_page {code} /error/{code}.html;
+    location = /error/{code}.html {{{{
+        internal;
+        auth_basic off;
+    }}}}""" for code in (400, 401, 403, 404, 405, 500, 502, 503))
 NGINX_SITE = """server {{
-    listen 80;
+    listen *:80;
+    listen [::]:80;
+    listen *:443 ssl http2;
+    listen [::]:443 ssl http2;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate /var/www/clients/client{c}/web{i}/ssl/web{i}.example-le.crt;
+    ssl_certificate_key /var/www/clients/client{c}/web{i}/ssl/web{i}.example-le.key;
+
     server_name web{i}.example www.web{i}.example;
-    root {root};
-    index index.php;
-    location / {{ try_files $uri $uri/ /index.php?$args; }}
+
+    root   {root}/;
+    disable_symlinks if_not_owner from=$document_root;
+
+    if ($scheme != "https") {{
+        rewrite ^ https://$http_host$request_uri? permanent;
+    }}
+
+    index index.html index.htm index.php index.cgi index.pl index.xhtml standard_index.html;
+""" + ERROR_PAGES + """
+    recursive_error_pages on;
+
+    error_log /var/log/ispconfig/httpd/web{i}.example/error.log;
+    access_log /var/log/ispconfig/httpd/web{i}.example/access.log combined;
+
+    location ~ /\\. {{
+        deny all;
+    }}
+
+    location ^~ /.well-known/acme-challenge/ {{
+        access_log off;
+        log_not_found off;
+        auth_basic off;
+        root /usr/local/ispconfig/interface/acme/;
+        try_files $uri $uri/ =404;
+    }}
+
+    location = /favicon.ico {{
+        log_not_found off;
+        access_log off;
+        expires max;
+        add_header Cache-Control "public, must-revalidate, proxy-revalidate";
+    }}
+
+    location = /robots.txt {{
+        allow all;
+        log_not_found off;
+        access_log off;
+    }}
+
+    location /stats/ {{
+        index index.html index.php;
+        auth_basic "Members Only";
+        auth_basic_user_file /var/www/clients/client{c}/web{i}/web//stats/.htpasswd_stats;
+        add_header Content-Security-Policy "default-src * 'self' 'unsafe-inline' 'unsafe-eval' data:;";
+    }}
+
+    location ^~ /awstats-icon {{
+        alias /usr/share/awstats/icon;
+    }}
+
     location ~ \\.php$ {{
-        include snippets/fastcgi-php.conf;
+        try_files /web{i}-php-not-found.htm @php;
+    }}
+
+    location @php {{
+        try_files $uri =404;
+        include /etc/nginx/fastcgi_params;
         fastcgi_pass unix:/var/lib/php{version}-fpm/web{i}.sock;
+        fastcgi_index index.php;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        #fastcgi_param PATH_INFO $fastcgi_script_name;
+        fastcgi_intercept_errors on;
+    }}
+
+    location / {{
+        try_files $uri $uri/ /index.php?$args;
     }}
 }}
 """
@@ -112,10 +211,10 @@ NGINX_SITE = """server {{
 
 def nginx(root: Path, n: int, version: str = "8.2") -> Path:
     """Debian's /etc/nginx in the tree with one enabled site per pool, each passing PHP to its
-    pool's socket through Debian's fastcgi-php.conf snippet (as a panel writes them)."""
+    pool's socket as ISPConfig writes them."""
     import webtrees
 
-    return webtrees.nginx_tree(root, {f"web{i}.vhost": NGINX_SITE.format(i=i, root=web(i), version=version)
+    return webtrees.nginx_tree(root, {f"web{i}.vhost": NGINX_SITE.format(i=i, c=i // 10, root=web(i), version=version)
                                       for i in range(n)})
 
 

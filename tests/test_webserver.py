@@ -7,13 +7,14 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from php_fpm_apparmor import apache, generate, nginx, webserver
 from php_fpm_apparmor.webserver import Files, parse_address, same_address
 from phpver import VERSION as PHP
-from webtrees import apache_tree, corpus, nginx_dump_files, nginx_tree, real_apache, real_nginx
+from webtrees import CORPUS, apache_tree, corpus, nginx_dump_files, nginx_tree, real_apache, real_nginx
 
 needs_nginx = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (tools/bootstrap)")
 needs_apache = pytest.mark.skipif(not shutil.which("apache2ctl"), reason="apache2 not installed (tools/bootstrap)")
@@ -549,6 +550,38 @@ _PIECES = st.sampled_from(["server", "location", "{", "}", ";", "root", "alias",
                            "</VirtualHost>", "<Directory /a>", "</Directory>", "SetHandler",
                            "\"proxy:unix:/run/php/a.sock|fcgi://x\"", "ProxyPassMatch", "DocumentRoot",
                            "Include", "<IfModule x>", "</IfModule>", "Define", "<Proxy balancer://b>"])
+
+
+def _both_nginx_readers(text: str):
+    import old_nginx  # the tokenizer before the one-match-per-token one: the oracle
+
+    new_problems, old_problems = [], []
+    return (nginx.parse(text, "f", new_problems), new_problems), (old_nginx.parse(text, "f", old_problems), old_problems)
+
+
+def test_nginx_reads_the_corpus_and_debians_files_as_before():
+    """The corpus' panel vhosts and Debian's own /etc/nginx: the same directives, lines and
+    problems as the tokenizer before (tests/old_nginx.py)."""
+    files = [f for f in sorted((CORPUS / "nginx").rglob("*")) + sorted(Path("/etc/nginx").rglob("*"))
+             if f.is_file()]
+    assert len(files) > 10
+    for f in files:
+        new, old = _both_nginx_readers(f.read_text(errors="replace"))
+        assert new == old, f
+
+
+_NGINX_BITS = st.sampled_from([" ", "\t", "\n", "\r", ";", "{", "}", '"', "'", "\\", "#", "$", "${", "a", "b}",
+                               "é", "\\\n", "x#y", "'a\\'b'", '"a\\"b"'])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(_NGINX_BITS, _PIECES), max_size=40))
+def test_nginx_reads_any_text_as_before(parts):
+    """Unclosed quotes, a backslash that ends the file, comments up to a \\r, blocks
+    without a name: what the faster tokenizer reads is what the one before read."""
+    text = "".join(parts)
+    new, old = _both_nginx_readers(text)
+    assert new == old, repr(text)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
