@@ -1,6 +1,8 @@
 """check, complain/enforce, enable: what an admin types, on fake system trees."""
 
 import json
+import sys
+from pathlib import Path
 
 from php_fpm_apparmor.check import set_in_section
 from systree import make_tree, pool_conf
@@ -188,3 +190,22 @@ def test_check_shows_a_few_of_many_findings_alike(tmp_path, cli):
     js = cli("--json", "check", root=root)
     every = [l for l in json.loads(js.stdout) if "lacks DISALLOW_FILE_MODS" in l]
     assert js.returncode == 1 and sorted(l.split()[1] for l in every) == [f"w{i}" for i in range(5)], every
+
+
+def test_status_shows_a_few_of_many_exceptions_alike(tmp_path, cli):
+    """A host where every third WordPress runs WP Super Cache: the text shows three of its
+    alike exceptions and how many more (a thousand pools printed a line each); --json lists
+    every one."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import wptree  # the benchmarks' WordPress host
+
+    root = wptree.build(tmp_path / "root", 15)  # WP Super Cache in web0, web3, ... web12
+    assert cli("generate", root=root).returncode == 0
+    text = cli("status", root=root).stdout.splitlines()
+    exceptions = [l for l in text if l.startswith("exception ")]
+    notes = [l for l in text if l.startswith("note: ")]
+    assert [l.split(":")[0] for l in exceptions] == [f"exception 8.2/web{i}" for i in (0, 12, 3)], text
+    assert len(notes) == 1 and notes[0].startswith("note: 2 more lines like 'exception 8.2/web0: ") \
+        and "--json status" in notes[0], notes
+    rows = json.loads(cli("--json", "status", root=root).stdout)
+    assert sorted(r["pool"] for r in rows if r["exceptions"]) == sorted(f"web{i}" for i in range(0, 15, 3))

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import apply as apply_mod, generate, hatting, install, load, policy, render, sites, webserver
+from . import apply as apply_mod, cli as cli_mod, generate, hatting, install, load, policy, render, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -219,36 +219,12 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-# A finding with its pool names and paths blanked out: what makes a thousand pools' lines
-# "the same finding" (a host of WordPress sites without DISALLOW_FILE_MODS).
-_SPECIFIC = re.compile(r"\bpools? [^ (:]+|/[^\s,:;()']*")
-SHOWN_ALIKE = 3
-
-
-def shown(lines: list[str]) -> list[str]:
-    """The lines to print: of findings alike, the first few and how many more there are
-    (--json lists every one)."""
-    first: dict[str, tuple[str, int]] = {}
-    out = []
-    for line in lines:
-        key = _SPECIFIC.sub("_", line)
-        seen, n = first.get(key, (line, 0))
-        first[key] = (seen, n + 1)
-        if n < SHOWN_ALIKE:
-            out.append(line)
-    for line, n in first.values():
-        if n > SHOWN_ALIKE:
-            out.append(f"note: {n - SHOWN_ALIKE} more findings like {line[:100]!r}... (--json check lists "
-                       f"every one)")
-    return out
-
-
 def cmd_check(args, plugins) -> int:
     out = findings(args, plugins)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        for line in shown(out):
+        for line in cli_mod.shown(out, "findings", "check"):
             print(one_line(line))
         if not out:
             print("no problems found")

@@ -117,17 +117,42 @@ def cmd_status(args, plugins) -> int:
         print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
         for t in table:
             print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
-        for r in rows:
-            for x in r["exceptions"]:  # every PHP-writing permission a plugin asked for
-                print(f"exception {r['version']}/{r['pool']}: {x}")
+        # every PHP-writing permission a plugin asked for, the problems, the quiet pools
+        tail = [f"exception {r['version']}/{r['pool']}: {x}" for r in rows for x in r["exceptions"]]
         for r in rows:
             if r["problem"]:
-                print(f"! {r['problem']}")
+                tail.append(f"! {r['problem']}")
             if r["quiet"]:
-                print(f"pool {r['pool']} is in complain mode, {r['quiet']}")
+                tail.append(f"pool {r['pool']} is in complain mode, {r['quiet']}")
+        for line in shown(tail, "lines", "status"):
+            print(line)
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
+
+
+# A line with its pool names and paths blanked out: what makes a thousand pools' lines "the
+# same" (WordPress sites without DISALLOW_FILE_MODS, WP Super Cache's exception in each).
+_SPECIFIC = re.compile(r"\bpools? [^ (:]+|/[^\s,:;()']*")
+SHOWN_ALIKE = 3
+
+
+def shown(lines: list[str], what: str, command: str) -> list[str]:
+    """The lines to print: of lines alike, the first few and how many more there are
+    (--json lists every one)."""
+    first: dict[str, tuple[str, int]] = {}
+    out = []
+    for line in lines:
+        key = _SPECIFIC.sub("_", line)
+        seen, n = first.get(key, (line, 0))
+        first[key] = (seen, n + 1)
+        if n < SHOWN_ALIKE:
+            out.append(line)
+    for line, n in first.values():
+        if n > SHOWN_ALIKE:
+            out.append(f"note: {n - SHOWN_ALIKE} more {what} like {line[:100]!r}... (--json {command} "
+                       f"lists every one)")
+    return out
 
 
 def json_rows(rows: list) -> str:
