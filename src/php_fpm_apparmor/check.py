@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import apply as apply_mod, cli as cli_mod, generate, hatting, install, load, policy, render, sites, webserver
+from . import apply as apply_mod, cli as cli_mod, generate, hatting, install, load, policy, sites, webserver
 from .errors import ConfigError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -132,10 +132,9 @@ def override_findings(sysroot: str) -> list[str]:
     compile (its header says so), and those edited since generate last loaded them."""
     out = []
     for path in install.ours(sysroot).values():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            second = (f.readline(), f.readline())[1]
-        if second.startswith(f"# {render.LEFT_OUT}"):
-            out.append(f"{path}: {second[2:].strip()}")
+        left_out = (install.header(path) or {}).get("left_out")
+        if left_out:
+            out.append(left_out)
     before = install.read_state(sysroot)
     if before is not None:  # none yet: nothing was generated, or an old version's state
         now = install.local_digests(sysroot)

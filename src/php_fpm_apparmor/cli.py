@@ -81,7 +81,7 @@ def cmd_status(args, plugins) -> int:
     for e in result.entries:
         p = e.pool
         file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
-        installed = _installed(file)
+        installed = install.header(file)
         if installed is not None:
             e.apps = installed["apps"]
         elif e.site and e.site.roots:
@@ -173,39 +173,6 @@ def _quiet(root, entries) -> dict:
         return learn.quiet_since(root, entries)
     except OSError:
         return {}
-
-
-_BODY = re.compile(rb"^[^#]", re.M)  # the first line that is not a comment ends the header
-_EXCEPTION = re.compile(r"exception \((.*?)\): writes (.*?): (.*)$")
-
-
-def _installed(file) -> dict | None:
-    """What the installed file's header says (mode, exceptions); None if not installed."""
-    if file is None:
-        return None
-    try:  # the leading comment lines alone: decoding whole files was a tenth of `status`
-        with open(file, "rb") as f:
-            data = b""
-            while True:
-                chunk = f.read(8192)
-                data += chunk
-                end = _BODY.search(data)
-                if end or not chunk:
-                    break
-    except OSError:
-        return None
-    text = data[:end.start() if end else len(data)].decode("utf-8", errors="replace")
-    head = [line[2:] for line in text.split("\n") if line.startswith("#")]
-    # render writes "exception (SOURCE): writes PATH: WHY"; shown as "PATH (SOURCE: WHY)"
-    exceptions = [_EXCEPTION.match(h) for h in head]
-    info = {"exceptions": [f"{m.group(2)} ({m.group(1)}: {m.group(3)})" for m in exceptions if m],
-            "apps": [" ".join(h.split(" at ", 1)[0].split()[1:]) for h in head if h.startswith("app ")]}
-    for h in head:
-        if h.startswith("mode "):
-            info["mode"] = h.split()[1].rstrip(";")
-        elif h.startswith(render.LEFT_OUT):
-            info["left_out"] = f"{file}: {h}"
-    return info
 
 
 def _cell(value) -> str:

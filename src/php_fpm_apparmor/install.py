@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .render import HEADER
+from .render import HEADER, LEFT_OUT
 
 POOL_DIR = "/etc/apparmor.d/php-fpm.d"
 LOCAL_DIR = "/etc/apparmor.d/local/php-fpm.d"
@@ -148,3 +149,37 @@ def read_state(sysroot: str) -> dict[str, str] | None:
 
 def write_state(sysroot: str, digests: dict[str, str]) -> None:
     write_atomic(at(sysroot, STATE), "".join(f"{d}  {n}\n" for n, d in sorted(digests.items())))
+
+
+_BODY = re.compile(rb"^[^#]", re.M)  # the first line that is not a comment ends the header
+_EXCEPTION = re.compile(r"exception \((.*?)\): writes (.*?): (.*)$")
+
+
+def header(file) -> dict | None:
+    """What an installed file's header says: mode, apps, exceptions and, when generate left
+    the pool's overrides out, that line ("left_out"); None if there is no file."""
+    if file is None:
+        return None
+    try:  # the leading comment lines alone: decoding whole files was a tenth of `status`
+        with open(file, "rb") as f:
+            data = b""
+            while True:
+                chunk = f.read(8192)
+                data += chunk
+                end = _BODY.search(data)
+                if end or not chunk:
+                    break
+    except OSError:
+        return None
+    text = data[:end.start() if end else len(data)].decode("utf-8", errors="replace")
+    head = [line[2:] for line in text.split("\n") if line.startswith("#")]
+    # render writes "exception (SOURCE): writes PATH: WHY"; shown as "PATH (SOURCE: WHY)"
+    exceptions = [_EXCEPTION.match(h) for h in head]
+    info = {"exceptions": [f"{m.group(2)} ({m.group(1)}: {m.group(3)})" for m in exceptions if m],
+            "apps": [" ".join(h.split(" at ", 1)[0].split()[1:]) for h in head if h.startswith("app ")]}
+    for h in head:
+        if h.startswith("mode "):
+            info["mode"] = h.split()[1].rstrip(";")
+        elif h.startswith(LEFT_OUT):
+            info["left_out"] = f"{file}: {h}"
+    return info
