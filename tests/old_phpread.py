@@ -1,6 +1,7 @@
 """The PHP config reader as it was before issue 10 (one regex match and one Tok per token,
 no cache), kept as the test oracle: the faster reader in apphelpers must return exactly
-what this one returns (tests/test_phpread.py). Not used by the product.
+what this one returns (tests/test_phpread.py). Not used by the product. The string a
+concatenation makes is apphelpers' own (_concat: held to PHP itself by the tests).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from php_fpm_apparmor.apphelpers import MAX_DEPTH, MAX_READ, UNKNOWN, Context, PhpFacts
+from php_fpm_apparmor.apphelpers import MAX_DEPTH, MAX_READ, UNKNOWN, Context, PhpFacts, _concat
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<comment>//[^\n]*|\#(?!\[)[^\n]*|/\*.*?(?:\*/|\Z))
+  | (?P<comment>(?://|\#(?!\[))(?:[^\n\r?]|\?(?!>))*|/\*.*?(?:\*/|\Z))
   | (?P<open><\?php|<\?=?)
   | (?P<close>\?>)
   | (?P<sq>'(?:[^'\\]|\\.)*(?:'|\Z))
@@ -145,11 +146,7 @@ class _Parser:
         value, i = self.term(i, depth)
         while self.peek(i, "op", "."):
             right, i = self.term(i + 1, depth)
-            if value is UNKNOWN or right is UNKNOWN or isinstance(value, (dict, list)) \
-                    or isinstance(right, (dict, list)):
-                value = UNKNOWN
-            else:
-                value = _php_str(value) + _php_str(right)
+            value = _concat(value, right)
         # Anything else following (ternaries, arithmetic, calls) makes the value unknown.
         if i < len(self.t) and not (self.t[i].kind == "op" and self.t[i].value in (",", ";", ")", "]", "=>")):
             return UNKNOWN, self.skip_expr(i)
@@ -231,14 +228,6 @@ class _Parser:
         if not self.peek(i, "op", close):
             return UNKNOWN, i
         return out, i + 1
-
-
-def _php_str(value) -> str:
-    if value is True:
-        return "1"
-    if value in (False, None):
-        return ""
-    return str(value)
 
 
 def read_php(path: Path, system_path: str, abspath: str | None = None,

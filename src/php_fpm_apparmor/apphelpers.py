@@ -12,6 +12,7 @@ marks anything else UNKNOWN; it never raises on hostile input.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import posixpath
 import re
@@ -54,7 +55,8 @@ UNKNOWN = _Unknown()
 _LEX = re.compile(
     r"""
     (?>(?: \s+
-         | //[^\n]* | \#(?!\[)[^\n]* | /\*[^*]*(?:\*+[^*/][^*]*)*(?:\*+/|\**\Z)  # to the first */
+         | (?://|\#(?!\[))[^\n\r?]*(?:\?(?!>)[^\n\r?]*)*  # to the line's end or a ?>, as PHP
+         | /\*[^*]*(?:\*+[^*/][^*]*)*(?:\*+/|\**\Z)  # to the first */
          | <\?php | <\?=?
          | \?>[^<]*(?:<(?!\?)[^<]*)*  # a close tag, then inline HTML up to the next <?
        )*)
@@ -208,11 +210,7 @@ class _Parser:
         value, i = self.term(i, depth)
         while self.peek(i, "op", "."):
             right, i = self.term(i + 1, depth)
-            if value is UNKNOWN or right is UNKNOWN or isinstance(value, (dict, list)) \
-                    or isinstance(right, (dict, list)):
-                value = UNKNOWN
-            else:
-                value = _php_str(value) + _php_str(right)
+            value = _concat(value, right)
         # Anything else following (ternaries, arithmetic, calls) makes the value unknown.
         if i < self.n and not (self.k[i] == "op" and self.v[i] in (",", ";", ")", "]", "=>")):
             return UNKNOWN, self.skip_expr(i)
@@ -299,12 +297,25 @@ class _Parser:
 _INT_KEY = re.compile(r"-?[1-9][0-9]*|0")  # a string key PHP stores as an integer
 
 
-def _php_str(value) -> str:
+def _concat(left, right):
+    """PHP's `left . right` of two values read, or UNKNOWN where the reader would guess."""
+    left, right = _php_str(left), _php_str(right)
+    return UNKNOWN if left is UNKNOWN or right is UNKNOWN else left + right
+
+
+def _php_str(value):
+    """A scalar as PHP makes it a string; UNKNOWN for what the reader does not convert."""
     if value is True:
         return "1"
-    if value in (False, None):
+    if value is False or value is None:  # not `in (False, None)`: 0 == False, and 0 is "0"
         return ""
-    return str(value)
+    if isinstance(value, float):
+        # PHP's precision=14; its exponent form ("1.0E+25") and INF/NAN are not worth a guess
+        text = format(value, ".14G")
+        return text if math.isfinite(value) and "E" not in text else UNKNOWN
+    if isinstance(value, (str, int)):
+        return str(value)
+    return UNKNOWN  # an array, UNKNOWN itself
 
 
 @dataclass

@@ -389,12 +389,13 @@ def _do_op(op, a, b):
 _FAST_BLANK = re.compile(r"[ \t]*(?:;[^\r\n]*)?\r?\Z")
 _FAST_SECTION = re.compile(r"\[([A-Za-z0-9_.:@+,/-]+)\][ \t]*(?:;[^\r\n]*)?\r?\Z")
 # A value is either plain VALUE_CHARS (a "$" only before a name character, where it is
-# literal) or one double-quoted run without escapes or ${}. Possessive: what may follow a
-# value (blank, ";", "\r", the end) is never a value character, so nothing is given back,
-# and a long line that fails costs one pass, not one per split of it.
+# literal) or one double-quoted run without escapes or ${}. Atomic: what may follow a value
+# (blank, ";", "\r", the end) is never a value character, so nothing is given back, and a
+# long line that fails costs one pass, not one per split of it. (An atomic group, not a
+# possessive repeat: Debian 12's Python 3.11.2 mismatches those on groups, CPython gh-106052.)
 _FAST_ENTRY = re.compile(
     r"[ \t]*([A-Za-z_][A-Za-z0-9_.]*)(?:\[([A-Za-z0-9_./:-]+)\])?[ \t]*=[ \t]*"
-    r"(?:\"([^\"\\$\r\n]*)\"|((?:[^$= \t\n\r;&|^~()!\"'\x00]++|\$[A-Za-z0-9_])*+))"
+    r"(?:\"([^\"\\$\r\n]*)\"|((?>(?:[^$= \t\n\r;&|^~()!\"'\x00]+|\$[A-Za-z0-9_])*)))"
     r"[ \t]*(?:;[^\r\n]*)?\r?\Z"
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
