@@ -1,7 +1,8 @@
 """The PHP config reader as it was before issue 10 (one regex match and one Tok per token,
 no cache), kept as the test oracle: the faster reader in apphelpers must return exactly
-what this one returns (tests/test_phpread.py). Not used by the product. The string a
-concatenation makes is apphelpers' own (_concat: held to PHP itself by the tests).
+what this one returns (tests/test_phpread.py). Not used by the product. The values of
+literals (numbers, double-quoted strings, array keys, a concatenation) are apphelpers'
+own, held to PHP itself by the tests: this oracle is for the tokens and the parse.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from php_fpm_apparmor.apphelpers import MAX_DEPTH, MAX_READ, UNKNOWN, Context, PhpFacts, _concat
+from php_fpm_apparmor.apphelpers import (MAX_DEPTH, MAX_READ, NUMBER, UNKNOWN, Context, PhpFacts, _concat,
+                                         _double_quoted, array_key, number)
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
@@ -21,7 +23,7 @@ _TOKEN = re.compile(
   | (?P<sq>'(?:[^'\\]|\\.)*(?:'|\Z))
   | (?P<dq>"(?:[^"\\]|\\.)*(?:"|\Z))
   | (?P<heredoc><<<)
-  | (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?)
+  | (?P<num>""" + NUMBER + r""")
   | (?P<var>\$[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)
   | (?P<ident>\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*)
   | (?P<op>=>|::|==|!=|\.=|&&|\|\||[()\[\],;.=!])
@@ -29,10 +31,6 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-_DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "e": "\x1b",
-               "0": "\0", "\\": "\\", "$": "$", '"': '"'}
-
-
 @dataclass
 class Tok:
     kind: str
@@ -75,37 +73,12 @@ def tokenize(text: str) -> list[Tok]:
             toks.append(Tok("str", UNKNOWN, line))
             raw = text[pos:end if end > 0 else n]
         elif kind == "num":
-            toks.append(Tok("num", int(raw, 16) if raw[:2] in ("0x", "0X") else
-                            (float(raw) if "." in raw else int(raw)), line))
+            toks.append(Tok("num", number(raw), line))
         else:
             toks.append(Tok(kind, raw, line))
         line += raw.count("\n")
         pos += len(raw)
     return toks
-
-
-def _double_quoted(raw: str):
-    body = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
-    out = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if nxt in _DQ_ESCAPES:
-                out.append(_DQ_ESCAPES[nxt])
-                i += 2
-                continue
-            out.append(c)
-            i += 1
-            continue
-        if c == "$" and i + 1 < len(body) and (body[i + 1].isalpha() or body[i + 1] in "_{"):
-            return UNKNOWN  # interpolation: depends on runtime values
-        if c == "{" and i + 1 < len(body) and body[i + 1] == "$":
-            return UNKNOWN
-        out.append(c)
-        i += 1
-    return "".join(out)
 
 
 class _Parser:
@@ -203,21 +176,20 @@ class _Parser:
         return UNKNOWN, self.skip_expr(i)
 
     def array(self, i: int, close: str, depth: int):
-        """A PHP array literal as a dict (keys as PHP would number them)."""
+        """A PHP array literal as a dict (keys as PHP would number them); UNKNOWN when a key
+        is: it could be any other key, and overwrite it."""
         out: dict = {}
         nextkey = 0
         while i < len(self.t) and not self.peek(i, "op", close):
             value, i = self.expr(i, depth)
             if self.peek(i, "op", "=>"):
-                key = value
+                key = array_key(value)
                 value, i = self.expr(i + 1, depth)
-                if isinstance(key, bool) or key is None or key is UNKNOWN or isinstance(key, (dict, float)):
-                    key = UNKNOWN
-                elif isinstance(key, str) and re.fullmatch(r"-?[1-9][0-9]*|0", key):
-                    key = int(key)
             else:
                 key = nextkey
-            if key is not UNKNOWN:
+            if key is UNKNOWN:
+                out = UNKNOWN
+            elif out is not UNKNOWN:
                 out[key] = value
                 if isinstance(key, int) and key >= nextkey:
                     nextkey = key + 1

@@ -44,6 +44,12 @@ class _Unknown:
 
 UNKNOWN = _Unknown()
 
+# PHP's number literals (zend_language_scanner.l: HNUM, BNUM, ONUM, DNUM, EXPONENT_DNUM,
+# LNUM; "_" between digits), the longest first.
+_DIGITS = r"[0-9]+(?:_[0-9]+)*"
+NUMBER = (r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0[bB][01]+(?:_[01]+)*|0[oO][0-7]+(?:_[0-7]+)*"
+          rf"|(?:(?:{_DIGITS})?\.{_DIGITS}|{_DIGITS}(?:\.(?:{_DIGITS})?)?)(?:[eE][+-]?{_DIGITS})?")
+
 # One regex pass over the file: each match is what the reader skips (white space, comments,
 # the open and close tags and the inline HTML between them) followed by one token, so the
 # Python loop runs once per token. The skipped part is an atomic group, so it is taken
@@ -63,7 +69,7 @@ _LEX = re.compile(
     (?: (?P<sq>'[^'\\]*(?:\\.[^'\\]*)*(?:'|\Z))
       | (?P<dq>"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z))
       | (?P<heredoc><<<[^\n]*)  # rare in config files: its value is unknowable here
-      | (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?)
+      | (?P<num>(?=[.0-9])(?:""" + NUMBER + r"""))
       | (?P<var>\$[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)
       | (?P<ident>\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*)
       | (?P<op>=>|::|==|!=|\.=|&&|\|\||[()\[\],;.=!])
@@ -76,7 +82,10 @@ _LEX = re.compile(
 _KINDS = (None, "str", "str", "str", "num", "var", "ident", "op", "other")
 _SQ_ESCAPE = re.compile(r"\\([\\'])")
 _DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "e": "\x1b",
-               "0": "\0", "\\": "\\", "$": "$", '"': '"'}
+               "\\": "\\", "$": "$", '"': '"'}
+# \101 (octal, one to three digits), \x41 (hex, one or two), \u{41} (a code point)
+_DQ_CODE = re.compile(r"[0-7]{1,3}|x[0-9A-Fa-f]{1,2}|u\{([0-9A-Fa-f]*)\}?")
+PHP_INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +127,7 @@ def _lex(text: str) -> tuple[list, list, list]:
         elif g == 3:
             value(UNKNOWN)
         else:
-            value(int(raw, 16) if raw[:2] in ("0x", "0X") else (float(raw) if "." in raw else int(raw)))
+            value(number(raw))
         kind(_KINDS[g])
         start(m.start(g))
     return kinds, values, starts
@@ -139,30 +148,76 @@ class _Lines:
         return self.line
 
 
+def number(raw: str):
+    """The value PHP gives a number literal: an int, or a float once it overflows (as PHP
+    does); UNKNOWN for one PHP refuses ("08") or a non-decimal one past PHP_INT_MAX (PHP
+    sums those in a double, digit by digit)."""
+    text = raw.replace("_", "")
+    try:
+        if text[:2].lower() in ("0x", "0b", "0o"):
+            value = int(text, 0)
+            return value if value <= PHP_INT_MAX else UNKNOWN
+        if "." in text or "e" in text or "E" in text:
+            return float(text)
+        value = int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)  # 010 is octal
+    except ValueError:
+        return UNKNOWN
+    return value if value <= PHP_INT_MAX else float(text)
+
+
 def _double_quoted(raw: str):
+    """A double-quoted string's value; UNKNOWN with interpolation, or when its bytes (PHP
+    strings are bytes: "\\xE2\\x82\\xAC" is the three of a euro sign) are not UTF-8 text."""
     body = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
     if "\\" not in body and "$" not in body:  # nearly always: nothing to decode
         return body
-    out = []
+    out = bytearray()
     i = 0
     while i < len(body):
         c = body[i]
         if c == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
             if nxt in _DQ_ESCAPES:
-                out.append(_DQ_ESCAPES[nxt])
+                out += _DQ_ESCAPES[nxt].encode()
                 i += 2
                 continue
-            out.append(c)
+            code = _DQ_CODE.match(body, i + 1)
+            made = _escaped(code) if code else b""
+            if made is None:
+                return UNKNOWN
+            if made:
+                out += made
+                i = code.end()
+                continue
+            out += b"\\"
             i += 1
             continue
         if c == "$" and i + 1 < len(body) and (body[i + 1].isalpha() or body[i + 1] in "_{"):
             return UNKNOWN  # interpolation: depends on runtime values
         if c == "{" and i + 1 < len(body) and body[i + 1] == "$":
             return UNKNOWN
-        out.append(c)
+        out += c.encode("utf-8", "surrogatepass")
         i += 1
-    return "".join(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return UNKNOWN
+
+
+def _escaped(m) -> bytes | None:
+    """The bytes of an escape _DQ_CODE matched; b"" when PHP keeps it as written ("\\u"
+    without a brace); None for one PHP refuses, and the file with it does not run."""
+    text = m.group()
+    if text[0] == "u":
+        if not text.startswith("u{"):
+            return b""
+        if not m.group(1) or not text.endswith("}"):
+            return None  # "Invalid UTF-8 codepoint escape sequence"
+        point = int(m.group(1), 16)
+        if point > 0x10FFFF:
+            return None  # "Invalid UTF-8 codepoint escape sequence: Codepoint too large"
+        return chr(point).encode("utf-8", "surrogatepass")  # PHP writes a surrogate's three bytes too
+    return bytes([int(text[1:], 16) if text[0] == "x" else int(text, 8) & 0xFF])  # "\\400" wraps, as in PHP
 
 
 @dataclass
@@ -267,21 +322,20 @@ class _Parser:
         return UNKNOWN, self.skip_expr(i)
 
     def array(self, i: int, close: str, depth: int):
-        """A PHP array literal as a dict (keys as PHP would number them)."""
+        """A PHP array literal as a dict (keys as PHP would number them); UNKNOWN when a key
+        is: it could be any other key, and overwrite it."""
         out: dict = {}
         nextkey = 0
         while i < self.n and not self.peek(i, "op", close):
             value, i = self.expr(i, depth)
             if self.peek(i, "op", "=>"):
-                key = value
+                key = array_key(value)
                 value, i = self.expr(i + 1, depth)
-                if isinstance(key, bool) or key is None or key is UNKNOWN or isinstance(key, (dict, float)):
-                    key = UNKNOWN
-                elif isinstance(key, str) and _INT_KEY.fullmatch(key):
-                    key = int(key)
             else:
                 key = nextkey
-            if key is not UNKNOWN:
+            if key is UNKNOWN:
+                out = UNKNOWN
+            elif out is not UNKNOWN:
                 out[key] = value
                 if isinstance(key, int) and key >= nextkey:
                     nextkey = key + 1
@@ -295,6 +349,20 @@ class _Parser:
 
 
 _INT_KEY = re.compile(r"-?[1-9][0-9]*|0")  # a string key PHP stores as an integer
+
+
+def array_key(key):
+    """A literal array key as PHP stores it (true is 1, null is "", 1.5 is 1, "5" is 5);
+    UNKNOWN for what the reader does not know or PHP refuses (an array)."""
+    if isinstance(key, bool):
+        return int(key)
+    if key is None:
+        return ""
+    if isinstance(key, float):
+        return int(key) if math.isfinite(key) and abs(key) <= PHP_INT_MAX else UNKNOWN
+    if isinstance(key, str) and _INT_KEY.fullmatch(key) and abs(int(key)) <= PHP_INT_MAX:
+        return int(key)
+    return key if isinstance(key, (str, int)) else UNKNOWN
 
 
 def _concat(left, right):
