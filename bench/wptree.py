@@ -1,9 +1,10 @@
 """A shared WordPress host as a system tree, for the scale benchmarks (issue 10).
 
 N ISPConfig-style pools (/var/www/clients/clientC/webI/web, chdir + open_basedir), one
-WordPress in every pool from its marker files (version.php, wp-settings.php, an upstream
-wp-config.php, wp-content/), every third also with WebP Express + WP Super Cache
-(tests/apptrees.py builds those two the way the plugin tests do).
+WordPress in every pool from its marker files (Debian's real version.php and
+wp-config-sample.php filled in, wp-settings.php, wp-content/), every third also with WebP
+Express + WP Super Cache (tests/apptrees.py builds those two the way the plugin tests do);
+with nginx(), one vhost per pool in the shape ISPConfig writes.
 """
 
 from __future__ import annotations
