@@ -360,7 +360,7 @@ def code_witness(pattern: str, carved=()) -> str | None:
     """A code-named path `pattern` matches outside the dirs `carved` (whose code names deny
     rules take away), or None."""
     literal, rest = automata.literal_split(pattern)
-    if any(literal.startswith(d + "/") for d in carved):
+    if carved and literal.startswith(tuple(d + "/" for d in carved)):
         return None
     if not rest:
         return literal if _code_name(literal.rpartition("/")[2]) else None
@@ -373,15 +373,21 @@ def code_witness(pattern: str, carved=()) -> str | None:
     return None if w is None else head + w
 
 
-def _outside(pattern: str, own: list[Owned]) -> str | None:
-    """A path of `pattern` outside every owned path, or None."""
+def _outside(pattern: str, own: list[Owned], trees: tuple | None = None) -> str | None:
+    """A path of `pattern` outside every owned path, or None. `trees`: _trees(own), when
+    the caller asks for many patterns."""
     literal, rest = automata.literal_split(pattern)
-    if any(o.tree and literal.startswith(o.path.rstrip("/") + "/") for o in own):
+    if literal.startswith(_trees(own) if trees is None else trees):
         return None
     if not rest:
         return None if any(o.covers(literal) for o in own) else literal
     return automata.intersect(automata.compile(pattern),
                               avoid=[automata.Under({(o.path, o.tree) for o in own})])
+
+
+def _trees(own: list[Owned]) -> tuple:
+    """The owned trees as prefixes, for one str.startswith."""
+    return tuple(o.path.rstrip("/") + "/" for o in own if o.tree)
 
 
 def _overlap(a: str, b: str) -> str | None:
@@ -454,8 +460,9 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
             report.problems.append(f"{PARENT}//{hat}: exception {x.path} covers a whole site root: an "
                                    f"exception names one file there, or a pattern in a subdirectory ({x.source})")
     # Own trees with no other pool's path in or above them, as escaped pattern prefixes.
-    quiet = [lit(o.path.rstrip("/")) + "/" for o in own if o.tree and o.path != "/" and others is not None
-             and not others.near(o.path.rstrip("/") + "/", hat)] if others is not None else []
+    quiet = tuple(lit(o.path.rstrip("/")) + "/" for o in own if o.tree and o.path != "/" and others is not None
+                  and not others.near(o.path.rstrip("/") + "/", hat)) if others is not None else ()
+    own_trees = _trees(own)
     at = None  # the rule being checked, for the message when its pattern cannot be read
     try:
         writes, runs = [], []
@@ -502,7 +509,7 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                     runs.append(r)
                 if _WRITE & set(r.perms):
                     writes.append(r)
-                    w = _outside(r.path, own)
+                    w = _outside(r.path, own, own_trees)
                     if w is not None:
                         bad(r, f"would let PHP write {w}, outside the pool's own paths (site, its data "
                                f"dirs, temp, sessions, logs, socket)")
@@ -513,7 +520,7 @@ def check(policy, text: str, others: Index | None = None, own: list[Owned] | Non
                             bad(r, f"would let PHP write {w}; no plugin declared this exception")
             # nothing of another pool (a rule inside an own tree nobody else has a path in: no)
             if others is not None and r.kind in ("file", "exec") and not r.deny \
-                    and not any(r.path.startswith(q) for q in quiet):
+                    and not r.path.startswith(quiet):
                 hits = others.crossing(r.path, own, hat)
                 if hits and r.source == "config" and share:
                     if not others.crossing(r.path, own, hat, also=share):
