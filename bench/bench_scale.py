@@ -14,7 +14,7 @@ the process that did the work) of:
     and the parser run the kernel load would cost (that pool's profiles alone);
   - a pool added: the same, its load being the parent with the new pool's file and the
     others' parent-level rules (their loaded hats are kept);
-  - `status --json` again once nginx serves each pool from its own vhost;
+  - `status --json` again once nginx serves each pool from its own vhost, then Apache;
   - `status --json` on the same pools with Nextcloud in each, and with no app at all.
 Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
 """
@@ -158,8 +158,8 @@ def fpm_t_tree(root: Path, conf_dir: Path, version: str = "8.2") -> Path:
 
 
 def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
-    """status again once nginx serves every pool (one vhost each, Debian's snippets): the
-    web server's config is read too, as on a real host."""
+    """status again once nginx serves every pool (one ISPConfig vhost each), then Apache
+    instead: the web server's config is read too, as on a real host."""
     import wptree
 
     if not Path("/etc/nginx/nginx.conf").exists():
@@ -170,6 +170,15 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
     label = f"status --json (+{n} nginx vhosts):"
     print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
           f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (sites also from the vhosts)")
+    if not Path("/etc/apache2/apache2.conf").exists():
+        print("status --json (Apache vhosts):      skipped, no /etc/apache2 to copy (apt install apache2)")
+        return
+    shutil.rmtree(root / "etc/nginx")  # a host runs one of them
+    wptree.apache(root, n)
+    s_s, s_cpu, s_mb = wrapped(status)
+    label = f"status --json (+{n} Apache vhosts):"
+    print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
+          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (ISPConfig's Apache shape instead)")
 
 
 def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:

@@ -219,6 +219,93 @@ def nginx(root: Path, n: int, version: str = "8.2") -> Path:
                                       for i in range(n)})
 
 
+# The shape ISPConfig 3 writes for a site on Apache (apache_ispconfig.vhost.master, PHP-FPM
+# mode): about 90 lines, the handler in the site's <Directory> inside <IfModule>.
+APACHE_SITE = """<Directory /var/www/web{i}.example>
+		AllowOverride None
+		Require all denied
+</Directory>
+
+<VirtualHost *:80>
+
+		DocumentRoot {root}
+
+		ServerName web{i}.example
+		ServerAlias www.web{i}.example
+		ServerAdmin webmaster@web{i}.example
+
+		ErrorLog /var/log/ispconfig/httpd/web{i}.example/error.log
+
+		Alias /error/ "{root}/error/"
+""" + "".join(f"\t\tErrorDocument {code} /error/{code}.html\n"
+              for code in (400, 401, 403, 404, 405, 500, 502, 503)) + """
+		<IfModule mod_ssl.c>
+		</IfModule>
+
+		<Directory {root}>
+				# Clear PHP settings of this website
+				<FilesMatch ".+\\.ph(p[345]?|t|tml)$">
+						SetHandler None
+				</FilesMatch>
+				Options +SymlinksIfOwnerMatch
+				AllowOverride All
+				Require all granted
+		</Directory>
+
+		# suexec enabled
+		<IfModule mod_suexec.c>
+			SuexecUserGroup web{i} client{c}
+		</IfModule>
+
+		# add support for apache mpm_itk
+		<IfModule mpm_itk_module>
+			AssignUserId web{i} client{c}
+		</IfModule>
+
+		<IfModule mod_dav_fs.c>
+		# Do not execute PHP files in webdav directory
+			<Directory /var/www/clients/client{c}/web{i}/webdav>
+				<ifModule mod_security2.c>
+					SecRuleRemoveById 960015
+					SecRuleRemoveById 960032
+				</ifModule>
+				<FilesMatch "\\.ph(p3?|tml)$">
+					SetHandler None
+				</FilesMatch>
+			</Directory>
+			DavLockDB /var/www/clients/client{c}/web{i}/tmp/DavLock
+			# DO NOT REMOVE THE COMMENTS!
+			# WEBDAV BEGIN
+			# WEBDAV END
+		</IfModule>
+
+		<IfModule mod_proxy_fcgi.c>
+			<Directory {root}>
+				<FilesMatch "\\.php[345]?$">
+					SetHandler "proxy:unix:/var/lib/php{version}-fpm/web{i}.sock|fcgi://localhost"
+				</FilesMatch>
+			</Directory>
+		</IfModule>
+
+		<IfModule mod_rewrite.c>
+			RewriteEngine on
+			RewriteCond %{{REQUEST_URI}} ^/\\.well-known/acme-challenge/
+			RewriteRule ^ - [END]
+		</IfModule>
+
+</VirtualHost>
+"""
+
+
+def apache(root: Path, n: int, version: str = "8.2") -> Path:
+    """Debian's /etc/apache2 in the tree (proxy_fcgi on) with one enabled site per pool,
+    each passing PHP to its pool's socket as ISPConfig writes them."""
+    import webtrees
+
+    return webtrees.apache_tree(root, {f"web{i}.example.vhost.conf": APACHE_SITE.format(
+        i=i, c=i // 10, root=web(i), version=version) for i in range(n)}, confs=())
+
+
 def fpm_test(root: Path, version: str = "8.2") -> list[str]:
     """php-fpm's own config test on the same pools (its paths made relative to the tree)."""
     return [f"/usr/sbin/php-fpm{version}", "-t", "-y", str(root / f"etc/php/{version}/fpm/php-fpm.conf"),

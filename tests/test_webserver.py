@@ -584,6 +584,15 @@ def test_nginx_reads_any_text_as_before(parts):
     assert new == old, repr(text)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab\\$ \t\r\x0b\x0c\x1c\x85\xa0\u2028\u3000\u00e9")), max_size=30))
+def test_apache_words_without_quotes_are_its_split(text):
+    """A line without quotes (most of a panel's vhost) is split by str.split(), which must
+    give ap_getword_conf's whitespace-separated words as the quote-aware pattern does,
+    whatever Unicode calls a space."""
+    assert apache.words(text) == [m.group(3) for m in apache._WORD.finditer(text)]
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=60))
 def test_readers_never_crash_on_any_text(tmp_path, parts):

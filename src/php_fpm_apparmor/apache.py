@@ -28,16 +28,20 @@ STATIC = {"core.c", "mod_so.c", "mod_watchdog.c", "http_core.c", "mod_log_config
 
 
 _WORD = re.compile(r'"((?:\\.|[^"\\])*)"|\'((?:\\.|[^\'\\])*)\'|(\S+)')
+_DQ_ESCAPE = re.compile(r'\\(["\\])')
+_SQ_ESCAPE = re.compile(r"\\(['\\])")
 
 
 def words(text: str) -> list[str]:
     """ap_getword_conf: whitespace-separated, "..." or '...' quoted, \\ escapes the quote."""
+    if '"' not in text and "'" not in text:  # most lines: \S+ runs are str.split()'s words
+        return text.split()
     out = []
     for m in _WORD.finditer(text):
         if m.group(1) is not None:
-            out.append(re.sub(r'\\(["\\])', r"\1", m.group(1)))
+            out.append(_DQ_ESCAPE.sub(r"\1", m.group(1)))
         elif m.group(2) is not None:
-            out.append(re.sub(r"\\(['\\])", r"\1", m.group(2)))
+            out.append(_SQ_ESCAPE.sub(r"\1", m.group(2)))
         else:
             out.append(m.group(3))
     return out
