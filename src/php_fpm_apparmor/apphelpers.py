@@ -149,20 +149,23 @@ class _Lines:
 
 
 def number(raw: str):
-    """The value PHP gives a number literal: an int, or a float once it overflows (as PHP
-    does); UNKNOWN for one PHP refuses ("08") or a non-decimal one past PHP_INT_MAX (PHP
-    sums those in a double, digit by digit)."""
+    """The value PHP gives a number literal: an int, or a float once a decimal one overflows
+    (as PHP does); UNKNOWN for one PHP refuses ("08") or a hex, binary or octal one past
+    PHP_INT_MAX (PHP sums those in a double, digit by digit)."""
     text = raw.replace("_", "")
     try:
         if text[:2].lower() in ("0x", "0b", "0o"):
             value = int(text, 0)
-            return value if value <= PHP_INT_MAX else UNKNOWN
-        if "." in text or "e" in text or "E" in text:
+        elif "." in text or "e" in text or "E" in text:
             return float(text)
-        value = int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)  # 010 is octal
+        elif len(text) > 1 and text[0] == "0":  # 010 is octal
+            value = int(text, 8)
+        else:
+            value = int(text)
+            return value if value <= PHP_INT_MAX else float(text)
     except ValueError:
         return UNKNOWN
-    return value if value <= PHP_INT_MAX else float(text)
+    return value if value <= PHP_INT_MAX else UNKNOWN
 
 
 def _double_quoted(raw: str):
