@@ -464,6 +464,22 @@ def test_status_only_reads(tmp_path, monkeypatch, capsys):
     assert rows["a"]["installed_mode"] == "enforce" and rows["a"]["site_root"] == ["/var/www/a"]
 
 
+def test_status_says_how_many_pools_have_no_hat_file(tmp_path, capsys):
+    """The text has no file column: before generate, and for a pool added since, one line
+    says how many pools have no hat file and what writes them; none once all have one."""
+    from php_fpm_apparmor import cli
+    root = three_pools(tmp_path)
+    assert cli.main(["--root", str(root), "status"]) == 0
+    notes = [l for l in capsys.readouterr().out.splitlines() if "no hat file installed" in l]
+    assert notes and notes[0].startswith("note: 3 of 3 pool(s)") and "generate" in notes[0], notes
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    assert cli.main(["--root", str(root), "status"]) == 0
+    assert "no hat file installed" not in capsys.readouterr().out
+    (root / "etc/apparmor.d/php-fpm.d/b").unlink()
+    assert cli.main(["--root", str(root), "status"]) == 0
+    assert "note: 1 of 3 pool(s) have no hat file installed" in capsys.readouterr().out
+
+
 def test_a_broken_override_of_a_shared_child_is_left_out_of_the_whole_profile(tmp_path):
     """An override the run cannot place on one hat (the shared sh child's) makes the whole
     profile compile; when it does not, the file including it is found and installed

@@ -126,6 +126,10 @@ def cmd_status(args, plugins) -> int:
                 tail.append(f"pool {r['pool']} is in complain mode, {r['quiet']}")
         for line in shown(tail, "lines", "status"):
             print(line)
+        missing = sum(1 for r in rows if r["hat"] and r["file"] is None)
+        if missing:  # the text has no file column: say so once (a new host, a new pool)
+            print(f"note: {missing} of {len(rows)} pool(s) have no hat file installed (their apps are "
+                  f"what the plugins find now): php-fpm-apparmor generate writes them")
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
