@@ -78,32 +78,33 @@ def cmd_status(args, plugins) -> int:
     result = generate.plan(args.root, plugins, build=False, detect=False)
     present = load.loaded() if load.enabled(args.root) else {}
     rows = []
-    for e in result.entries:
-        p = e.pool
-        file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
-        installed = install.header(file)
-        if installed is not None:
-            e.apps = installed["apps"]
-        elif e.site and e.site.roots:
-            try:
-                e.apps = [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)]
-            except (ValueError, TypeError) as exc:
-                e.problem = e.problem or f"{p.config_file}: pool {p.name}: {exc}"
-        rows.append({
-            "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
-            "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
-            "site_root": e.site.roots if e.site else [],
-            "vhosts": e.site.vhosts if e.site else [],
-            "root_origin": e.site.origin if e.site and e.site.roots else None,
-            "apps": e.apps,
-            "mode": e.site.mode if e.site else None,
-            "file": str(file) if installed is not None else None,
-            "installed_mode": installed.get("mode") if installed else None,
-            "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
-            "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
-            "exceptions": installed.get("exceptions", []) if installed else [],
-            "problem": e.problem or e.note or (installed or {}).get("left_out"),
-        })
+    with plugins.session():  # one SIGALRM handler for every pool's detection
+        for e in result.entries:
+            p = e.pool
+            file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
+            installed = install.header(file)
+            if installed is not None:
+                e.apps = installed["apps"]
+            elif e.site and e.site.roots:
+                try:
+                    e.apps = [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)]
+                except (ValueError, TypeError) as exc:
+                    e.problem = e.problem or f"{p.config_file}: pool {p.name}: {exc}"
+            rows.append({
+                "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
+                "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
+                "site_root": e.site.roots if e.site else [],
+                "vhosts": e.site.vhosts if e.site else [],
+                "root_origin": e.site.origin if e.site and e.site.roots else None,
+                "apps": e.apps,
+                "mode": e.site.mode if e.site else None,
+                "file": str(file) if installed is not None else None,
+                "installed_mode": installed.get("mode") if installed else None,
+                "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
+                "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
+                "exceptions": installed.get("exceptions", []) if installed else [],
+                "problem": e.problem or e.note or (installed or {}).get("left_out"),
+            })
     quiet = _quiet(args.root, result.entries)
     for r, e in zip(rows, result.entries):
         r["quiet"] = quiet.get(e.hat)

@@ -148,61 +148,62 @@ def plan(sysroot: str = "/", plugins=None, environ=None, check: bool = True, bui
     result.entries = [Entry(pool=p) for p in pools]
     assign_hats(result.entries)
     total = len(result.entries)
-    for i, e in enumerate(result.entries, 1):
-        tell("pools read, building hats" if build else "pools read, finding apps", i, total)
-        if e.problem or e.note:
-            continue
-        try:
-            e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web)
-            if "root" not in e.site.settings:  # the admin's root = wins over plugins
-                claimed, by = apps_mod.claimed_roots(e.site, plugins)
-                if claimed:
-                    before = e.site
-                    try:
-                        e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
-                                             claimed=(claimed, "claimed by plugin " + ", ".join(by)))
-                    except ConfigError as exc:  # "/ is a system directory": whose claim it was
-                        head = f"pool {e.pool.name}: "
-                        exc.message = (head + f"plugin {', '.join(by)}: php_fpm_apparmor_roots: "
-                                       + exc.message.removeprefix(head))
-                        raise
-                    e.claims = apps_mod.new_claims(before, e.site, by)
-        except ConfigError as exc:
-            e.problem = str(exc)
-            # Whatever is wrong with its section, the pool's own settings still say what
-            # any worker needs: the core-only hat is built from those.
-            e.core_site = sites.Site(pool=e.pool, hat=e.hat, roots=[], sysroot=sysroot)
-            continue
-        except ValueError as exc:  # PluginError from the roots hook
-            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
-            continue
-        if not e.site.roots:
-            message = f"{e.pool.config_file}: pool {e.pool.name}: {e.site.origin}"
-            if e.needs_hat:
-                e.problem = message + "; it gets the core-only hat (no site files) until a root is found"
-                e.core_site = e.site
-            else:
-                e.note = message
-            continue
-        if not build and not detect:
-            continue
-        if only is not None and build and not ({e.pool.name, e.hat} & set(only)):
-            from .apply import installed_profiles
+    with plugins.session():  # one SIGALRM handler for every hook call of the run
+        for i, e in enumerate(result.entries, 1):
+            tell("pools read, building hats" if build else "pools read, finding apps", i, total)
+            if e.problem or e.note:
+                continue
+            try:
+                e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web)
+                if "root" not in e.site.settings:  # the admin's root = wins over plugins
+                    claimed, by = apps_mod.claimed_roots(e.site, plugins)
+                    if claimed:
+                        before = e.site
+                        try:
+                            e.site = sites.build(e.pool, e.hat, conf, sysroot, result.web,
+                                                 claimed=(claimed, "claimed by plugin " + ", ".join(by)))
+                        except ConfigError as exc:  # "/ is a system directory": whose claim it was
+                            head = f"pool {e.pool.name}: "
+                            exc.message = (head + f"plugin {', '.join(by)}: php_fpm_apparmor_roots: "
+                                           + exc.message.removeprefix(head))
+                            raise
+                        e.claims = apps_mod.new_claims(before, e.site, by)
+            except ConfigError as exc:
+                e.problem = str(exc)
+                # Whatever is wrong with its section, the pool's own settings still say what
+                # any worker needs: the core-only hat is built from those.
+                e.core_site = sites.Site(pool=e.pool, hat=e.hat, roots=[], sysroot=sysroot)
+                continue
+            except ValueError as exc:  # PluginError from the roots hook
+                e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+                continue
+            if not e.site.roots:
+                message = f"{e.pool.config_file}: pool {e.pool.name}: {e.site.origin}"
+                if e.needs_hat:
+                    e.problem = message + "; it gets the core-only hat (no site files) until a root is found"
+                    e.core_site = e.site
+                else:
+                    e.note = message
+                continue
+            if not build and not detect:
+                continue
+            if only is not None and build and not ({e.pool.name, e.hat} & set(only)):
+                from .apply import installed_profiles
 
-            names = installed_profiles(sysroot, e.hat)
-            if names:
-                e.keep, e.text = True, ""
-                e.policy = policy_mod.PoolPolicy(hat=e.hat, pool=e.pool, site=e.site, profiles=[
-                    policy_mod.Profile(name=n, kind="hat" if n == e.hat else "profile") for n in names])
-                continue
-        try:
-            e.apps = apps_mod.detect(e.site, plugins, result.warnings)
-            if not build:
-                continue
-            e.policy = policy_mod.build(e.site, e.apps, plugins)
-            e.text = render.render(e.policy)
-        except (ValueError, TypeError) as exc:
-            e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
+                names = installed_profiles(sysroot, e.hat)
+                if names:
+                    e.keep, e.text = True, ""
+                    e.policy = policy_mod.PoolPolicy(hat=e.hat, pool=e.pool, site=e.site, profiles=[
+                        policy_mod.Profile(name=n, kind="hat" if n == e.hat else "profile") for n in names])
+                    continue
+            try:
+                e.apps = apps_mod.detect(e.site, plugins, result.warnings)
+                if not build:
+                    continue
+                e.policy = policy_mod.build(e.site, e.apps, plugins)
+                e.text = render.render(e.policy)
+            except (ValueError, TypeError) as exc:
+                e.problem = f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
     apps_mod.refuse_foreign_claims(result.entries)
     result.warnings.extend(plugins.problems)
     if not build:

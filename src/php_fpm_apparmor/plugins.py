@@ -127,6 +127,22 @@ class Plugins:
     _copies: dict = field(default_factory=dict, repr=False)
     trusted: set = field(default_factory=set)  # names of this distribution's plugins (not copied for)
     timeouts: dict = field(default_factory=dict)  # plugin name -> hook calls of it that ran out of time
+    _session: Deadline | None = field(default=None, repr=False)  # see session()
+
+    @contextlib.contextmanager
+    def session(self):
+        """Many hook calls (a plan's) under one Deadline set-up: the SIGALRM handler and the
+        stdout redirection are installed once, and each implementation is still armed with
+        its own HOOK_SECONDS. Set up per hook call, they were a twentieth of planning."""
+        if self._session is not None:
+            yield
+            return
+        with Deadline(HOOK_SECONDS, "the call") as deadline:
+            self._session = deadline
+            try:
+                yield
+            finally:
+                self._session = None
 
     def _copy(self, value):
         hit = self._copies.get(id(value))
@@ -163,7 +179,8 @@ class Plugins:
         handed = {key: self._copy(value) for key, value in kwargs.items()} if guarded else kwargs
         out, traced = [], []
         try:
-            with Deadline(HOOK_SECONDS, "the call") as deadline:
+            with contextlib.nullcontext(self._session) if self._session else \
+                    Deadline(HOOK_SECONDS, "the call") as deadline:
                 for impl in impls:
                     result = self._one(deadline, hook, impl, kwargs if impl.plugin_name in self.trusted else handed)
                     if self.trace is not None:
