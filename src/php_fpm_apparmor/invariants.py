@@ -373,11 +373,11 @@ def code_witness(pattern: str, carved=()) -> str | None:
     return None if w is None else head + w
 
 
-def _outside(pattern: str, own: list[Owned], trees: tuple | None = None) -> str | None:
-    """A path of `pattern` outside every owned path, or None. `trees`: _trees(own), when
-    the caller asks for many patterns."""
+def _outside(pattern: str, own: list[Owned], trees: tuple) -> str | None:
+    """A path of `pattern` outside every owned path, or None. `trees`: _trees(own), made
+    once for all of a pool's rules."""
     literal, rest = automata.literal_split(pattern)
-    if literal.startswith(_trees(own) if trees is None else trees):
+    if literal.startswith(trees):
         return None
     if not rest:
         return None if any(o.covers(literal) for o in own) else literal
