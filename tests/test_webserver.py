@@ -577,7 +577,7 @@ _NGINX_BITS = st.sampled_from([" ", "\t", "\n", "\r", ";", "{", "}", '"', "'", "
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.one_of(_NGINX_BITS, _PIECES), max_size=40))
 def test_nginx_reads_any_text_as_before(parts):
-    """Unclosed quotes, a backslash that ends the file, comments up to a \\r, blocks
+    """Unclosed quotes, a backslash that ends the file, a comment past a \\r, blocks
     without a name: what the faster tokenizer reads is what the one before read."""
     text = "".join(parts)
     new, old = _both_nginx_readers(text)
