@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from php_fpm_apparmor.apphelpers import (MAX_DEPTH, MAX_READ, NUMBER, UNKNOWN, Context, PhpFacts, _concat,
-                                         _double_quoted, array_key, number)
+                                         _double_quoted, array_key, next_key, number, signed)
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
@@ -166,6 +166,9 @@ class _Parser:
             if low == "array" and self.peek(i + 1, "op", "("):
                 return self.array(i + 2, ")", depth + 1)
             return UNKNOWN, self.skip_expr(i)
+        if tok.kind == "other" and tok.value in ("-", "+"):
+            value, j = self.term(i + 1, depth + 1)
+            return signed(tok.value, value), j
         if tok.kind == "op" and tok.value == "[":
             return self.array(i + 1, "]", depth + 1)
         if tok.kind == "op" and tok.value == "(":
@@ -179,20 +182,20 @@ class _Parser:
         """A PHP array literal as a dict (keys as PHP would number them); UNKNOWN when a key
         is: it could be any other key, and overwrite it."""
         out: dict = {}
-        nextkey = 0
+        top = None
         while i < len(self.t) and not self.peek(i, "op", close):
             value, i = self.expr(i, depth)
             if self.peek(i, "op", "=>"):
                 key = array_key(value)
                 value, i = self.expr(i + 1, depth)
             else:
-                key = nextkey
+                key = next_key(top)
             if key is UNKNOWN:
                 out = UNKNOWN
             elif out is not UNKNOWN:
                 out[key] = value
-                if isinstance(key, int) and key >= nextkey:
-                    nextkey = key + 1
+                if isinstance(key, int) and (top is None or key > top):
+                    top = key
             if self.peek(i, "op", ","):
                 i += 1
             elif not self.peek(i, "op", close):

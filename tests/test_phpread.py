@@ -295,15 +295,18 @@ def _gen_term(rnd: random.Random, depth: int) -> str:
                            "0o17", "0b101", "1_000", "0x7f_ff", "1e3", "1.5e-3", "2E+2", ".5", "7.", "00",
                            "9223372036854775807", "9223372036854775808", "0x8000000000000000",
                            "01000000000000000000000", "0777777777777777777777"])
-    if r < 0.55:
+    if r < 0.5:
         return rnd.choice(["true", "FALSE", "Null", "__DIR__", "__FILE__", "\\true"])
+    if r < 0.55:  # a sign: of a number (read), of anything else (UNKNOWN), twice
+        return rnd.choice(["-", "+", "- ", "- -", "+-"]) + _gen_term(rnd, depth + 1)
     if r < 0.65:
         return f"dirname(__FILE__{rnd.choice(['', ', 1', ', 2', ', 40'])})"
     if r < 0.75 and depth < 3:
         items = []
         for _ in range(rnd.randrange(4)):
             key = rnd.choice(["", "'k' => ", "'5' => ", "'05' => ", "9 => ", "'' => ", "true => ", "false => ",
-                              "null => ", "1.5 => ", "-2.7 => ", "'-0' => ", "'9223372036854775808' => "])
+                              "null => ", "1.5 => ", "-2.7 => ", "'-0' => ", "'9223372036854775808' => ",
+                              "-5 => ", "-1 => ", "'-3' => ", "9223372036854775807 => "])
             items.append(key + _gen_expr(rnd, depth + 1))
         inner = ", ".join(items) + rnd.choice(["", ","] if items else [""])
         return rnd.choice([f"array({inner})", f"[{inner}]"])
@@ -372,7 +375,7 @@ def test_known_values_are_what_php_defines(tmp_path):
     rnd = random.Random(10)
     tmp_path = tmp_path.resolve()  # what __FILE__ says in PHP
     paths = []
-    for n in range(300):
+    for n in range(400):
         p = tmp_path / f"c{n}.php"
         p.write_text(_gen_file(rnd, n))
         paths.append(p)
@@ -396,6 +399,36 @@ def test_known_values_are_what_php_defines(tmp_path):
                 assert _as_json(value) == vars_.get(name[1:]), (path, name)
                 checked += 1
     assert checked > 500
+
+
+# A number's sign and the keys PHP numbers itself after negative ones (PHP's own values,
+# from `php -r`; PHP 8.2 and 8.4 agree on each known one).
+SIGNED = [
+    ("-7", -7), ("- 2.5", -2.5), ("+-1", -1), ("- -1", 1), ("-(3)", -3), ("-0.0 . ''", "-0"),
+    ("-1 . 'x'", "-1x"), ("-9223372036854775808", -9.223372036854776e18),
+    ("[-1 => 'a', 'b']", {-1: "a", 0: "b"}), ("[5 => 'a', -10 => 'b', 'c']", {5: "a", -10: "b", 6: "c"}),
+    ("['-3' => 'a', -2.7 => 'b']", {-3: "a", -2: "b"}),
+    # 'b' is 0 in PHP 7 and -4 since PHP 8.0: the reader does not know the pool's PHP
+    ("[-5 => 'a', 'b']", UNKNOWN),
+    ("[9223372036854775807 => 'a', 'b']", UNKNOWN),  # PHP: "Cannot add element to the array"
+    ("-'5'", UNKNOWN), ("-true", UNKNOWN), ("-2 ** 2", UNKNOWN), ("- $x", UNKNOWN), ("-[1]", UNKNOWN),
+]
+
+
+@pytest.mark.parametrize("expr,want", SIGNED, ids=[e for e, _ in SIGNED])
+def test_signs_and_keys_after_negative_ones(tmp_path, expr, want):
+    p = tmp_path / "x.php"
+    p.write_text(f"<?php define('A', {expr});")
+    ah._CACHE.clear()
+    got = read_php(p, "/x.php").defines["A"]
+    if want is UNKNOWN:
+        assert got is UNKNOWN
+        return
+    assert got == want and type(got) is type(want)
+    if PHP is not None:  # and it is what PHP itself makes of it
+        out = subprocess.run([PHP, "-r", f"define('A', {expr}); echo json_encode(A, JSON_PRESERVE_ZERO_FRACTION);"],
+                             capture_output=True, text=True, check=True).stdout
+        assert json.loads(out) == _as_json(want)
 
 
 # --- the cache of parsed files ----------------------------------------------------------

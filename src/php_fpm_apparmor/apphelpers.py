@@ -315,6 +315,9 @@ class _Parser:
             if low == "array" and self.peek(i + 1, "op", "("):
                 return self.array(i + 2, ")", depth + 1)
             return UNKNOWN, self.skip_expr(i)
+        if kind == "other" and tok in ("-", "+"):  # -1, - 2.5, -(1): a number's sign
+            value, j = self.term(i + 1, depth + 1)
+            return signed(tok, value), j
         if kind == "op" and tok == "[":
             return self.array(i + 1, "]", depth + 1)
         if kind == "op" and tok == "(":
@@ -328,20 +331,20 @@ class _Parser:
         """A PHP array literal as a dict (keys as PHP would number them); UNKNOWN when a key
         is: it could be any other key, and overwrite it."""
         out: dict = {}
-        nextkey = 0
+        top = None  # the highest int key so far
         while i < self.n and not self.peek(i, "op", close):
             value, i = self.expr(i, depth)
             if self.peek(i, "op", "=>"):
                 key = array_key(value)
                 value, i = self.expr(i + 1, depth)
             else:
-                key = nextkey
+                key = next_key(top)
             if key is UNKNOWN:
                 out = UNKNOWN
             elif out is not UNKNOWN:
                 out[key] = value
-                if isinstance(key, int) and key >= nextkey:
-                    nextkey = key + 1
+                if isinstance(key, int) and (top is None or key > top):
+                    top = key
             if self.peek(i, "op", ","):
                 i += 1
             elif not self.peek(i, "op", close):
@@ -366,6 +369,26 @@ def array_key(key):
     if isinstance(key, str) and _INT_KEY.fullmatch(key) and abs(int(key)) <= PHP_INT_MAX:
         return int(key)
     return key if isinstance(key, (str, int)) else UNKNOWN
+
+
+def next_key(top):
+    """The key PHP gives an element written without one, after int keys up to `top` (None:
+    none yet); UNKNOWN where PHP versions differ (after keys below -1 only: 0 in PHP 7, top + 1
+    since PHP 8.0, RFC negative_array_index; a pool's PHP version is not known here) or PHP
+    refuses (the next key would pass PHP_INT_MAX)."""
+    if top is None:
+        return 0
+    if top < -1 or top >= PHP_INT_MAX:
+        return UNKNOWN
+    return top + 1
+
+
+def signed(sign: str, value):
+    """PHP's unary `-value` or `+value` of a number read; UNKNOWN for anything else (PHP
+    turns strings and booleans into numbers there: not worth a guess)."""
+    if type(value) not in (int, float):
+        return UNKNOWN
+    return -value if sign == "-" else value
 
 
 def _concat(left, right):
