@@ -176,8 +176,11 @@ def _layout(site, root: str) -> dict:
     multisite = bool(const("MULTISITE", False))
     mods = const("DISALLOW_FILE_MODS", False)
     host_configs = []
-    # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php
-    debian_config = bool(config) and b"/etc/wordpress/config-" in _head(site, config)
+    # Debian's wordpress package keeps the real config in /etc/wordpress/config-<host>.php.
+    # Only the package's own code (root's files) is taken at its word: a site user's
+    # wp-config.php naming that path, or linked to the package's, must not open every
+    # packaged site's database password to that pool.
+    debian_config = root == DEBIAN_ROOT and bool(config) and b"/etc/wordpress/config-" in _head(site, config)
     if debian_config:
         # Debian's wordpress package: the admin's settings live in the per-host files.
         host_configs = sorted(str(p) for p in site.disk("/etc/wordpress").glob("config-*.php"))

@@ -146,6 +146,25 @@ def test_debian_layout_content_in_var_lib(tmp_path):
     assert at.invariant_problems((s, pol, text)) == []
 
 
+@pytest.mark.parametrize("how", ["comment", "symlink"])
+def test_a_site_cannot_claim_debians_host_configs(tmp_path, how):
+    """wp-config.php is the site user's: naming /etc/wordpress/config- in it (or linking it
+    to the package's own) must not let that pool read the package's per-host configs, which
+    hold the database passwords of the sites the packaged WordPress serves."""
+    at.wordpress(tmp_path, "/usr/share/wordpress", debian_config=True)
+    disk = at.wordpress(tmp_path, "/var/www/evil")
+    config = disk / "wp-config.php"
+    if how == "comment":
+        config.write_text(config.read_text() + "\n// require '/etc/wordpress/config-x.php';\n")
+    else:
+        config.unlink()
+        config.symlink_to("/usr/share/wordpress/wp-config.php")  # inside the tree: the root's
+    found, pol, text = at.build(at.site(tmp_path, "evil", ["/var/www/evil"]))
+    assert wp_of(found).info["debian_config"] is False
+    hat = evaluate.parse(text)["php-fpm//evil"]
+    assert not evaluate.allows(hat, "read", "/etc/wordpress/config-blog.example.org.php")
+
+
 def test_debians_package_root_is_claimed_for_a_pool_that_points_there(tmp_path):
     """chdir = /usr/share/wordpress: a system directory the core skips; open_basedir's
     /var/lib/wordpress would be taken instead. The plugin names the real root."""
