@@ -82,7 +82,9 @@ def php_fpm_apparmor_detect(site, found):
         elif "ROOT_PATH . 'tmp'" in vendor or temp is None:
             info["temp"] = root + "/tmp"  # upstream's default: ROOT_PATH/tmp/
         config = _vendor_value(vendor, "configFile")
-        if config and posixpath.dirname(config) == DEBIAN_CONFIG_DIR:
+        # Only the package's vendor_config.php (root's) opens /etc/phpmyadmin: a site's own
+        # copy naming it would read Debian's database password (config-db.php).
+        if root == DEBIAN_ROOT and config and posixpath.dirname(config) == DEBIAN_CONFIG_DIR:
             info["config_dir"] = DEBIAN_CONFIG_DIR
         apps.append(App(NAME, root, version=clean_version(version.group(1)) if version else None,
                         plugin=NAME, info=info))
@@ -97,9 +99,13 @@ def _temp(site, app) -> str | None:
         temp = site.canonical(temp)
     except Exception:  # a symlink loop: no temp dir rather than a wrong one
         return None
-    # vendor_config.php is root's (Debian) or the site's (upstream): either way the temp dir
-    # must be phpMyAdmin's own, never a system directory or a top-level one.
-    if unsafe_path(temp) and not is_within(temp, app.root):
+    # vendor_config.php is root's (Debian) or the site's (upstream). The site's may name a
+    # temp dir in its own tree only: elsewhere it would make another user's directory this
+    # pool's, writable and excepted for code. Root's must still not name a system directory
+    # or a top-level one.
+    if is_within(temp, app.root):
+        return temp
+    if app.root != DEBIAN_ROOT or unsafe_path(temp):
         return None
     return temp
 
@@ -114,7 +120,7 @@ def php_fpm_apparmor_rules(site, app):
     if app.info.get("config_dir"):
         rules.append(FileRule(path=under(app.info["config_dir"], "/{,**}"), perms="r",
                               why=why + "config.inc.php, config-db.php and conf.d/"))
-    if app.root == DEBIAN_ROOT or app.info.get("config_dir"):
+    if app.root == DEBIAN_ROOT:
         rules.append(FileRule(path=under(DEBIAN_VAR, "/*.inc.php"), perms="r",
                               why=why + "blowfish_secret.inc.php and the setup's config.inc.php"))
     temp = _temp(site, app)

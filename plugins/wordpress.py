@@ -131,23 +131,36 @@ def _layout(site, root: str) -> dict:
             return default
         return value
 
+    def resolved(path: str):
+        """(canonical path, None), or (None, why) when that leaves the site for a place no
+        app may have: a site's symlink (wp-content/plugins -> /etc/...) is the site user's."""
+        try:
+            canon = site.canonical(path)
+        except Exception as exc:  # a symlink loop
+            return None, str(exc)
+        why = unsafe_path(canon)
+        if why and why.startswith("inside the system directory") and any(is_within(canon, r) for r in site.roots):
+            why = None  # Debian's /usr/share/wordpress: its own subdirectories
+        return (None, f"{canon}, {why}") if why else (canon, None)
+
+    def default_dir(default: str) -> str:
+        canon, why = resolved(default)
+        if canon is None:  # the name itself then: AppArmor resolves it, nothing beyond is granted
+            problems.append(f"{default} leads to {why}: not opened to PHP")
+            return default
+        return canon
+
     def directory(name, value, default):
         """A directory from wp-config.php, canonical, or the default when it is unsafe."""
         if value == default:
-            return site.canonical(default)
+            return default_dir(default)
         if not isinstance(value, str):
             problems.append(f"{facts.where(name)}: {name} is not a string path; using {default}")
-            return site.canonical(default)
-        try:
-            canon = site.canonical(value.rstrip("/"))
-        except Exception as exc:
-            problems.append(f"{facts.where(name)}: {name} {value!r}: {exc}; using {default}")
-            return site.canonical(default)
-        why = unsafe_path(canon)
-        if why:
-            problems.append(f"{facts.where(name)}: {name} {value!r} is {why}: ignored, "
-                            f"using {default}")
-            return site.canonical(default)
+            return default_dir(default)
+        canon, why = resolved(value.rstrip("/"))
+        if canon is None:
+            problems.append(f"{facts.where(name)}: {name} {value!r} leads to {why}: ignored, using {default}")
+            return default_dir(default)
         return canon
 
     content = directory("WP_CONTENT_DIR", const("WP_CONTENT_DIR", root + "/wp-content"),
@@ -156,7 +169,7 @@ def _layout(site, root: str) -> dict:
     if isinstance(uploads_rel, str) and uploads_rel:
         uploads = directory("UPLOADS", abspath + uploads_rel.strip("/"), content + "/uploads")
     else:
-        uploads = site.canonical(content + "/uploads")
+        uploads = default_dir(content + "/uploads")
     plugins = directory("WP_PLUGIN_DIR", const("WP_PLUGIN_DIR", content + "/plugins"),
                         content + "/plugins")
     # WP_LANG_DIR default (wp_set_lang_dir): wp-content/languages if it exists, else
@@ -168,9 +181,11 @@ def _layout(site, root: str) -> dict:
     debug_log = const("WP_DEBUG_LOG", False)
     if debug_log is True or debug_log in ("1", 1):
         debug_log = content + "/debug.log"
-    elif isinstance(debug_log, str) and debug_log.startswith("/") and not unsafe_path(debug_log) \
-            and debug_log.endswith(".log"):
-        debug_log = site.canonical(debug_log)
+    elif isinstance(debug_log, str) and debug_log.startswith("/"):
+        # judged where it leads: a debug.log linked to another user's file is not a log
+        debug_log = resolved(debug_log)[0]
+        if debug_log is not None and not debug_log.endswith(".log"):
+            debug_log = None
     else:
         debug_log = None
     multisite = bool(const("MULTISITE", False))

@@ -114,6 +114,32 @@ def test_upstream_tarball_in_a_web_root_keeps_its_temp_dir_inside_and_is_told(tm
     assert any("inside its web root" in f for f in findings)
 
 
+@pytest.mark.parametrize("temp", ["'/var/lib/phpmyadmin/tmp/'", "'/home/alice/'"])
+def test_a_sites_own_copy_cannot_name_debians_config_or_a_temp_dir_outside_it(tmp_path, temp):
+    """A phpMyAdmin copied into a web root keeps Debian's vendor_config.php, or its owner
+    edits it: that file is the site user's. Its configFile must not open /etc/phpmyadmin
+    (config-db.php: the database password) nor the secret in /var/lib/phpmyadmin, and its
+    tempDir must not make a directory outside the site the pool's own (writable, excepted
+    for PHP)."""
+    src = at.phpmyadmin_source() / "usr/share/phpmyadmin"
+    import shutil
+    dest = tmp_path / "var/www/pma"
+    shutil.copytree(src, dest, symlinks=True)
+    vc = dest / "libraries/vendor_config.php"
+    text = vc.read_text()
+    assert "'/etc/phpmyadmin/config.inc.php'" in text and "'/var/lib/phpmyadmin/tmp/'" in text
+    vc.write_text(text.replace("'/var/lib/phpmyadmin/tmp/'", temp))
+    (tmp_path / "home/alice").mkdir(parents=True)
+    s = testing.site(tmp_path, "pma", ["/var/www/pma"])
+    b = testing.build(s, testing.plugins())
+    hat = evaluate.parse(b.text)["php-fpm//pma"]
+    for path in ("/etc/phpmyadmin/config-db.php", "/var/lib/phpmyadmin/blowfish_secret.inc.php"):
+        assert not evaluate.allows(hat, "read", path), path
+    for path in ("/var/lib/phpmyadmin/tmp/twig/x.php", "/home/alice/x.php", "/home/alice/notes.txt"):
+        assert not evaluate.allows(hat, "write", path), path
+    assert b.policy.data_dirs == []
+
+
 def test_trace_shows_which_plugin_answered_what(tmp_path, cli):
     root = pma_tree(tmp_path)
     env = {plugins_mod.NO_EXTERNAL_ENV: "1"}

@@ -312,6 +312,40 @@ def test_hostile_config_values_cannot_inject_rules(tmp_path, value):
     assert at.invariant_problems((s, pol, text)) == []
 
 
+@pytest.mark.parametrize("link,target", [
+    ("wp-content/plugins", "/etc/phpmyadmin"), ("wp-content/languages", "/etc/phpmyadmin"),
+    ("wp-content/uploads", "/etc/phpmyadmin"), ("wp-content", "/root"),
+    ("wp-content/debug.log", "/home/alice/notes.txt")])
+def test_a_sites_symlink_out_of_it_opens_nothing(tmp_path, link, target):
+    """The site user's symlinks are judged where they lead, for WordPress's default places
+    as for the values in wp-config.php: into a system directory or onto a file that is not
+    a log, they are not opened (a problem line says so)."""
+    root = at.wordpress(tmp_path, "/var/www/blog",
+                        extra="define( 'WP_DEBUG_LOG', '/var/www/blog/wp-content/debug.log' );")
+    dest = tmp_path / target.lstrip("/")
+    if target.endswith(".txt"):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text("alice's notes\n")
+    else:
+        (dest / "conf.d").mkdir(parents=True, exist_ok=True)
+        (dest / "config-db.php").write_text("<?php $dbpass = 'secret';\n")
+    here = root / link
+    if here.is_dir() and not here.is_symlink():
+        import shutil
+        shutil.rmtree(here)
+    elif here.exists() or here.is_symlink():
+        here.unlink()
+    here.parent.mkdir(parents=True, exist_ok=True)
+    here.symlink_to(target)  # read as the tree's own /etc, /root, /home (--root)
+    found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    inside = target + ("" if target.endswith(".txt") else "/config-db.php")
+    assert not evaluate.allows(hat, "read", inside), text
+    assert not evaluate.allows(hat, "write", target + ("" if target.endswith(".txt") else "/2026/a.jpg"))
+    if not target.endswith(".txt"):
+        assert any(target in p and "not opened" in p for p in wp_of(found).info["problems"])
+
+
 @pytest.mark.parametrize("name", ["wp-config.php", "wp-includes/version.php"])
 def test_a_fifo_named_like_a_wordpress_file_never_blocks(tmp_path, name):
     """A site's owner can make wp-config.php a FIFO: opened plainly, the read would block
