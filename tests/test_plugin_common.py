@@ -194,3 +194,69 @@ def test_site_files_that_are_not_regular_are_refused_without_blocking(tmp_path):
     (tmp_path / "ok.php").write_text("<?php define('X', 'y');")
     with open_regular(tmp_path / "ok.php") as f:
         assert f.read() == b"<?php define('X', 'y');"
+
+
+def test_what_is_not_a_regular_file_is_never_opened_for_reading(tmp_path):
+    """A site's symlink to a device makes the generator (root) open it: a driver's open can
+    act (a watchdog reboots the host once closed, a tape rewinds). Only a reference is taken
+    (O_PATH) until the file is known to be regular. Seen from a FIFO: a writer waiting in
+    open() for a reader would be let through by any read open, even a non-blocking one."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from php_fpm_apparmor.api import NotRegular, open_regular
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "wp-config.php"
+    link.symlink_to(fifo)
+    def waiting_writer():
+        writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'w'); print('opened')"],
+                                  stdout=subprocess.PIPE, text=True)
+        for _ in range(1000):  # until it waits in open() (the kernel's wait_for_partner)
+            with open(f"/proc/{writer.pid}/wchan") as f:
+                if f.read() == "wait_for_partner":
+                    return writer
+            time.sleep(0.01)
+        raise AssertionError("the writer never reached open()")
+
+    writer = waiting_writer()
+    try:
+        for _ in range(3):
+            with pytest.raises(NotRegular):
+                open_regular(link)
+        with pytest.raises(subprocess.TimeoutExpired):
+            writer.communicate(timeout=1)  # still waiting for a reader: none came
+    finally:
+        writer.kill()
+        writer.wait()
+    # the control: a read open does let it through (the harness can see an open)
+    writer = waiting_writer()
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert writer.communicate(timeout=10)[0].strip() == "opened"
+    finally:
+        os.close(fd)
+
+
+def test_without_proc_a_regular_file_is_still_read(tmp_path, monkeypatch):
+    """A bare chroot without /proc: the reference cannot be reopened, the name is opened
+    again and must still be the file that was checked."""
+    import os
+
+    from php_fpm_apparmor import pools
+    from php_fpm_apparmor.api import open_regular
+
+    real = os.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pools.os, "open", no_proc)
+    (tmp_path / "ok.php").write_text("<?php define('X', 'y');")
+    with open_regular(tmp_path / "ok.php") as f:
+        assert f.read() == b"<?php define('X', 'y');"

@@ -1063,15 +1063,31 @@ class NotRegular(OSError):
     """A FIFO, device or socket where a file to read was expected."""
 
 
+_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
 def open_regular(path):
     """A binary file object for `path`, which must be a regular file (NotRegular, an
     OSError, otherwise). Config and site files are named by people who may be hostile: a
-    FIFO opened plainly would block `generate`, which php-fpm's ExecStartPre waits for, so
-    the open does not block and anything but a regular file is refused before a read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    FIFO opened plainly would block `generate`, which php-fpm's ExecStartPre waits for, and
+    opening a device runs its driver as root (a watchdog reboots the host when closed). So
+    the path is first opened as a bare reference (O_PATH: no driver, no read), and only a
+    regular file is then opened for reading, through that reference: the same inode, even
+    if the name was swapped in between."""
+    ref = os.open(path, os.O_PATH | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not stat.S_ISREG(os.fstat(ref).st_mode):
             raise NotRegular(f"{path}: not a regular file")
+        try:
+            fd = os.open(f"/proc/self/fd/{ref}", _OPEN)
+        except FileNotFoundError:  # no /proc (a bare chroot): the name again, checked again
+            fd = os.open(path, _OPEN)
+            if not os.path.samestat(os.fstat(fd), os.fstat(ref)):
+                os.close(fd)
+                raise NotRegular(f"{path}: changed while being opened") from None
+    finally:
+        os.close(ref)
+    try:
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
