@@ -220,6 +220,27 @@ def test_content_dir_and_uploads_from_wp_config(tmp_path):
     assert not evaluate.allows(hat, "write", "/var/www/blog/wp-content/uploads/a.jpg")
 
 
+def test_a_site_naming_another_sites_data_dir_is_refused_not_shared(tmp_path):
+    """Equal paths of two pools are shared when the admin configured them (two PHP versions
+    of one site, one temp dir); an app's data dir comes from the site's own files, so naming
+    another site's (WP_CONTENT_DIR of pool b) must not open it to pool a."""
+    from php_fpm_apparmor import generate
+    from systree import make_tree, pool_conf
+
+    make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"), "b": pool_conf("b", "/var/www/b", hat="b"),
+                         "b2": pool_conf("b2", "/var/www/b", hat="b2")}, sites=False)
+    at.wordpress(tmp_path, "/var/www/b", content_dir="/srv/b-content")
+    at.wordpress(tmp_path, "/var/www/a", extra="define( 'WP_CONTENT_DIR', '/srv/b-content' );")
+    entries = {e.pool.name: e for e in generate.plan(str(tmp_path), at.first_party()).entries}
+    a = entries["a"]
+    assert a.problem and "reaches pool b" in a.problem and "/srv/b-content" in a.problem, a.problem
+    # b is refused too (it keeps its installed hat): which of two sites' files tells the
+    # truth is not known here. b and b2 serve one site: their data dir is theirs together.
+    for name in ("b", "b2"):
+        problem = entries[name].problem
+        assert "reaches pool a's data dir" in problem and "reaches pool b" not in problem, problem
+
+
 def test_multisite_and_legacy_blogs_dir(tmp_path):
     root = at.wordpress(tmp_path, "/var/www/ms", extra="define('MULTISITE', true);")
     (root / "wp-content/blogs.dir/2/files").mkdir(parents=True)

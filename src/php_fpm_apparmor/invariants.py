@@ -42,6 +42,7 @@ SHARED_CHILDREN = (f"{PARENT}//_sh", f"{PARENT}//_sendmail")
 # Directories every pool may use at once (owner rules keep their files apart): nobody's own.
 SHARED_DIRS = frozenset(sites.SYSTEM_DIRS) | {"/var/lib/php/sessions", "/dev/shm", "/run/php"}
 _WRITE = set("wal")
+DATA_DIR = "data dir ("  # Owned.what of an app's data dir: "data dir (<plugin>)"
 _CODE = automata.compile(CODE_NAMES)
 
 
@@ -107,7 +108,7 @@ def owned_paths(entry_or_policy) -> list[Owned]:
             out.append(Owned(worker(value), tree, key, name, hat))
     if chroot:
         out.append(Owned(canonical(chroot), True, "chroot", name, hat))
-    out += [Owned(d.path.rstrip("/") or "/", True, f"data dir ({d.source})", name, hat) for d in data_dirs]
+    out += [Owned(d.path.rstrip("/") or "/", True, f"{DATA_DIR}{d.source})", name, hat) for d in data_dirs]
     return out
 
 
@@ -124,9 +125,12 @@ class Index:
         self.items = items
         self.keys = [o.path for o in items]
         self.trees: dict[str, list[Owned]] = {}
+        self.roots: dict[str, set] = {}  # hat -> its roots
         for o in items:
             if o.tree:
                 self.trees.setdefault(o.path, []).append(o)
+            if o.what == "root":
+                self.roots.setdefault(o.hat, set()).add(o.path)
 
     @classmethod
     def of(cls, entries) -> "Index":
@@ -163,12 +167,22 @@ class Index:
         site inside another site's tree reads its own files), and another pool's non-root
         path inside one of its roots is not the other's to claim (that pool is refused for
         reaching this root instead). Equal paths of the same kind (two pools serving one
-        site, one temp dir) are shared. `also`: literal trees to discount (`share =`)."""
+        site, one temp dir) are shared; an app's data dir, named in the site's own files,
+        only between pools of one site (else one site's config could name another's data
+        dir and read it). `also`: literal trees to discount (`share =`)."""
         literal, rest = automata.literal_split(pattern)
         cands = self.near(literal, hat)
         roots = [o.path for o in own if o.what == "root"]
+
+        def shared(o: Owned, c: Owned) -> bool:
+            if o.path != c.path or (o.what == "root") != (c.what == "root"):
+                return False
+            if o.what.startswith(DATA_DIR) or c.what.startswith(DATA_DIR):
+                return not self.roots.get(c.hat, set()).isdisjoint(roots)
+            return True
+
         cands = [c for c in cands if (c.what == "root" or not any(_inside(c.path, r) for r in roots))
-                 and not any(o.path == c.path and (o.what == "root") == (c.what == "root") for o in own)]
+                 and not any(shared(o, c) for o in own)]
         if not cands:
             return []
         carve = [o for o in own if o.what == "root" and any(_inside(o.path, c.path) for c in cands)]
