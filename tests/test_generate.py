@@ -192,6 +192,59 @@ def test_a_root_symlinked_into_another_pools_site_costs_its_own_pool_only(tmp_pa
     assert generate.CORE_ONLY in sneak and "/var/www/blog" not in sneak
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other users (chown): as root")
+
+
+def _users_link(root, path: str, target: str, uid: int) -> None:
+    import shutil
+    disk = root / path.lstrip("/")
+    shutil.rmtree(disk, ignore_errors=True)
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, disk)
+    os.lchown(disk, uid, uid)
+
+
+@needs_root
+@pytest.mark.parametrize("target,owner", [
+    ("/var/www/carol", 1002),  # another site, another user: owner mismatch
+    ("/var/www/carol", 1001),  # another site of the same user (a shared www-data): the same root
+    ("/etc/phpmyadmin", 0),  # a system directory
+    ("/usr/share/wordpress", 0),  # a packaged app: Debian's host configs would follow
+])
+def test_a_users_symlink_cannot_make_another_directory_its_site(tmp_path, cli, target, owner):
+    """bob (uid 1001) owns his site's directory and replaces its docroot with a symlink: it
+    may lead only into what bob owns, and never onto another pool's root. bob's pool is
+    refused (core-only hat), carol's keeps its own hat."""
+    root = make_tree(tmp_path, {"carol": pool_conf("carol", "/var/www/carol", hat="carol"),
+                                "bob": pool_conf("bob", "/home/bob/public_html", hat="bob")})
+    (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    os.chown(root / target.lstrip("/"), owner, owner)
+    _users_link(root, "/home/bob/public_html", target, 1001)
+    proc = cli("generate", root=root)
+    assert proc.returncode == 1
+    assert f"pool bob: " in proc.stderr and "pool carol:" not in proc.stderr, proc.stderr
+    assert ("symlink of uid 1001" in proc.stderr) == (owner != 1001), proc.stderr
+    bob = (root / "etc/apparmor.d/php-fpm.d/bob").read_text()
+    assert generate.CORE_ONLY in bob and target not in bob
+    assert generate.CORE_ONLY not in (root / "etc/apparmor.d/php-fpm.d/carol").read_text()
+
+
+@needs_root
+def test_a_users_symlink_into_what_the_user_owns_is_its_site(tmp_path, cli):
+    """A deploy user's `current -> releases/42`, and the admin's (root's) links anywhere."""
+    root = make_tree(tmp_path, {"bob": pool_conf("bob", "/home/bob/current", hat="bob"),
+                                "pma": pool_conf("pma", "/var/www/pma", hat="pma")})
+    (root / "home/bob/releases/42").mkdir(parents=True)
+    os.chown(root / "home/bob/releases/42", 1001, 1001)
+    _users_link(root, "/home/bob/current", "releases/42", 1001)
+    (root / "srv/tools/pma").mkdir(parents=True)
+    _users_link(root, "/var/www/pma", "/srv/tools/pma", 0)
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stderr
+    assert '"/home/bob/releases/42/**" r,' in (root / "etc/apparmor.d/php-fpm.d/bob").read_text()
+    assert '"/srv/tools/pma/**" r,' in (root / "etc/apparmor.d/php-fpm.d/pma").read_text()
+
+
 def test_duplicate_hats_across_versions_are_refused(tmp_path, cli):
     root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="site")})
     make_tree(root, {"b": pool_conf("b", "/var/www/b", hat="site")}, version="8.1")

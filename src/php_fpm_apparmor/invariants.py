@@ -638,12 +638,17 @@ def check_plan(result) -> None:
     intruding: dict[int, set] = {}  # roots that lie in another pool's site: that site's, not this pool's
     for e in entries:
         # A root reached through a symlink that lands in another pool's site is that
-        # site's files under another name, not a site of its own.
+        # site's files under another name, not a site of its own. Landing on the other's
+        # root itself is one site served twice, unless a user's link leads there that the
+        # other pool does not name (bob's public_html -> carol's).
         for root, configured in e.site.symlinked.items():
             for r, other in roots_around(root):
-                if other is not e and root != r:
+                if other is not e and (root != r or root in e.site.users_links
+                                       and other.site.symlinked.get(root) != configured):
+                    where = f"pool {other.pool.name}'s root" if root == r else \
+                        f"inside pool {other.pool.name}'s root {r}"
                     e.problem = (f"{e.pool.config_file}: pool {e.pool.name}: root {configured} is a "
-                                 f"symlink to {root}, inside pool {other.pool.name}'s root {r}")
+                                 f"symlink to {root}, {where}")
                     intruding.setdefault(id(e), set()).add(root)
         # Likewise a vhost root inside another pool's site (`alias /var/www/blog/shop/;`
         # passing PHP to pool plain): that site's code would run in plain's hat. The vhost's

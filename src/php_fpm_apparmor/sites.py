@@ -39,6 +39,7 @@ class Site:
     share_paths: list[str] = field(default_factory=list)
     origin: str = ""  # where the roots came from (config section or inferred from which key)
     symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
+    users_links: dict = field(default_factory=dict)  # the same, where a user (not root) owns a link on the way
     vhosts: list[str] = field(default_factory=list)  # server names of the vhosts passing PHP here
     web_roots: list[str] = field(default_factory=list)  # every root those vhosts name, even refused ones
 
@@ -107,6 +108,12 @@ def canonical(sysroot: str, path: str) -> str:
     if head.startswith("/") and tail not in ("", ".", "..") and "/." not in head and "//" not in head:
         if canonical(sysroot, head) == head and _readlink(root + path) is None:
             return path
+    return _resolve(root, path)
+
+
+def _resolve(root: str, path: str, links: list | None = None) -> str:
+    """canonical()'s walk: one readlink per component; `links` gets the system path of each
+    symlink followed."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -116,17 +123,37 @@ def canonical(sysroot: str, path: str) -> str:
             if resolved:
                 resolved.pop()
             continue
-        target = _readlink(root + "/" + "/".join(resolved + [part]))
+        here = "/" + "/".join(resolved + [part])
+        target = _readlink(root + here)
         if target is not None:
             hops += 1
             if hops > 40:  # same bound as the kernel's symlink loop limit
                 raise ConfigError(path, None, "too many levels of symbolic links")
+            if links is not None:
+                links.append(here)
             if target.startswith("/"):
                 resolved = []
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
             continue
         resolved.append(part)
     return "/" + "/".join(resolved)
+
+
+def users_link(sysroot: str, path: str) -> tuple[str, int] | None:
+    """(symlink, its owner's uid) of the first symlink on the way from `path` to its
+    canonical form that a user other than root owns, or None. Such a link is that user's
+    word, not the admin's: it may lead only into what that user owns."""
+    root = "" if sysroot in ("/", "") else _real(sysroot)
+    links: list[str] = []
+    _resolve(root, path, links)
+    for link in links:
+        try:
+            uid = os.lstat(root + link).st_uid
+        except OSError:
+            continue
+        if uid != 0:
+            return link, uid
+    return None
 
 
 # Directories that appear in open_basedir for PHP's own sake, never a site's code.
@@ -362,6 +389,22 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
         if r == "/" or r in SYSTEM_DIRS:
             raise ConfigError(pool.config_file, None,
                               f"pool {pool.name}: site root {r} is a system directory; set root = in {CONFIG}")
+    users_links = {}  # canonical root -> the configured path, through a user's symlink
+    for p, r in resolved.items():
+        hit = users_link(sysroot, p) if p.rstrip("/") != r else None
+        if hit is None:
+            continue
+        link, uid = hit
+        try:
+            owner = os.stat(_disk(sysroot, r, ())).st_uid
+        except OSError:
+            owner = None
+        if owner != uid:  # a site user's `ln -s` onto another site, /etc or a packaged app
+            raise ConfigError(pool.config_file, None,
+                              f"pool {pool.name}: site root {p} leads through {link}, a symlink of uid {uid}, "
+                              f"to {r}, owned by {'nobody' if owner is None else f'uid {owner}'}: a user's "
+                              f"symlink may lead only into what that user owns; set root = in {CONFIG}")
+        users_links[r] = p
     writes = sorted({canon(p, "write") for p in values["write"]})
     for w in writes:
         if w == "/" or w in SYSTEM_DIRS or w in _PARENTS or any(w == d or w.startswith(d + "/") for d in NO_WRITE):
@@ -372,6 +415,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
         write_paths=writes, origin=origin,
         share_paths=sorted({canon(p, "share") for p in values["share"]}),
         symlinked={r: p for p, r in resolved.items() if p.rstrip("/") != r},
+        users_links=users_links,
         vhosts=webserver.names(served),
         web_roots=list(dict.fromkeys(p for v in served for p, _ in v.roots)),
     )
