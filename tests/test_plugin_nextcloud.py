@@ -97,6 +97,21 @@ def test_hostile_and_computed_config_values(tmp_path):
     assert not evaluate.allows(hat, "write", "/x")
 
 
+@pytest.mark.parametrize("temp", ["/var/tmp", "/tmp/", "/dev/shm"])
+def test_every_pools_temp_dir_is_not_one_pools_tempdirectory(tmp_path, temp):
+    """'tempdirectory' => '/var/tmp' would make the whole shared temp dir this pool's own,
+    writable and excepted for code (Nextcloud unpacks PHP there): a dir of its own inside
+    it is fine (below), the whole of it is not."""
+    s, found, pol, text = build(tmp_path, extra=f"  'tempdirectory' => '{temp}',\n")
+    app = app_of(found)
+    assert app.info["tempdirectory"] is None
+    said = [f for f in nextcloud.php_fpm_apparmor_check(s, app) if "'tempdirectory'" in f]
+    assert said and (temp != "/var/tmp" or "every pool's temp directory" in said[0]), said
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert not evaluate.allows(hat, "write", temp.rstrip("/") + "/x.php")
+    assert all(d.path.rstrip("/") != temp.rstrip("/") for d in pol.data_dirs)
+
+
 def test_extra_config_files_merge_like_nextcloud(tmp_path):
     at.nextcloud(tmp_path, R)
     (tmp_path / R.lstrip("/") / "config/zz.config.php").write_text(

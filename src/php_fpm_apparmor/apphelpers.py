@@ -616,6 +616,8 @@ def clean_version(value) -> str | None:
 
 # --- paths ------------------------------------------------------------------------------
 
+# Temp directories every pool shares: an app's own dir there, never the whole of one.
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
 # Paths a config value may never turn into a writable rule, whatever the app says.
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
                "/root", "/run", "/sbin", "/sys", "/usr", "/var/lib/dpkg", "/var/lib/apt",
@@ -634,6 +636,8 @@ def unsafe_path(path: str) -> str | None:
             return f"inside the system directory {d}"
     if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
         return "too broad (a top-level directory)"
+    if norm in SHARED_TEMP:
+        return "every pool's temp directory (a directory of its own inside it is fine)"
     return None
 
 

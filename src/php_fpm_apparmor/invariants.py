@@ -425,7 +425,7 @@ _NO_DATA_DIR = tuple(sites.NO_WRITE)
 
 
 def _bad_data_dir(path: str) -> str | None:
-    if path in ("/", *sites._PARENTS) or (path in sites.SYSTEM_DIRS and path not in ("/tmp", "/var/tmp")):
+    if path in ("/", *sites._PARENTS) or path in sites.SYSTEM_DIRS:
         return "is a system directory"
     if any(_inside(path, d) for d in _NO_DATA_DIR):
         return "is inside a system directory"
