@@ -79,6 +79,10 @@ def _read_config(site, root: str, config_dir: str, problems: list) -> tuple[dict
     return merged, where
 
 
+# Where a helper program config.php names may live: installed software, not a site's files.
+PROGRAM_DIRS = ("/usr/", "/bin/", "/sbin/", "/opt/")
+
+
 def _settings(site, root: str) -> dict:
     problems: list[str] = []
     env = getattr(site.pool, "env", None) or {}
@@ -113,8 +117,31 @@ def _settings(site, root: str) -> dict:
     data = path_value("datadirectory", root + "/data")
     logfile = path_value("logfile", None)
     tempdirectory = path_value("tempdirectory", None)
-    office = path_value("preview_libreoffice_path", None)
-    ffmpeg = path_value("preview_ffmpeg_path", None)
+    def program(key):
+        """A helper program config.php names: only an installed one (root's, in /usr, /bin or
+        /opt, writable by root alone). A site's own file there would run its owner's native
+        code (a miner) as this pool's helper."""
+        value = config.get(key)
+        if value is None:
+            return None
+        here = where.get(key, config_dir + "/config.php")
+        if value is UNKNOWN or not isinstance(value, str) or not value.startswith("/"):
+            problems.append(f"{here}: '{key}' is not a literal absolute path: the installed one is used")
+            return None
+        try:
+            canon = site.canonical(value)
+            st = site.disk(canon).stat()
+        except Exception:  # missing, a symlink loop
+            problems.append(f"{here}: '{key}' {value!r} is not there: the installed one is used")
+            return None
+        if not canon.startswith(PROGRAM_DIRS) or st.st_uid != 0 or st.st_mode & 0o022:
+            problems.append(f"{here}: '{key}' {value!r} is not a program root installed (in "
+                            f"{', '.join(PROGRAM_DIRS)}, writable by root alone): the installed one is used")
+            return None
+        return canon
+
+    office = program("preview_libreoffice_path")
+    ffmpeg = program("preview_ffmpeg_path")
     apps = []
     raw_apps = config.get("apps_paths")
     if raw_apps is None:

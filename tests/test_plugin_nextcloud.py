@@ -112,6 +112,26 @@ def test_every_pools_temp_dir_is_not_one_pools_tempdirectory(tmp_path, temp):
     assert all(d.path.rstrip("/") != temp.rstrip("/") for d in pol.data_dirs)
 
 
+@pytest.mark.parametrize("path,runs", [
+    (R + "/bin/ffmpeg", False),  # the site's own file: its owner's native code
+    ("/opt/ffmpeg/ffmpeg", False),  # installed, but group-writable
+    ("/usr/local/bin/ffmpeg", True),  # root's, writable by root alone
+])
+def test_a_configured_helper_program_runs_only_if_root_installed_it(tmp_path, path, runs):
+    import os
+    if runs and os.geteuid() != 0:
+        pytest.skip("root's program: the tree's files must be root's (run as root)")
+    disk = tmp_path / path.lstrip("/")
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    disk.write_bytes(b"\x7fELF")
+    disk.chmod(0o775 if path.startswith("/opt") else 0o755)
+    s, found, pol, text = build(tmp_path, extra=f"  'preview_ffmpeg_path' => '{path}',\n")
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert (evaluate.exec_transition(hat, path) is not None) is runs, text
+    problems = app_of(found).info["problems"]
+    assert any("'preview_ffmpeg_path'" in p and "writable by root alone" in p for p in problems) is not runs
+
+
 def test_extra_config_files_merge_like_nextcloud(tmp_path):
     at.nextcloud(tmp_path, R)
     (tmp_path / R.lstrip("/") / "config/zz.config.php").write_text(
