@@ -400,10 +400,12 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
         except OSError:
             owner = None
         if owner != uid:  # a site user's `ln -s` onto another site, /etc or a packaged app
+            way = f"is a symlink of uid {uid}" if link == p.rstrip("/") else \
+                f"leads through {link}, a symlink of uid {uid},"
             raise ConfigError(pool.config_file, None,
-                              f"pool {pool.name}: site root {p} leads through {link}, a symlink of uid {uid}, "
-                              f"to {r}, owned by {'nobody' if owner is None else f'uid {owner}'}: a user's "
-                              f"symlink may lead only into what that user owns; set root = in {CONFIG}")
+                              f"pool {pool.name}: site root {p} {way} to {r}, owned by "
+                              f"{'nobody' if owner is None else f'uid {owner}'}: a user's symlink may lead "
+                              f"only into what that user owns; set root = in {CONFIG}")
         users_links[r] = p
     writes = sorted({canon(p, "write") for p in values["write"]})
     for w in writes:
