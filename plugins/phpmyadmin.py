@@ -154,8 +154,10 @@ def php_fpm_apparmor_check(site, app):
                 f"be requested; set 'tempDir' in libraries/vendor_config.php or config.inc.php "
                 f"($cfg['TempDir']) to a directory outside {app.root}"]
     if app.info.get("temp") and not temp:
-        return [f"phpMyAdmin's tempDir {app.info['temp']} is not usable (a system or top-level "
-                f"directory): phpMyAdmin runs without a template cache"]
+        return [f"phpMyAdmin's tempDir {app.info['temp']} is not usable (outside this copy's tree, "
+                f"named by the site's own vendor_config.php; or a system or top-level directory): "
+                f"phpMyAdmin runs without a template cache (a copy in a web root may keep it only in "
+                f"its own tree; Debian's package keeps it in /var/lib/phpmyadmin/tmp)"]
     return []
 
 

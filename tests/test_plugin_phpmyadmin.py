@@ -138,6 +138,8 @@ def test_a_sites_own_copy_cannot_name_debians_config_or_a_temp_dir_outside_it(tm
     for path in ("/var/lib/phpmyadmin/tmp/twig/x.php", "/home/alice/x.php", "/home/alice/notes.txt"):
         assert not evaluate.allows(hat, "write", path), path
     assert b.policy.data_dirs == []
+    findings = testing.plugins().call("php_fpm_apparmor_check", site=s, app=b.apps[0])
+    assert any("is not usable (outside this copy's tree" in f for f in findings), findings
 
 
 def test_trace_shows_which_plugin_answered_what(tmp_path, cli):
