@@ -117,10 +117,11 @@ def _settings(site, root: str) -> dict:
     data = path_value("datadirectory", root + "/data")
     logfile = path_value("logfile", None)
     tempdirectory = path_value("tempdirectory", None)
+
     def program(key):
-        """A helper program config.php names: only an installed one (root's, in /usr, /bin or
-        /opt, writable by root alone). A site's own file there would run its owner's native
-        code (a miner) as this pool's helper."""
+        """A helper program config.php names: only an installed one (root's, in PROGRAM_DIRS,
+        writable by root alone). A site's own file there would run its owner's native code
+        (a miner) as this pool's helper."""
         value = config.get(key)
         if value is None:
             return None
