@@ -39,7 +39,7 @@ class Site:
     share_paths: list[str] = field(default_factory=list)
     origin: str = ""  # where the roots came from (config section or inferred from which key)
     symlinked: dict = field(default_factory=dict)  # canonical root -> the configured path, if a link
-    users_links: dict = field(default_factory=dict)  # the same, where a user (not root) owns a link on the way
+    users_links: set = field(default_factory=set)  # of those roots, the ones a user (not root) links to
     vhosts: list[str] = field(default_factory=list)  # server names of the vhosts passing PHP here
     web_roots: list[str] = field(default_factory=list)  # every root those vhosts name, even refused ones
 
@@ -389,7 +389,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
         if r == "/" or r in SYSTEM_DIRS:
             raise ConfigError(pool.config_file, None,
                               f"pool {pool.name}: site root {r} is a system directory; set root = in {CONFIG}")
-    users_links = {}  # canonical root -> the configured path, through a user's symlink
+    users_links = set()  # canonical roots reached through a user's symlink
     for p, r in resolved.items():
         hit = users_link(sysroot, p) if p.rstrip("/") != r else None
         if hit is None:
@@ -406,7 +406,7 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
                               f"pool {pool.name}: site root {p} {way} to {r}, owned by "
                               f"{'nobody' if owner is None else f'uid {owner}'}: a user's symlink may lead "
                               f"only into what that user owns; set root = in {CONFIG}")
-        users_links[r] = p
+        users_links.add(r)
     writes = sorted({canon(p, "write") for p in values["write"]})
     for w in writes:
         if w == "/" or w in SYSTEM_DIRS or w in _PARENTS or any(w == d or w.startswith(d + "/") for d in NO_WRITE):
