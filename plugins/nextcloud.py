@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 
 from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, ExecRule, Expectation, FileRule,
-                                  find_binaries, hookimpl, IncludeRule, is_within, lit,
-                                  NetworkRule, read_php, site_ini, under, unsafe_path,
-                                  WriteException)
+                                  find_binaries, hookimpl, IncludeRule, is_within, lit, named_path,
+                                  NetworkRule, read_php, site_ini, under, WriteException)
 
 __version__ = "1.0"
 NAME = "nextcloud"
@@ -53,10 +52,12 @@ def _natural(name: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-def _read_config(site, root: str, config_dir: str, problems: list) -> tuple[dict, dict]:
-    """Merged $CONFIG of config.php and *.config.php (Config::readData) and where each key is."""
+def _read_config(site, root: str, config_dir: str, problems: list) -> tuple[dict, dict, dict]:
+    """Merged $CONFIG of config.php and *.config.php (Config::readData), where each key is
+    (file:line) and the file that set it (its PhpFacts: whose word a path is)."""
     merged: dict = {}
     where: dict = {}
+    told: dict = {}
     files = [config_dir + "/config.php"]
     disk_dir = site.disk(config_dir)
     try:
@@ -76,7 +77,8 @@ def _read_config(site, root: str, config_dir: str, problems: list) -> tuple[dict
         for key, value in (config or {}).items():
             merged[key] = value
             where[key] = facts.where("$CONFIG")
-    return merged, where
+            told[key] = facts
+    return merged, where, told
 
 
 # Where a helper program config.php names may live: installed software, not a site's files.
@@ -89,25 +91,23 @@ def _settings(site, root: str) -> dict:
     config_dir = root + "/config"
     custom = env.get("NEXTCLOUD_CONFIG_DIR") if isinstance(env, dict) else None
     if custom:
-        canon = site.canonical(custom.rstrip("/"))
-        why = unsafe_path(canon)
+        canon, why = named_path(site, custom.rstrip("/"))
         if why:
             problems.append(f"pool env NEXTCLOUD_CONFIG_DIR {custom!r} is {why}: ignored")
         else:
             config_dir = canon
-    config, where = _read_config(site, root, config_dir, problems)
+    config, where, told = _read_config(site, root, config_dir, problems)
 
-    def path_value(key, default, *, exists_ok=True):
-        value = config.get(key, default)
+    def path_value(key, default):
+        value, teller = config.get(key, default), told.get(key)  # a default is nobody's word
         if value is UNKNOWN or not isinstance(value, str) or not value.startswith("/"):
             if key in config:
                 problems.append(f"{where[key]}: '{key}' is not a literal absolute path: "
                                 f"assuming {default}")
-            value = default
+            value, teller = default, None
         if value is None:
             return None
-        canon = site.canonical(value.rstrip("/"))
-        why = unsafe_path(canon)
+        canon, why = named_path(site, value.rstrip("/"), teller)
         if why:
             problems.append(f"{where.get(key, config_dir + '/config.php')}: '{key}' {value!r} is "
                             f"{why}: no rules for it")
@@ -153,10 +153,9 @@ def _settings(site, root: str) -> dict:
                 problems.append(f"{where['apps_paths']}: an apps_paths entry is not literal: "
                                 "skipped")
                 continue
-            canon = site.canonical(entry["path"].rstrip("/"))
-            if unsafe_path(canon) and not is_within(canon, root):
-                problems.append(f"{where['apps_paths']}: apps path {entry['path']!r} is "
-                                f"{unsafe_path(canon)}: skipped")
+            canon, why = named_path(site, entry["path"].rstrip("/"), told["apps_paths"])
+            if why:
+                problems.append(f"{where['apps_paths']}: apps path {entry['path']!r} is {why}: skipped")
                 continue
             apps.append((canon, entry.get("writable") is True))
     return {

@@ -24,8 +24,8 @@ import posixpath
 from pathlib import Path
 
 from php_fpm_apparmor.api import (UNKNOWN, App, clean_version, DataDir, Expectation, ext_glob, FileRule,
-                                  hookimpl, is_within, lit, open_regular, pool_names, read_php, under,
-                                  unsafe_path, WriteException)
+                                  hookimpl, is_within, lit, named_path, open_regular, pool_names, read_php,
+                                  under, WriteException)
 
 __version__ = "1.0"
 NAME = "wordpress"
@@ -131,17 +131,11 @@ def _layout(site, root: str) -> dict:
             return default
         return value
 
-    def resolved(path: str):
-        """(canonical path, None), or (None, why) when that leaves the site for a place no
-        app may have: a site's symlink (wp-content/plugins -> /etc/...) is the site user's."""
-        try:
-            canon = site.canonical(path)
-        except Exception as exc:  # a symlink loop
-            return None, str(exc)
-        why = unsafe_path(canon)
-        if why and why.startswith("inside the system directory") and any(is_within(canon, r) for r in site.roots):
-            why = None  # Debian's /usr/share/wordpress: its own subdirectories
-        return (None, f"{canon}, {why}") if why else (canon, None)
+    def resolved(path: str, told_by=None):
+        """(canonical path, None), or (None, why) when that leaves the site for a place this
+        pool may not have: wp-config.php and the site's symlinks are the site user's word."""
+        canon, why = named_path(site, path, told_by)
+        return (None, f"{canon}, {why}" if canon else why) if why else (canon, None)
 
     def default_dir(default: str) -> str:
         canon, why = resolved(default)
@@ -157,7 +151,7 @@ def _layout(site, root: str) -> dict:
         if not isinstance(value, str):
             problems.append(f"{facts.where(name)}: {name} is not a string path; using {default}")
             return default_dir(default)
-        canon, why = resolved(value.rstrip("/"))
+        canon, why = resolved(value.rstrip("/"), facts)
         if canon is None:
             problems.append(f"{facts.where(name)}: {name} {value!r} leads to {why}: ignored, using {default}")
             return default_dir(default)
@@ -183,9 +177,12 @@ def _layout(site, root: str) -> dict:
         debug_log = content + "/debug.log"
     elif isinstance(debug_log, str) and debug_log.startswith("/"):
         # judged where it leads: a debug.log linked to another user's file is not a log
-        debug_log = resolved(debug_log)[0]
+        named, (debug_log, why) = debug_log, resolved(debug_log, facts)
         if debug_log is not None and not debug_log.endswith(".log"):
-            debug_log = None
+            debug_log, why = None, f"{debug_log}, not a .log file"
+        if why:
+            problems.append(f"{facts.where('WP_DEBUG_LOG')}: WP_DEBUG_LOG {named!r} leads to {why}: "
+                            f"not writable")
     else:
         debug_log = None
     multisite = bool(const("MULTISITE", False))

@@ -57,6 +57,8 @@ def _settings(site, wp: dict) -> dict:
     if facts.exists:
         value = facts.assigns.get("$cache_path")
         if isinstance(value, str) and value.startswith("/"):
+            # only inside wp-content (WordPress judged whose it is) or the site: named_path()'s
+            # ownership question never arises, and a symlink out of them is refused below
             canon = site.canonical(value.rstrip("/"))
             why = unsafe_path(canon)
             if why:

@@ -7,6 +7,8 @@ own, held to PHP itself by the tests: this oracle is for the tokens and the pars
 
 from __future__ import annotations
 
+import os
+
 import posixpath
 import re
 from dataclasses import dataclass
@@ -212,11 +214,13 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_READ + 1)
+            st = os.fstat(fh.fileno())  # (the reader's owner and mode: not parsing, compared alike)
     except OSError as exc:
         if path.exists():
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
         return facts
     facts.exists = True
+    facts.uid, facts.mode = st.st_uid, st.st_mode & 0o7777
     if len(data) > MAX_READ:
         facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
         data = data[:MAX_READ]

@@ -132,6 +132,43 @@ def test_a_configured_helper_program_runs_only_if_root_installed_it(tmp_path, pa
     assert any("'preview_ffmpeg_path'" in p and "writable by root alone" in p for p in problems) is not runs
 
 
+@pytest.mark.parametrize("key,value,config_owner,dir_owner,opened", [
+    ("datadirectory", D, 33, 33, True),  # www-data's config, www-data's data: the usual setup
+    ("datadirectory", D, 33, 1002, False),  # another user's directory
+    ("datadirectory", D, 33, 0, False),  # root's, named by the web user's config
+    ("logfile", "/home/alice/nc.log", 33, 1002, False),
+    ("tempdirectory", "/srv/nc-tmp", 33, 0, False),
+    ("datadirectory", D, 0, 0, True),  # root's config.php: the admin's word
+])
+def test_config_php_opens_only_its_owners_dirs_outside_the_site(tmp_path, key, value, config_owner, dir_owner,
+                                                                 opened):
+    """config.php belongs to the web user (Nextcloud rewrites it): the places it names
+    outside the site are opened only if that user owns them, unless root wrote it."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("gives files to other users (chown): as root")
+    extra = "" if key == "datadirectory" else f"  '{key}' => '{value}',\n"
+    root = at.nextcloud(tmp_path, R, extra=extra)
+    os.chown(root / "config/config.php", config_owner, config_owner)
+    place = tmp_path / value.lstrip("/")
+    if value.endswith(".log"):
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.write_text("")
+        place = place.parent
+    place.mkdir(parents=True, exist_ok=True)
+    for p in [place, *place.iterdir()]:
+        os.chown(p, dir_owner, dir_owner)
+    s = at.site(tmp_path, "cloud", [R])
+    found, pol, text = at.build(s)
+    app = app_of(found)
+    got = app.info["data" if key == "datadirectory" else key]
+    assert (got == value) is opened
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert evaluate.allows(hat, "write", value if value.endswith(".log") else value + "/x.txt") is opened, text
+    said = [p for p in app.info["problems"] if f"'{key}'" in p and "config.php" in p]
+    assert bool(said) is not opened and all(f"owned by uid {dir_owner}" in p for p in said), said
+
+
 def test_extra_config_files_merge_like_nextcloud(tmp_path):
     at.nextcloud(tmp_path, R)
     (tmp_path / R.lstrip("/") / "config/zz.config.php").write_text(

@@ -1,5 +1,6 @@
 """WordPress plugin on Debian's real WordPress tree: detection, layouts, least privilege."""
 
+import os
 import time
 
 import pytest
@@ -239,6 +240,100 @@ def test_a_site_naming_another_sites_data_dir_is_refused_not_shared(tmp_path):
     for name in ("b", "b2"):
         problem = entries[name].problem
         assert "reaches pool a's data dir" in problem and "reaches pool b" not in problem, problem
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other users (chown): as root")
+CUSTOMER = 1001  # the site's owner: wp-config.php is theirs
+
+
+def _owned_dir(tmp_path, path: str, uid: int) -> None:
+    """`path` in the tree with a file in it, both owned by `uid`."""
+    disk = tmp_path / path.lstrip("/")
+    disk.mkdir(parents=True, exist_ok=True)
+    (disk / "secret.txt").write_text("not the blog's\n")
+    for p in (disk, disk / "secret.txt"):
+        os.chown(p, uid, uid)
+
+
+@needs_root
+@pytest.mark.parametrize("name,value,owner,opened", [
+    ("WP_CONTENT_DIR", "/home/alice/content", 1002, False),  # another user's home
+    ("WP_CONTENT_DIR", "/srv/backups", 0, False),  # root's, named by a customer
+    ("WP_PLUGIN_DIR", "/home/bob/private", 1003, False),  # read-only: still another user's
+    ("WP_LANG_DIR", "/var/www/shared-l10n", 33, False),  # the web server user's: not the customer's
+    ("WP_CONTENT_DIR", "/home/blog/content", CUSTOMER, True),  # the customer's own
+    ("WP_CONTENT_DIR", "/home/blog/new/content", None, True),  # not there yet: /home/blog is theirs
+])
+def test_a_customers_wp_config_opens_only_the_customers_dirs(tmp_path, name, value, owner, opened):
+    """wp-config.php is the site user's word: a directory outside the site that it names is
+    opened only if that user owns it (or, not there yet, the nearest parent that is). A
+    customer's define() must not open another user's home or root's backups to the pool on
+    the next regenerate (a package trigger, an admin's pool edit)."""
+    root = at.wordpress(tmp_path, "/var/www/blog", extra=f"define( '{name}', '{value}' );")
+    os.chown(root / "wp-config.php", CUSTOMER, CUSTOMER)
+    if owner is None:
+        _owned_dir(tmp_path, "/home/blog", CUSTOMER)
+    else:
+        _owned_dir(tmp_path, value, owner)
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    found, pol, text = at.build(s)
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "read", f"{value}/secret.txt") is opened, text
+    if name == "WP_CONTENT_DIR":
+        assert evaluate.allows(hat, "write", f"{value}/uploads/2026/12/a.jpg") is opened
+    problems = wordpress.php_fpm_apparmor_check(s, wp_of(found))
+    refused = [p for p in problems if name in p and value in p]
+    if opened:
+        assert not refused, refused
+    else:
+        assert len(refused) == 1 and "/var/www/blog/wp-config.php:" in refused[0], problems
+        assert f"owned by uid {owner}" in refused[0] and f"(uid {CUSTOMER})" in refused[0], refused
+
+
+@needs_root
+@pytest.mark.parametrize("mode,opened", [(0o644, True), (0o664, False), (0o666, False)])
+def test_roots_wp_config_is_the_admins_word_unless_others_may_write_it(tmp_path, mode, opened):
+    """A wp-config.php root owns and alone may write names any place (root's /srv); one its
+    group or everyone may write is nobody's word in particular: nothing outside the site."""
+    root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content")
+    os.chmod(root / "wp-config.php", mode)
+    _owned_dir(tmp_path, "/srv/blog-content", 0)
+    found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "read", "/srv/blog-content/secret.txt") is opened
+    assert (wp_of(found).info["content"] == "/srv/blog-content") is opened
+
+
+@needs_root
+def test_the_admins_read_setting_vouches_for_a_dir_the_customer_names(tmp_path):
+    """The refusal's remedy: the pool's `read =` (the admin's word) makes the place this
+    pool's, whoever owns it."""
+    root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content")
+    os.chown(root / "wp-config.php", CUSTOMER, CUSTOMER)
+    _owned_dir(tmp_path, "/srv/blog-content", 0)
+    s = at.site(tmp_path, "blog", ["/var/www/blog"])
+    s.read_paths = ["/srv/blog-content"]
+    app = wp_of(at.build(s)[0])
+    assert app.info["content"] == "/srv/blog-content"
+
+
+@needs_root
+@pytest.mark.parametrize("target_owner,opened", [(1002, False), (CUSTOMER, True)])
+def test_a_customers_symlink_for_a_default_dir_leads_only_to_their_own(tmp_path, target_owner, opened):
+    """wp-content/plugins -> /home/alice/plugins, the link the customer's: judged as if
+    wp-config.php named the place (root's links, as Debian's, lead anywhere: see
+    test_debian_layout_content_in_var_lib)."""
+    root = at.wordpress(tmp_path, "/var/www/blog")
+    _owned_dir(tmp_path, "/home/alice/plugins", target_owner)
+    import shutil
+    shutil.rmtree(root / "wp-content/plugins")
+    (root / "wp-content/plugins").symlink_to("/home/alice/plugins")
+    os.lchown(root / "wp-content/plugins", CUSTOMER, CUSTOMER)
+    found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
+    hat = evaluate.parse(text)["php-fpm//blog"]
+    assert evaluate.allows(hat, "read", "/home/alice/plugins/secret.txt") is opened, text
+    problems = wp_of(found).info["problems"]
+    assert any("/home/alice/plugins" in p and "not opened" in p for p in problems) is not opened, problems
 
 
 def test_multisite_and_legacy_blogs_dir(tmp_path):

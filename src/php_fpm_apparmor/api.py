@@ -19,8 +19,8 @@ Compatibility rule (API_VERSION = "MAJOR.MINOR"):
 from __future__ import annotations
 
 from .apphelpers import (UNKNOWN, NotRegular, PhpFacts, any_case, canonical_or_none, clean_version, ext_glob,
-                         find_binaries, is_within, open_regular, plugin_header, pool_names, read_php, site_ini,
-                         temp_dir, unsafe_path)
+                         find_binaries, is_within, named_path, open_regular, plugin_header, pool_names,
+                         read_php, site_ini, temp_dir, unsafe_path)
 from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
@@ -29,7 +29,8 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
                      under)
 from .sites import Site
 
-API_VERSION = "1.2"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular()
+API_VERSION = "1.3"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
+# 1.3: named_path(), PhpFacts.uid and .mode
 
 __all__ = [
     "API_VERSION",
@@ -39,7 +40,8 @@ __all__ = [
     "Rule", "FileRule", "ExecRule", "NetworkRule", "CapabilityRule", "SignalRule", "PtraceRule",
     "IncludeRule", "WriteException", "DataDir", "CODE_EXTENSIONS", "CODE_FILES", "HAT", "MASTER",
     # building paths
-    "lit", "under", "never_code", "any_case", "ext_glob", "unsafe_path", "is_within", "canonical_or_none",
+    "lit", "under", "never_code", "any_case", "ext_glob", "unsafe_path", "named_path", "is_within",
+    "canonical_or_none",
     "find_binaries", "temp_dir", "site_ini", "pool_names",
     # reading an app's files without running them
     "read_php", "PhpFacts", "UNKNOWN", "plugin_header", "clean_version", "open_regular", "NotRegular",

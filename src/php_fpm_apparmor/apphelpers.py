@@ -422,6 +422,8 @@ class PhpFacts:
     assigns: dict = field(default_factory=dict)  # "$var" -> value (last assignment wins)
     lines: dict = field(default_factory=dict)  # NAME / "$var" -> line number
     problems: list = field(default_factory=list)  # "file:line: message" strings
+    uid: int | None = None  # the owner of the file read: whose word its paths are (named_path)
+    mode: int | None = None  # its permission bits
 
     def define(self, name, default=None):
         return self.defines.get(name, default)
@@ -464,6 +466,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
         return facts
     facts.exists = True
+    facts.uid, facts.mode = st.st_uid, stat.S_IMODE(st.st_mode)
     if len(data) > MAX_READ:
         facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
         data = data[:MAX_READ]
@@ -584,7 +587,7 @@ def _copy_value(value):
 def _copy_facts(facts: PhpFacts) -> PhpFacts:
     return PhpFacts(file=facts.file, exists=facts.exists, defines=_copy_value(facts.defines),
                     assigns=_copy_value(facts.assigns), lines=dict(facts.lines),
-                    problems=list(facts.problems))
+                    problems=list(facts.problems), uid=facts.uid, mode=facts.mode)
 
 
 # --- plugin headers and versions -------------------------------------------------------
@@ -626,12 +629,16 @@ SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/li
 
 def unsafe_path(path: str) -> str | None:
     """Why `path` must not become a read/write tree of an app, or None when acceptable."""
+    return _unsafe(path, system_ok=False)
+
+
+def _unsafe(path, system_ok: bool) -> str | None:
     if not isinstance(path, str) or not path.startswith("/"):
         return "not an absolute path"
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
         return "contains a control character"
     norm = posixpath.normpath(path)
-    for d in SYSTEM_DIRS:
+    for d in () if system_ok else SYSTEM_DIRS:
         if norm == d or norm.startswith(d + "/"):
             return f"inside the system directory {d}"
     if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
@@ -644,6 +651,73 @@ def unsafe_path(path: str) -> str | None:
 def is_within(path: str, parent: str) -> bool:
     parent = parent.rstrip("/") or "/"
     return path == parent or path.startswith(parent + "/") or parent == "/"
+
+
+def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
+    """(canonical path, None) for a path a site's file names (or a default place reached
+    through the site's symlinks) that this pool may have; (canonical path or None, why) when
+    it may not.
+
+    Whose word it is decides. The admin's (a file root owns and alone may write, root's
+    symlinks, the pool's read/write/share settings) may name any place unsafe_path()
+    accepts. A user's (the owner of told_by, of a symlink on the way) only a place inside
+    the pool's roots, or one that same user owns: a customer's wp-config.php naming
+    /home/alice or root's /srv/backups must not open them to its pool on the next
+    regenerate. told_by: the PhpFacts the path was read from, or that file's system path;
+    None for a default place (then only the symlinks on the way speak)."""
+    from .sites import CONFIG, users_link
+
+    try:
+        canon = site.canonical(path)
+    except Exception as exc:  # a symlink loop, a NUL byte
+        return None, str(exc)
+    inside = any(is_within(canon, r) for r in site.roots)
+    # inside the roots a system directory is the site's own (Debian's /usr/share/wordpress)
+    why = _unsafe(canon, system_ok=inside)
+    if why or inside:
+        return canon, why
+    if any(is_within(canon, p) for p in (*site.read_paths, *site.write_paths, *site.share_paths)):
+        return canon, None
+    tellers = []  # (uid or None for "anyone", what spoke)
+    if told_by is not None:
+        if isinstance(told_by, PhpFacts):
+            uid, mode, what = told_by.uid, told_by.mode, told_by.file
+        else:
+            try:
+                st = site.disk(told_by).stat()
+                uid, mode = st.st_uid, stat.S_IMODE(st.st_mode)
+            except (OSError, ValueError):
+                uid = mode = None
+            what = told_by
+        # a file others may write is their word too: nobody's in particular
+        shared = mode is None or mode & 0o002 or (uid == 0 and mode & 0o020)
+        tellers.append((None if shared else uid, what))
+    hit = users_link(site.sysroot, path)
+    if hit is not None:
+        tellers.append((hit[1], f"the symlink {hit[0]}"))
+    users = [(uid, what) for uid, what in tellers if uid != 0]
+    if not users:
+        return canon, None
+    owner = _owner(site, canon)
+    for uid, what in users:
+        if uid is None or uid != owner:
+            by = f"{what}, writable by others" if uid is None else f"{what} (uid {uid})"
+            return canon, (f"outside the site and owned by {'nobody' if owner is None else f'uid {owner}'}, "
+                           f"named by {by}: a site's files may name only their owner's directories; "
+                           f"if it is meant, list it under read =, write = or share = in {CONFIG}")
+    return canon, None
+
+
+def _owner(site, canon: str) -> int | None:
+    """The uid owning `canon`, or its nearest existing parent (who may create it)."""
+    p = canon
+    while True:
+        try:
+            return site.disk(p).stat().st_uid
+        except (OSError, ValueError):
+            if p == "/":
+                return None
+            p = posixpath.dirname(p)
 
 
 def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin")) -> list[str]:
