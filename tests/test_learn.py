@@ -104,6 +104,34 @@ def test_learn_proposes_and_writes_only_what_is_safe(tmp_path, cli):
     assert "include if exists <local/php-fpm.d/a>" in text and "cache.json" not in text
 
 
+def test_another_users_file_is_never_offered(tmp_path, cli):
+    """A hacked site probing during the learning period (complain mode logs ALLOWED) reads
+    alice's files: the log's ouid says whose they are. Root's files and the pool user's
+    own are offered; another user's outside the site never, inside the site's roots (a
+    deploy user's files) as usual."""
+    root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a")})
+    assert cli("generate", root=root).returncode == 0
+    log = tmp_path / "audit.log"
+
+    def owned(n, name, ouid, mask="r"):
+        return line(n, name, mask=mask, st="ALLOWED").replace("ouid=33", f"ouid={ouid}")
+
+    log.write_text("\n".join([
+        owned(1, "/home/alice/notes.txt", 33),
+        owned(2, "/home/alice/notes.txt", 1002),  # one record of another user's file is enough
+        owned(3, "/srv/shared/logo.png", 0),  # root's
+        owned(4, "/srv/a-data/cache.json", 33, mask="wc"),  # the pool user's own
+        owned(5, "/var/www/a/deploy/cache.json", 1000, mask="wc"),  # inside the site
+    ]) + "\n")
+    proc = cli("--json", "learn", "--log", str(log), root=root)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["rules"] == {"a": ['"/srv/a-data/cache.json" w,', '"/srv/shared/logo.png" r,',
+                                  '"/var/www/a/deploy/cache.json" w,']}, out["rules"]
+    why = {r["what"]: r["why"] for r in out["refused"]}
+    assert "another user's file (uid 1002; the pool runs as uid 33)" in why["r /home/alice/notes.txt"], why
+
+
 def test_learned_rules_that_break_the_profile_are_taken_back(tmp_path, cli):
     root = make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a")})
     assert cli("generate", root=root).returncode == 0

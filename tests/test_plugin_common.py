@@ -129,6 +129,64 @@ def test_unsafe_path(path, bad):
     assert bool(unsafe_path(path)) == bad
 
 
+@pytest.mark.parametrize("file_owner,file_mode,link_owner,target_owner,ok", [
+    (1001, 0o644, None, 1001, True),  # the customer's file names the customer's dir
+    (1001, 0o644, None, 1002, False),  # ... another user's
+    (1001, 0o644, None, 0, False),  # ... root's
+    (0, 0o644, None, 1002, True),  # root's file: the admin's word
+    (0, 0o664, None, 0, False),  # root's, but its group may write it: nobody's in particular
+    (1001, 0o646, None, 1001, False),  # everyone may write it
+    (None, None, 1001, 1001, True),  # a default place through the customer's own symlink
+    (None, None, 1001, 1002, False),  # ... onto another user's
+    (None, None, 0, 1002, True),  # root's symlink leads anywhere
+    (0, 0o644, 1001, 1002, False),  # root's file, but the way passes the customer's symlink
+])
+def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_owner, target_owner, ok):
+    """api.named_path: outside the pool's roots, each non-root teller (the file that names
+    the place, a symlink on the way) must own it."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("gives files to other users (chown): as root")
+    from php_fpm_apparmor.api import named_path
+    site = at.site(tmp_path, "blog", ["/var/www/blog"])
+    (tmp_path / "var/www/blog").mkdir(parents=True)
+    target = tmp_path / "srv/place"
+    target.mkdir(parents=True)
+    os.chown(target, target_owner, target_owner)
+    path = "/srv/place"
+    if link_owner is not None:
+        (tmp_path / "home/blog").mkdir(parents=True)
+        (tmp_path / "home/blog/link").symlink_to("/srv/place")
+        os.lchown(tmp_path / "home/blog/link", link_owner, link_owner)
+        path = "/home/blog/link"
+    told_by = None
+    if file_owner is not None:
+        conf = tmp_path / "var/www/blog/wp-config.php"
+        conf.write_text(f"<?php define('WP_CONTENT_DIR', '{path}');\n")
+        os.chown(conf, file_owner, file_owner)
+        conf.chmod(file_mode)
+        told_by = read_php(conf, "/var/www/blog/wp-config.php")
+        assert (told_by.uid, told_by.mode) == (file_owner, file_mode)
+    canon, why = named_path(site, path, told_by)
+    assert canon == "/srv/place"
+    assert (why is None) is ok, why
+    # the same judgement from the file's path instead of its facts
+    if told_by is not None:
+        assert named_path(site, path, "/var/www/blog/wp-config.php") == (canon, why)
+
+
+def test_named_path_inside_the_roots_and_system_dirs(tmp_path):
+    from php_fpm_apparmor.api import named_path
+    site = at.site(tmp_path, "wp", ["/usr/share/wordpress"])
+    (tmp_path / "usr/share/wordpress/wp-content").mkdir(parents=True)
+    assert named_path(site, "/usr/share/wordpress/wp-content") == ("/usr/share/wordpress/wp-content", None)
+    assert "system directory /etc" in named_path(site, "/etc/phpmyadmin")[1]
+    assert "control character" in named_path(site, "/usr/share/wordpress/a\nb")[1]
+    site.read_paths = ["/srv/shared"]  # the admin's word: whoever owns it
+    assert named_path(site, "/srv/shared/x", "/nonexistent.php") == ("/srv/shared/x", None)
+    assert named_path(site, "/srv/other", "/nonexistent.php")[1]  # a file not there: nobody's word
+
+
 def test_any_case_and_ext_glob():
     assert _common.any_case("mp4") == "[mM][pP]4"
     assert _common.ext_glob(["webp"]) == "[wW][eE][bB][pP]"

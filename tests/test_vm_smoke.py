@@ -277,3 +277,7 @@ def test_learn_reads_the_kernels_own_records(summary):
     assert ("ALLOWED", "php-fpm//a", "/var/www/b/secret.txt") in seen
     assert ("ALLOWED", "php-fpm//a", "/etc/shadow") in seen
     assert ("DENIED", "php-fpm//b", "/var/www/a/secret.txt") in seen
+    # whose file and whose process: what keeps learn from offering another user's files
+    opens = [s.event for s in counter.seen() if s.event.operation == "open"]
+    assert opens and all(e.fsuid is not None and e.ouid is not None for e in opens), opens
+    assert any(e.name == "/etc/shadow" and e.ouid == 0 for e in opens)

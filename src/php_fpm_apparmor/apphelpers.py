@@ -627,6 +627,10 @@ SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/li
                "/var/log", "/var/spool", "/var/cache/apt")
 
 
+_SYSTEM_PREFIXES = tuple(d + "/" for d in SYSTEM_DIRS)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def unsafe_path(path: str) -> str | None:
     """Why `path` must not become a read/write tree of an app, or None when acceptable."""
     return _unsafe(path, system_ok=False)
@@ -635,12 +639,12 @@ def unsafe_path(path: str) -> str | None:
 def _unsafe(path, system_ok: bool) -> str | None:
     if not isinstance(path, str) or not path.startswith("/"):
         return "not an absolute path"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return "contains a control character"
     norm = posixpath.normpath(path)
-    for d in () if system_ok else SYSTEM_DIRS:
-        if norm == d or norm.startswith(d + "/"):
-            return f"inside the system directory {d}"
+    if not system_ok and (norm in SYSTEM_DIRS or norm.startswith(_SYSTEM_PREFIXES)):
+        d = next(d for d in SYSTEM_DIRS if norm == d or norm.startswith(d + "/"))
+        return f"inside the system directory {d}"
     if norm.count("/") < 2 or norm in ("/var/www", "/srv/www", "/home/www"):
         return "too broad (a top-level directory)"
     if norm in SHARED_TEMP:
@@ -702,9 +706,9 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     for uid, what in users:
         if uid is None or uid != owner:
             by = f"{what}, writable by others" if uid is None else f"{what} (uid {uid})"
-            return canon, (f"outside the site and owned by {'nobody' if owner is None else f'uid {owner}'}, "
-                           f"named by {by}: a site's files may name only their owner's directories; "
-                           f"if it is meant, list it under read =, write = or share = in {CONFIG}")
+            return canon, (f"outside the site, owned by {'nobody' if owner is None else f'uid {owner}'}, named "
+                           f"by {by}: a site's files may name only their owner's places (if meant: the "
+                           f"pool's read =, write = or share = in {CONFIG})")
     return canon, None
 
 

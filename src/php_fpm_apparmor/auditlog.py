@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import LibAppArmor
@@ -52,6 +52,15 @@ class Event:
     requested: str
     family: str = ""
     sock_type: str = ""
+    # the process's and the file's owner (None: not logged); not part of what makes two
+    # records one need (the pid-less key already differs in them)
+    fsuid: int | None = field(default=None, compare=False)
+    ouid: int | None = field(default=None, compare=False)
+
+    @property
+    def foreign(self) -> bool:
+        """The file is another user's: neither root's nor the process's own."""
+        return self.ouid is not None and self.ouid not in (0, self.fsuid)
 
 
 @dataclass
@@ -73,10 +82,14 @@ def parse_payload(payload: str) -> Event | None:
             return None
         status = "DENIED" if rec.event == LibAppArmor.AA_RECORD_DENIED else "ALLOWED"
         return Event(status, rec.operation or "", rec.profile, rec.name or "", rec.requested_mask or "",
-                     rec.net_family or "", rec.net_sock_type or "")
+                     rec.net_family or "", rec.net_sock_type or "", _uid(rec.fsuid), _uid(rec.ouid))
     finally:
         if rec:
             LibAppArmor.free_record(rec)
+
+
+def _uid(value) -> int | None:
+    return value if isinstance(value, int) and 0 <= value < 2**32 - 1 else None  # libapparmor: -1 unset
 
 
 _LINE = re.compile(r'^(?:type=(?:AVC|1400) msg=|(?:\S+ +\d+ [\d:]+ \S+ kernel: |\S+T\S+ \S+ kernel: )?'
@@ -159,6 +172,8 @@ class Counter:
                 s.count += count
                 s.first = min(s.first, float(first))
                 s.last = max(s.last, float(last))
+                if ev.foreign and not s.event.foreign:  # one record of another user's file is enough
+                    s.event = ev
         return list(out.values())
 
 

@@ -7,8 +7,9 @@ or child, globbed like aa-logprof where that stays safe ->
 profile; written only when asked, validated with the whole profile before it stays).
 
 Least privilege still holds for what is learned: anything another pool owns (its roots,
-data, sessions, temp, logs, sockets), a write of code or server config, an exec or a
-capability is never turned into a rule; it is listed with the reason.
+data, sessions, temp, logs, sockets), another user's file outside the site (the log's
+ouid neither root nor the worker's fsuid), a write of code or server config, an exec or
+a capability is never turned into a rule; it is listed with the reason.
 """
 
 from __future__ import annotations
@@ -458,6 +459,11 @@ def propose(seen, plan, pools=()) -> Proposal:
         if o is not None:
             refuse(f"{missing} {ev.name}", f"inside pool {o.hat}'s root" if o.what == "root"
                    else f"pool {o.hat}'s {o.what}")
+            continue
+        if ev.foreign and not any(evaluate.inside(ev.name, r) for r in (t.entry.site.roots if t.entry else ())):
+            # a hacked site probing during the learning period must not have it offered
+            refuse(f"{missing} {ev.name}", f"another user's file (uid {ev.ouid}; the pool runs as uid "
+                   f"{ev.fsuid}): add it by hand if this pool is meant to have it")
             continue
         if set(missing) & {"w", "a", "l"} and code_name(ev.name):
             refuse(f"{missing} {ev.name}", "writes code or server config: only a plugin's named "
