@@ -336,6 +336,29 @@ def test_a_customers_symlink_for_a_default_dir_leads_only_to_their_own(tmp_path,
     assert any("/home/alice/plugins" in p and "not opened" in p for p in problems) is not opened, problems
 
 
+@needs_root
+def test_a_customer_naming_another_sites_data_dir_costs_the_other_site_nothing(tmp_path):
+    """The same attack as above with real owners: a's wp-config.php (its customer's) may not
+    name b's content dir (b's customer's), so a falls back to its own and b, the victim,
+    keeps regenerating. (With both configs root's, above, neither knows whose word wins.)"""
+    from php_fpm_apparmor import generate
+    from systree import make_tree, pool_conf
+
+    make_tree(tmp_path, {"a": pool_conf("a", "/var/www/a", hat="a"), "b": pool_conf("b", "/var/www/b", hat="b")},
+              sites=False)
+    at.wordpress(tmp_path, "/var/www/b", content_dir="/srv/b-content")
+    a = at.wordpress(tmp_path, "/var/www/a", extra="define( 'WP_CONTENT_DIR', '/srv/b-content' );")
+    os.chown(a / "wp-config.php", CUSTOMER, CUSTOMER)
+    _owned_dir(tmp_path, "/srv/b-content", 1002)
+    entries = {e.pool.name: e for e in generate.plan(str(tmp_path), at.first_party()).entries}
+    assert not entries["b"].problem and not entries["a"].problem, (entries["a"].problem, entries["b"].problem)
+    wp = wp_of(entries["a"].apps)
+    assert wp.info["content"] == "/var/www/a/wp-content"
+    assert any("/srv/b-content" in p and "owned by uid 1002" in p for p in wp.info["problems"])
+    hat = evaluate.parse(entries["a"].text)["php-fpm//a"]
+    assert not evaluate.allows(hat, "read", "/srv/b-content/secret.txt")
+
+
 def test_multisite_and_legacy_blogs_dir(tmp_path):
     root = at.wordpress(tmp_path, "/var/www/ms", extra="define('MULTISITE', true);")
     (root / "wp-content/blogs.dir/2/files").mkdir(parents=True)
