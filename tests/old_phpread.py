@@ -220,7 +220,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
         return facts
     facts.exists = True
-    facts.uid, facts.mode = st.st_uid, st.st_mode & 0o7777
+    facts.uid, facts.gid, facts.mode = st.st_uid, st.st_gid, st.st_mode & 0o7777
     if len(data) > MAX_READ:
         facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
         data = data[:MAX_READ]

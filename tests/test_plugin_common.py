@@ -133,8 +133,9 @@ def test_unsafe_path(path, bad):
     (1001, 0o644, None, 1001, True),  # the customer's file names the customer's dir
     (1001, 0o644, None, 1002, False),  # ... another user's
     (1001, 0o644, None, 0, False),  # ... root's
+    (1001, 0o664, None, 1001, True),  # group-writable by the customer's own group (umask 002)
     (0, 0o644, None, 1002, True),  # root's file: the admin's word
-    (0, 0o664, None, 0, False),  # root's, but its group may write it: nobody's in particular
+    ((0, 33), 0o664, None, 0, False),  # root's, but www-data may write it: nobody's in particular
     (1001, 0o646, None, 1001, False),  # everyone may write it
     (None, None, 1001, 1001, True),  # a default place through the customer's own symlink
     (None, None, 1001, 1002, False),  # ... onto another user's
@@ -163,10 +164,11 @@ def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_
     if file_owner is not None:
         conf = tmp_path / "var/www/blog/wp-config.php"
         conf.write_text(f"<?php define('WP_CONTENT_DIR', '{path}');\n")
-        os.chown(conf, file_owner, file_owner)
+        uid, gid = file_owner if isinstance(file_owner, tuple) else (file_owner, file_owner)
+        os.chown(conf, uid, gid)
         conf.chmod(file_mode)
         told_by = read_php(conf, "/var/www/blog/wp-config.php")
-        assert (told_by.uid, told_by.mode) == (file_owner, file_mode)
+        assert (told_by.uid, told_by.gid, told_by.mode) == (uid, gid, file_mode)
     canon, why = named_path(site, path, told_by)
     assert canon == "/srv/place"
     assert (why is None) is ok, why

@@ -169,6 +169,29 @@ def test_config_php_opens_only_its_owners_dirs_outside_the_site(tmp_path, key, v
     assert bool(said) is not opened and all(f"owned by uid {dir_owner}" in p for p in said), said
 
 
+def test_config_php_linked_to_another_users_config_opens_nothing(tmp_path):
+    """The customer links config/config.php to alice's Nextcloud config.php: its owner
+    (alice) owns the data dir it names, but the link and config/ are the customer's."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("gives files to other users (chown): as root")
+    root = at.nextcloud(tmp_path, R, data="/var/www/cloud-data")
+    at.nextcloud(tmp_path, "/home/alice/cloud", data="/home/alice/ncdata")
+    for base, uid in ((root, 1001), (tmp_path / "home/alice", 1002)):
+        for p in [base, *base.rglob("*")]:
+            os.lchown(p, uid, uid)
+    config = root / "config/config.php"
+    config.unlink()
+    config.symlink_to("../../../../home/alice/cloud/config/config.php")  # (in the tree: --root)
+    os.lchown(config, 1001, 1001)
+    found, pol, text = at.build(at.site(tmp_path, "cloud", [R]))
+    app = app_of(found)
+    assert app.info["data"] is None
+    hat = evaluate.parse(text)["php-fpm//cloud"]
+    assert not evaluate.allows(hat, "read", "/home/alice/ncdata/alice/files/tax.pdf")
+    assert any("'datadirectory'" in p and "uid 1001" in p for p in app.info["problems"]), app.info["problems"]
+
+
 def test_extra_config_files_merge_like_nextcloud(tmp_path):
     at.nextcloud(tmp_path, R)
     (tmp_path / R.lstrip("/") / "config/zz.config.php").write_text(

@@ -287,21 +287,68 @@ def test_a_customers_wp_config_opens_only_the_customers_dirs(tmp_path, name, val
         assert not refused, refused
     else:
         assert len(refused) == 1 and "/var/www/blog/wp-config.php:" in refused[0], problems
-        assert f"owned by uid {owner}" in refused[0] and f"(uid {CUSTOMER})" in refused[0], refused
+        assert f"owned by uid {owner}, on the word of uid {CUSTOMER}, owner of " in refused[0], refused
 
 
 @needs_root
-@pytest.mark.parametrize("mode,opened", [(0o644, True), (0o664, False), (0o666, False)])
-def test_roots_wp_config_is_the_admins_word_unless_others_may_write_it(tmp_path, mode, opened):
-    """A wp-config.php root owns and alone may write names any place (root's /srv); one its
-    group or everyone may write is nobody's word in particular: nothing outside the site."""
+@pytest.mark.parametrize("mode,group,opened", [
+    (0o644, 33, True), (0o664, 0, True),  # root's own group: root's word
+    (0o664, 33, False), (0o666, 0, False), (0o640, 33, True)])
+def test_roots_wp_config_is_the_admins_word_unless_others_may_write_it(tmp_path, mode, group, opened):
+    """A wp-config.php root owns and alone may write names any place (root's /srv); one
+    another group (www-data: every pool running as it) or everyone may write is nobody's
+    word in particular: nothing outside the site."""
     root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content")
+    os.chown(root / "wp-config.php", 0, group)
     os.chmod(root / "wp-config.php", mode)
     _owned_dir(tmp_path, "/srv/blog-content", 0)
     found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
     hat = evaluate.parse(text)["php-fpm//blog"]
     assert evaluate.allows(hat, "read", "/srv/blog-content/secret.txt") is opened
     assert (wp_of(found).info["content"] == "/srv/blog-content") is opened
+
+
+def _chown_tree(path, uid, gid=None):
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, uid, uid if gid is None else gid)
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["symlink to a root-owned log", "symlink, in root's directory",
+                                 "a pool-written upload renamed"])
+def test_whose_text_a_config_is_not_only_its_owners(tmp_path, how):
+    """A file's owner is not always who chose its text. The customer (who owns the site's
+    directories) can point wp-config.php at Apache's root-owned access log, after one
+    request whose User-Agent is `<?php define('WP_CONTENT_DIR', '/home/alice'); ?>`, or
+    rename over it an upload the www-data pool wrote. Whoever may replace the file (the
+    owner of a directory on its way, of a symlink to it) is a teller too."""
+    root = at.wordpress(tmp_path, "/var/www/blog")
+    if "root's directory" not in how:  # (there only the link itself is the customer's)
+        _chown_tree(root, CUSTOMER)
+    _owned_dir(tmp_path, "/home/alice", 1002)
+    evil = "<?php define('WP_CONTENT_DIR', '/home/alice'); ?>"
+    config = root / "wp-config.php"
+    config.unlink()
+    if how.startswith("symlink"):
+        log = tmp_path / "var/log/apache2/access.log"
+        log.parent.mkdir(parents=True)
+        log.write_text(f'203.0.113.7 - - [02/Dec/2026:11:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "{evil}"\n')
+        os.chown(log, 0, 4)
+        log.chmod(0o640)
+        config.symlink_to("../../../var/log/apache2/access.log")  # (in the tree: --root)
+        os.lchown(config, CUSTOMER, CUSTOMER)
+    else:
+        upload = root / "wp-content/uploads/notes.txt"
+        upload.parent.mkdir(parents=True, exist_ok=True)
+        upload.write_text(evil)
+        os.chown(upload, 33, 33)
+        _owned_dir(tmp_path, "/home/alice", 33)  # www-data's this time: the upload's owner
+        os.rename(upload, config)
+    found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
+    app = wp_of(found)
+    assert app.info["content"] == "/var/www/blog/wp-content", app.info["problems"]
+    assert not evaluate.allows(evaluate.parse(text)["php-fpm//blog"], "read", "/home/alice/secret.txt")
+    assert any(f"on the word of uid {CUSTOMER}" in p for p in app.info["problems"]), app.info["problems"]
 
 
 @needs_root

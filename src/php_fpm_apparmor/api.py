@@ -30,7 +30,7 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
 from .sites import Site
 
 API_VERSION = "1.3"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
-# 1.3: named_path(), PhpFacts.uid and .mode
+# 1.3: named_path(), PhpFacts.uid, .gid and .mode
 
 __all__ = [
     "API_VERSION",

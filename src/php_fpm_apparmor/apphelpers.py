@@ -422,8 +422,9 @@ class PhpFacts:
     assigns: dict = field(default_factory=dict)  # "$var" -> value (last assignment wins)
     lines: dict = field(default_factory=dict)  # NAME / "$var" -> line number
     problems: list = field(default_factory=list)  # "file:line: message" strings
-    uid: int | None = None  # the owner of the file read: whose word its paths are (named_path)
-    mode: int | None = None  # its permission bits
+    uid: int | None = None  # the file read's owner, group and permission bits: whose word its
+    gid: int | None = None  # paths are (named_path)
+    mode: int | None = None
 
     def define(self, name, default=None):
         return self.defines.get(name, default)
@@ -466,7 +467,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
             facts.problems.append(f"{system_path}: cannot read: {exc.strerror}")
         return facts
     facts.exists = True
-    facts.uid, facts.mode = st.st_uid, stat.S_IMODE(st.st_mode)
+    facts.uid, facts.gid, facts.mode = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
     if len(data) > MAX_READ:
         facts.problems.append(f"{system_path}: larger than {MAX_READ} bytes: only the start was read")
         data = data[:MAX_READ]
@@ -587,7 +588,8 @@ def _copy_value(value):
 def _copy_facts(facts: PhpFacts) -> PhpFacts:
     return PhpFacts(file=facts.file, exists=facts.exists, defines=_copy_value(facts.defines),
                     assigns=_copy_value(facts.assigns), lines=dict(facts.lines),
-                    problems=list(facts.problems), uid=facts.uid, mode=facts.mode)
+                    problems=list(facts.problems), uid=facts.uid, gid=facts.gid,
+                    mode=facts.mode)
 
 
 # --- plugin headers and versions -------------------------------------------------------
@@ -662,13 +664,16 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     through the site's symlinks) that this pool may have; (canonical path or None, why) when
     it may not.
 
-    Whose word it is decides. The admin's (a file root owns and alone may write, root's
-    symlinks, the pool's read/write/share settings) may name any place unsafe_path()
-    accepts. A user's (the owner of told_by, of a symlink on the way) only a place inside
-    the pool's roots, or one that same user owns: a customer's wp-config.php naming
-    /home/alice or root's /srv/backups must not open them to its pool on the next
-    regenerate. told_by: the PhpFacts the path was read from, or that file's system path;
-    None for a default place (then only the symlinks on the way speak)."""
+    Whose word it is decides. The admin's (a file only root could have written, reached
+    through root's symlinks; the pool's read/write/share settings) may name any place
+    unsafe_path() accepts. A user's only a place inside the pool's roots, or one that same
+    user owns: a customer's wp-config.php naming /home/alice or root's /srv/backups must not
+    open them to its pool on the next regenerate. Who could have written the file: its
+    owner, the owner of each directory on its way (who can rename another file into place:
+    an upload the pool wrote, a root-owned log holding the customer's text), the owner of
+    each user's symlink on the way; anyone when a group or everyone may write one of them.
+    told_by: the PhpFacts the path was read from, or that file's system path; None for a
+    default place (then only the symlinks on the way to it speak)."""
     from .sites import CONFIG, users_link
 
     try:
@@ -682,34 +687,73 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
         return canon, why
     if any(is_within(canon, p) for p in (*site.read_paths, *site.write_paths, *site.share_paths)):
         return canon, None
-    tellers = []  # (uid or None for "anyone", what spoke)
-    if told_by is not None:
-        if isinstance(told_by, PhpFacts):
-            uid, mode, what = told_by.uid, told_by.mode, told_by.file
-        else:
-            try:
-                st = site.disk(told_by).stat()
-                uid, mode = st.st_uid, stat.S_IMODE(st.st_mode)
-            except (OSError, ValueError):
-                uid = mode = None
-            what = told_by
-        # a file others may write is their word too: nobody's in particular
-        shared = mode is None or mode & 0o002 or (uid == 0 and mode & 0o020)
-        tellers.append((None if shared else uid, what))
+    tellers = _writers(site, told_by) if told_by is not None else []
     hit = users_link(site.sysroot, path)
     if hit is not None:
-        tellers.append((hit[1], f"the symlink {hit[0]}"))
-    users = [(uid, what) for uid, what in tellers if uid != 0]
-    if not users:
-        return canon, None
-    owner = _owner(site, canon)
-    for uid, what in users:
+        tellers.append((hit[1], f"owner of the symlink {hit[0]}"))
+    owner = None
+    for uid, role in tellers:
+        if uid == 0:
+            continue
+        if owner is None:
+            owner = _owner(site, canon)
         if uid is None or uid != owner:
-            by = f"{what}, writable by others" if uid is None else f"{what} (uid {uid})"
-            return canon, (f"outside the site, owned by {'nobody' if owner is None else f'uid {owner}'}, named "
-                           f"by {by}: a site's files may name only their owner's places (if meant: the "
-                           f"pool's read =, write = or share = in {CONFIG})")
+            return canon, (f"outside the site, owned by {'nobody' if owner is None else f'uid {owner}'}, "
+                           f"on the word of {role if uid is None else f'uid {uid}, {role}'}: a site's files may "
+                           f"name only their owner's places (if meant: the pool's read =, write = or share = "
+                           f"in {CONFIG})")
     return canon, None
+
+
+def _word(uid: int, gid: int, mode: int) -> int | None:
+    """Whose word a file or directory is: its owner's, or None (anyone's) when everyone, or
+    a group other than the owner's own, may write it (gid == uid: Debian's user private
+    groups, umask 002)."""
+    return None if mode & 0o002 or (mode & 0o020 and gid != uid) else uid
+
+
+def _writers(site, told_by) -> list[tuple[int | None, str]]:
+    """[(uid or None for anyone, role)]: who could have written the file `told_by`."""
+    from .sites import users_link
+
+    if isinstance(told_by, PhpFacts):
+        path, ids = told_by.file, (told_by.uid, told_by.gid, told_by.mode)
+    else:
+        path = told_by
+        try:
+            st = site.disk(path).stat()
+            ids = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        except (OSError, ValueError):
+            ids = (None, None, None)
+    if None in ids:
+        return [(None, f"nobody: {path} was not read")]
+    word = _word(*ids)
+    out = [(word, f"owner of {path}" if word is not None else f"anyone: {path} is writable by others")]
+    hit = users_link(site.sysroot, path)
+    if hit is not None:
+        out.append((hit[1], f"owner of the symlink {hit[0]}"))
+    # the directories on the way as named (where a symlink to it may be put) and as resolved
+    try:
+        named = path.split("/")
+        dirs = {site.canonical("/".join(named[:i]) or "/") for i in range(1, len(named))}
+        d = posixpath.dirname(site.canonical(path))
+    except Exception:  # a loop: the file was read, so it was not one then
+        return out + [(None, f"nobody: {path} no longer resolves")]
+    while d != "/":
+        dirs.add(d)
+        d = posixpath.dirname(d)
+    for d in sorted(dirs | {"/"}):
+        try:
+            st = site.disk(d).stat()
+        except (OSError, ValueError):
+            out.append((None, f"nobody: {d} is gone"))
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        # in a sticky directory (/tmp) only a file's owner and the directory's may move it
+        word = st.st_uid if mode & stat.S_ISVTX else _word(st.st_uid, st.st_gid, mode)
+        out.append((word, f"owner of the directory {d}, who may replace {path}" if word is not None
+                    else f"anyone: {d} is writable by others"))
+    return out
 
 
 def _owner(site, canon: str) -> int | None:
