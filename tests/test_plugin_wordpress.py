@@ -365,17 +365,23 @@ def test_the_admins_read_setting_vouches_for_a_dir_the_customer_names(tmp_path):
 
 
 @needs_root
-@pytest.mark.parametrize("target_owner,opened", [(1002, False), (CUSTOMER, True)])
-def test_a_customers_symlink_for_a_default_dir_leads_only_to_their_own(tmp_path, target_owner, opened):
-    """wp-content/plugins -> /home/alice/plugins, the link the customer's: judged as if
-    wp-config.php named the place (root's links, as Debian's, lead anywhere: see
-    test_debian_layout_content_in_var_lib)."""
+@pytest.mark.parametrize("link_owner,dir_owner,target_owner,opened", [
+    (CUSTOMER, 0, 1002, False), (CUSTOMER, 0, CUSTOMER, True),
+    (0, CUSTOMER, 1002, False),  # root's link, but in the customer's wp-content: moved there?
+    (0, 0, 1002, True),  # root's link in root's directory: the admin's word
+])
+def test_a_customers_symlink_for_a_default_dir_leads_only_to_their_own(tmp_path, link_owner, dir_owner,
+                                                                       target_owner, opened):
+    """wp-content/plugins -> /home/alice/plugins, the link or its directory the customer's:
+    judged as if wp-config.php named the place (root's links in root's directories, as
+    Debian's, lead anywhere: see test_debian_layout_content_in_var_lib)."""
     root = at.wordpress(tmp_path, "/var/www/blog")
     _owned_dir(tmp_path, "/home/alice/plugins", target_owner)
     import shutil
     shutil.rmtree(root / "wp-content/plugins")
     (root / "wp-content/plugins").symlink_to("/home/alice/plugins")
-    os.lchown(root / "wp-content/plugins", CUSTOMER, CUSTOMER)
+    os.lchown(root / "wp-content/plugins", link_owner, link_owner)
+    os.chown(root / "wp-content", dir_owner, dir_owner)
     found, pol, text = at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))
     hat = evaluate.parse(text)["php-fpm//blog"]
     assert evaluate.allows(hat, "read", "/home/alice/plugins/secret.txt") is opened, text

@@ -674,7 +674,7 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     each user's symlink on the way; anyone when a group or everyone may write one of them.
     told_by: the PhpFacts the path was read from, or that file's system path; None for a
     default place (then only the symlinks on the way to it speak)."""
-    from .sites import CONFIG, users_link
+    from .sites import CONFIG
 
     try:
         canon = site.canonical(path)
@@ -687,10 +687,7 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
         return canon, why
     if any(is_within(canon, p) for p in (*site.read_paths, *site.write_paths, *site.share_paths)):
         return canon, None
-    tellers = _writers(site, told_by) if told_by is not None else []
-    hit = users_link(site.sysroot, path)
-    if hit is not None:
-        tellers.append((hit[1], f"owner of the symlink {hit[0]}"))
+    tellers = (_writers(site, told_by) if told_by is not None else []) + _link_tellers(site, path)
     owner = None
     for uid, role in tellers:
         if uid == 0:
@@ -714,8 +711,6 @@ def _word(uid: int, gid: int, mode: int) -> int | None:
 
 def _writers(site, told_by) -> list[tuple[int | None, str]]:
     """[(uid or None for anyone, role)]: who could have written the file `told_by`."""
-    from .sites import users_link
-
     if isinstance(told_by, PhpFacts):
         path, ids = told_by.file, (told_by.uid, told_by.gid, told_by.mode)
     else:
@@ -729,9 +724,6 @@ def _writers(site, told_by) -> list[tuple[int | None, str]]:
         return [(None, f"nobody: {path} was not read")]
     word = _word(*ids)
     out = [(word, f"owner of {path}" if word is not None else f"anyone: {path} is writable by others")]
-    hit = users_link(site.sysroot, path)
-    if hit is not None:
-        out.append((hit[1], f"owner of the symlink {hit[0]}"))
     # the directories on the way as named (where a symlink to it may be put) and as resolved
     try:
         named = path.split("/")
@@ -742,18 +734,35 @@ def _writers(site, told_by) -> list[tuple[int | None, str]]:
     while d != "/":
         dirs.add(d)
         d = posixpath.dirname(d)
-    for d in sorted(dirs | {"/"}):
+    out += [_dir_teller(site, d, path) for d in sorted(dirs | {"/"})]
+    return out + _link_tellers(site, path)
+
+
+def _link_tellers(site, path: str) -> list[tuple[int | None, str]]:
+    """Who chose where `path` leads: the owner of each symlink on its way, and whoever may
+    replace one (root's relative link moved elsewhere in a site leads elsewhere)."""
+    from .sites import symlinks
+
+    out = []
+    for link in symlinks(site.sysroot, path):
         try:
-            st = site.disk(d).stat()
+            out.append((site.disk(link).lstat().st_uid, f"owner of the symlink {link}"))
         except (OSError, ValueError):
-            out.append((None, f"nobody: {d} is gone"))
-            continue
-        mode = stat.S_IMODE(st.st_mode)
-        # in a sticky directory (/tmp) only a file's owner and the directory's may move it
-        word = st.st_uid if mode & stat.S_ISVTX else _word(st.st_uid, st.st_gid, mode)
-        out.append((word, f"owner of the directory {d}, who may replace {path}" if word is not None
-                    else f"anyone: {d} is writable by others"))
+            out.append((None, f"nobody: the symlink {link} is gone"))
+        out.append(_dir_teller(site, posixpath.dirname(link) or "/", link))
     return out
+
+
+def _dir_teller(site, d: str, what: str) -> tuple[int | None, str]:
+    try:
+        st = site.disk(d).stat()
+    except (OSError, ValueError):
+        return None, f"nobody: {d} is gone"
+    mode = stat.S_IMODE(st.st_mode)
+    # in a sticky directory (/tmp) only an entry's owner and the directory's may move it
+    word = st.st_uid if mode & stat.S_ISVTX else _word(st.st_uid, st.st_gid, mode)
+    return (word, f"owner of the directory {d}, who may replace {what}") if word is not None else \
+        (None, f"anyone: {d} is writable by others")
 
 
 def _owner(site, canon: str) -> int | None:

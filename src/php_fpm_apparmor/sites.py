@@ -139,14 +139,20 @@ def _resolve(root: str, path: str, links: list | None = None) -> str:
     return "/" + "/".join(resolved)
 
 
+def symlinks(sysroot: str, path: str) -> list[str]:
+    """The system path of each symlink on the way from `path` to its canonical form (each
+    one's directory is canonical)."""
+    links: list[str] = []
+    _resolve("" if sysroot in ("/", "") else _real(sysroot), path, links)
+    return links
+
+
 def users_link(sysroot: str, path: str) -> tuple[str, int] | None:
     """(symlink, its owner's uid) of the first symlink on the way from `path` to its
     canonical form that a user other than root owns, or None. Such a link is that user's
     word, not the admin's: it may lead only into what that user owns."""
     root = "" if sysroot in ("/", "") else _real(sysroot)
-    links: list[str] = []
-    _resolve(root, path, links)
-    for link in links:
+    for link in symlinks(sysroot, path):
         try:
             uid = os.lstat(root + link).st_uid
         except OSError:
