@@ -113,10 +113,20 @@ def _layout(site, root: str) -> dict:
         # wp-load.php: wp-config.php one level up, unless that is another WordPress's root.
         parent = posixpath.dirname(root.rstrip("/"))
         up = posixpath.join(parent, "wp-config.php")
+        config = None
         if site.disk(up).is_file() and not site.disk(parent, "wp-settings.php").is_file():
+            # Whoever controls the root chose to have no config of its own: a customer's
+            # site beside the admin's (/var/www/{html,cust}) would read the admin's. Taken
+            # when the root's tellers own it, or when no other WordPress there loads it
+            # too (a site's own hardening: its config moved out of the docroot).
             config = up
-        else:
-            config = None
+            if named_path(site, up, root)[1]:
+                others = _loading(site, parent, root)
+                if others:
+                    problems.append(f"{up}: the wp-config.php one level above {root} is also that of "
+                                    f"{others[0]}: not opened to this pool (if it is this site's too, add "
+                                    f"read = {up} to the pool's section)")
+                    config = None
     facts = read_php(site.disk(config), config, abspath=abspath) if config else None
     if facts:
         problems += facts.problems
@@ -218,6 +228,20 @@ def _layout(site, root: str) -> dict:
         "debian_config": debian_config,
         "problems": problems,
     }
+
+
+def _loading(site, parent: str, root: str) -> list[str]:
+    """The other WordPress roots in `parent` without a wp-config.php: they load the one in
+    `parent` too (MAX_SUBDIRS looked at, as for the candidates)."""
+    mine = posixpath.basename(root.rstrip("/"))
+    try:
+        with os.scandir(site.disk(parent)) as it:
+            names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and e.name != mine)
+    except OSError:
+        return []
+    return [posixpath.join(parent, n) for n in names[:MAX_SUBDIRS]
+            if site.disk(parent, n, "wp-settings.php").is_file()
+            and not site.disk(parent, n, "wp-config.php").exists()]
 
 
 def _head(site, config: str) -> bytes:

@@ -134,6 +134,7 @@ def test_unsafe_path(path, bad):
     (1001, 0o644, None, 1002, False),  # ... another user's
     (1001, 0o644, None, 0, False),  # ... root's
     (1001, 0o664, None, 1001, True),  # group-writable by the customer's own group (umask 002)
+    ((1001, 33), 0o664, None, 1001, False),  # ... by www-data's: every pool running as it
     (0, 0o644, None, 1002, True),  # root's file: the admin's word
     ((0, 33), 0o664, None, 0, False),  # root's, but www-data may write it: nobody's in particular
     (1001, 0o646, None, 1001, False),  # everyone may write it
@@ -151,6 +152,9 @@ def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_
     from php_fpm_apparmor.api import named_path
     site = at.site(tmp_path, "blog", ["/var/www/blog"])
     (tmp_path / "var/www/blog").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()  # 1001's group is its own (user private groups), www-data's is not
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\ncust:x:1001:1001::/home/cust:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nwww-data:x:33:cust\ncust:x:1001:\n")
     target = tmp_path / "srv/place"
     target.mkdir(parents=True)
     os.chown(target, target_owner, target_owner)
@@ -175,6 +179,37 @@ def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_
     # the same judgement from the file's path instead of its facts
     if told_by is not None:
         assert named_path(site, path, "/var/www/blog/wp-config.php") == (canon, why)
+
+
+def test_named_path_an_acl_makes_a_private_groups_file_anyones(tmp_path):
+    """An ACL's named entries show only as the group bits: on a file of the customer's
+    private group (0664 cust:cust) an ACL letting www-data write makes it nobody's word."""
+    import os
+    import struct
+    if os.geteuid() != 0:
+        pytest.skip("gives files to other users (chown): as root")
+    from php_fpm_apparmor.api import named_path
+    site = at.site(tmp_path, "blog", ["/var/www/blog"])
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("cust:x:1001:1001::/home/cust:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("cust:x:1001:\n")
+    (tmp_path / "srv/place").mkdir(parents=True)
+    os.chown(tmp_path / "srv/place", 1001, 1001)
+    conf = tmp_path / "var/www/blog/wp-config.php"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("<?php\n")
+    os.chown(conf, 1001, 1001)
+    conf.chmod(0o664)
+    assert named_path(site, "/srv/place", "/var/www/blog/wp-config.php") == ("/srv/place", None)
+    # user:www-data:rw- (tags: USER_OBJ, USER, GROUP_OBJ, MASK, OTHER; 0xffffffff: no id)
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in [
+        (0x01, 6, 0xFFFFFFFF), (0x02, 6, 33), (0x04, 6, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)])
+    try:
+        os.setxattr(conf, "system.posix_acl_access", acl)
+    except OSError:
+        pytest.skip("no POSIX ACLs on this file system")
+    canon, why = named_path(site, "/srv/place", "/var/www/blog/wp-config.php")
+    assert why and "ACL" in why, why
 
 
 def test_named_path_inside_the_roots_and_system_dirs(tmp_path):

@@ -299,6 +299,9 @@ def test_roots_wp_config_is_the_admins_word_unless_others_may_write_it(tmp_path,
     another group (www-data: every pool running as it) or everyone may write is nobody's
     word in particular: nothing outside the site."""
     root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content")
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nwww-data:x:33:\n")
     os.chown(root / "wp-config.php", 0, group)
     os.chmod(root / "wp-config.php", mode)
     _owned_dir(tmp_path, "/srv/blog-content", 0)
@@ -308,9 +311,37 @@ def test_roots_wp_config_is_the_admins_word_unless_others_may_write_it(tmp_path,
     assert (wp_of(found).info["content"] == "/srv/blog-content") is opened
 
 
-def _chown_tree(path, uid, gid=None):
+def _chown_tree(path, uid):
+    """The site's directories to `uid` (what lets them replace its files). Not the files:
+    they are hard links into the WordPress tree every test shares."""
     for p in [path, *path.rglob("*")]:
-        os.lchown(p, uid, uid if gid is None else gid)
+        if p.is_dir() and not p.is_symlink():
+            os.chown(p, uid, uid)
+
+
+@needs_root
+def test_a_customer_without_wp_config_does_not_get_the_admins_one_level_up(tmp_path):
+    """/var/www/html is the admin's WordPress, its config moved up to /var/www/wp-config.php
+    (root's); the customer deletes /var/www/cust/wp-config.php so that wp-load.php takes the
+    admin's: not opened to the customer's pool, unless the admin says so (read =)."""
+    at.wordpress(tmp_path, "/var/www/html", config_up=True)
+    cust = at.wordpress(tmp_path, "/var/www/cust")
+    (cust / "wp-config.php").unlink()
+    _chown_tree(cust, CUSTOMER)
+    s = at.site(tmp_path, "cust", ["/var/www/cust"])
+    found, pol, text = at.build(s)
+    app = wp_of(found)
+    assert app.info["config"] is None
+    assert not evaluate.allows(evaluate.parse(text)["php-fpm//cust"], "read", "/var/www/wp-config.php")
+    assert any("also that of /var/www/html" in p for p in app.info["problems"]), app.info["problems"]
+    s.read_paths = ["/var/www/wp-config.php"]  # the admin's word
+    assert wp_of(at.build(s)[0]).info["config"] == "/var/www/wp-config.php"
+    # the admin's own site, its root owned by www-data (dashboard updates): its config, once
+    # no other WordPress beside it lacks one
+    (cust / "wp-config.php").write_text("<?php\n")
+    _chown_tree(tmp_path / "var/www/html", 33)
+    html = wp_of(at.build(at.site(tmp_path, "html", ["/var/www/html"]))[0])
+    assert html.info["config"] == "/var/www/wp-config.php", html.info["problems"]
 
 
 @needs_root

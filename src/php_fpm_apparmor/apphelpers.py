@@ -671,7 +671,7 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     open them to its pool on the next regenerate. Who could have written the file: its
     owner, the owner of each directory on its way (who can rename another file into place:
     an upload the pool wrote, a root-owned log holding the customer's text), the owner of
-    each user's symlink on the way; anyone when a group or everyone may write one of them.
+    each symlink on the way; anyone when a group, an ACL or everyone may write one of them.
     told_by: the PhpFacts the path was read from, or that file's system path; None for a
     default place (then only the symlinks on the way to it speak)."""
     from .sites import CONFIG
@@ -702,11 +702,51 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     return canon, None
 
 
-def _word(uid: int, gid: int, mode: int) -> int | None:
-    """Whose word a file or directory is: its owner's, or None (anyone's) when everyone, or
-    a group other than the owner's own, may write it (gid == uid: Debian's user private
-    groups, umask 002)."""
-    return None if mode & 0o002 or (mode & 0o020 and gid != uid) else uid
+def _teller(site, path: str, ids: tuple, role: str) -> tuple[int | None, str]:
+    """(uid, role) of whoever may write the file or directory `path` (ids: its uid, gid and
+    mode): its owner's word, or (None, who) when others may write it too: everyone, a group
+    (unless it is the owner's private group: Debian's umask 002), or an ACL's users (their
+    entries show as the group bits)."""
+    uid, gid, mode = ids
+    if mode & 0o002:
+        return None, f"everyone: {path} is world-writable"
+    if mode & 0o020:
+        if gid != uid or not _private_group(site.sysroot, gid):
+            return None, f"group {gid}: it may write {path}"
+        if _has_acl(site.disk(path)):
+            return None, f"the users of {path}'s ACL"
+    return uid, role
+
+
+@functools.lru_cache(maxsize=256)
+def _private_group(sysroot: str, gid: int) -> bool:
+    """Whether group `gid` is user `gid`'s alone: no other user has it as primary group or
+    is listed in it (the tree's /etc/passwd and /etc/group; unknown: not private)."""
+    base = "" if sysroot in ("/", "") else sysroot.rstrip("/")
+    owner, others, found = None, False, False
+    try:
+        with open(f"{base}/etc/passwd", encoding="utf-8", errors="replace") as f:
+            for fields in (line.split(":") for line in f):
+                if len(fields) > 3 and fields[2].isdigit() and fields[3].isdigit():
+                    if int(fields[2]) == gid:
+                        owner = fields[0]
+                    elif int(fields[3]) == gid:
+                        others = True
+        with open(f"{base}/etc/group", encoding="utf-8", errors="replace") as f:
+            for fields in (line.rstrip("\n").split(":") for line in f):
+                if len(fields) > 3 and fields[2].isdigit() and int(fields[2]) == gid:
+                    found = True
+                    others = others or bool({m for m in fields[3].split(",") if m} - {owner})
+    except OSError:
+        return False
+    return found and owner is not None and not others
+
+
+def _has_acl(disk: Path) -> bool:
+    try:
+        return bool(os.getxattr(disk, "system.posix_acl_access"))
+    except OSError:  # none (ENODATA), or a file system without ACLs
+        return False
 
 
 def _writers(site, told_by) -> list[tuple[int | None, str]]:
@@ -722,8 +762,7 @@ def _writers(site, told_by) -> list[tuple[int | None, str]]:
             ids = (None, None, None)
     if None in ids:
         return [(None, f"nobody: {path} was not read")]
-    word = _word(*ids)
-    out = [(word, f"owner of {path}" if word is not None else f"anyone: {path} is writable by others")]
+    out = [_teller(site, path, ids, f"owner of {path}")]
     # the directories on the way as named (where a symlink to it may be put) and as resolved
     try:
         named = path.split("/")
@@ -759,10 +798,9 @@ def _dir_teller(site, d: str, what: str) -> tuple[int | None, str]:
     except (OSError, ValueError):
         return None, f"nobody: {d} is gone"
     mode = stat.S_IMODE(st.st_mode)
+    role = f"owner of the directory {d}, who may replace {what}"
     # in a sticky directory (/tmp) only an entry's owner and the directory's may move it
-    word = st.st_uid if mode & stat.S_ISVTX else _word(st.st_uid, st.st_gid, mode)
-    return (word, f"owner of the directory {d}, who may replace {what}") if word is not None else \
-        (None, f"anyone: {d} is writable by others")
+    return (st.st_uid, role) if mode & stat.S_ISVTX else _teller(site, d, (st.st_uid, st.st_gid, mode), role)
 
 
 def _owner(site, canon: str) -> int | None:
