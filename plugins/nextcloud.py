@@ -91,7 +91,7 @@ def _settings(site, root: str) -> dict:
     config_dir = root + "/config"
     custom = env.get("NEXTCLOUD_CONFIG_DIR") if isinstance(env, dict) else None
     if custom:
-        canon, why = named_path(site, custom.rstrip("/"))
+        canon, why = named_path(site, custom.rstrip("/"), write=site.flag("config_writes"))
         if why:
             problems.append(f"pool env NEXTCLOUD_CONFIG_DIR {custom!r} is {why}: ignored")
         else:
@@ -107,7 +107,7 @@ def _settings(site, root: str) -> dict:
             value, teller = default, None
         if value is None:
             return None
-        canon, why = named_path(site, value.rstrip("/"), teller)
+        canon, why = named_path(site, value.rstrip("/"), teller, write=True)  # data, log, temp
         if why:
             problems.append(f"{where.get(key, config_dir + '/config.php')}: '{key}' {value!r} is "
                             f"{why}: no rules for it")
@@ -153,7 +153,8 @@ def _settings(site, root: str) -> dict:
                 problems.append(f"{where['apps_paths']}: an apps_paths entry is not literal: "
                                 "skipped")
                 continue
-            canon, why = named_path(site, entry["path"].rstrip("/"), told["apps_paths"])
+            canon, why = named_path(site, entry["path"].rstrip("/"), told["apps_paths"],
+                                    write=entry.get("writable") is True)
             if why:
                 problems.append(f"{where['apps_paths']}: apps path {entry['path']!r} is {why}: skipped")
                 continue

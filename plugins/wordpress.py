@@ -120,12 +120,13 @@ def _layout(site, root: str) -> dict:
             # when the root's tellers own it, or when no other WordPress there loads it
             # too (a site's own hardening: its config moved out of the docroot).
             config = up
-            if named_path(site, up, root)[1]:
+            if named_path(site, up, root, write=site.flag("config_writes"))[1]:
                 others = _loading(site, parent, root)
                 if others:
-                    problems.append(f"{up}: the wp-config.php one level above {root} is also that of "
-                                    f"{others[0]}: not opened to this pool (if it is this site's too, add "
-                                    f"read = {up} to the pool's section)")
+                    whose = f"is also that of {others[0]}" if others[0] else \
+                        f"may be another's (more than {MAX_SUBDIRS} directories beside {root})"
+                    problems.append(f"{up}: the wp-config.php one level above {root} {whose}: not opened to "
+                                    f"this pool (if it is this site's, add read = {up} to the pool's section)")
                     config = None
     facts = read_php(site.disk(config), config, abspath=abspath) if config else None
     if facts:
@@ -141,30 +142,31 @@ def _layout(site, root: str) -> dict:
             return default
         return value
 
-    def resolved(path: str, told_by=None):
+    def resolved(path: str, told_by=None, write=True):
         """(canonical path, None), or (None, why) when that leaves the site for a place this
         pool may not have: wp-config.php and the site's symlinks are the site user's word."""
-        canon, why = named_path(site, path, told_by)
+        canon, why = named_path(site, path, told_by, write=write)
         return (None, f"{canon}, {why}" if canon else why) if why else (canon, None)
 
-    def default_dir(default: str) -> str:
-        canon, why = resolved(default)
+    def default_dir(default: str, write=True) -> str:
+        canon, why = resolved(default, write=write)
         if canon is None:  # the name itself then: AppArmor resolves it, nothing beyond is granted
             problems.append(f"{default} leads to {why}: not opened to PHP")
             return default
         return canon
 
-    def directory(name, value, default):
-        """A directory from wp-config.php, canonical, or the default when it is unsafe."""
+    def directory(name, value, default, write=True):
+        """A directory from wp-config.php, canonical, or the default when it is unsafe.
+        write: PHP writes there (uploads, fonts; code only with code_writes)."""
         if value == default:
-            return default_dir(default)
+            return default_dir(default, write)
         if not isinstance(value, str):
             problems.append(f"{facts.where(name)}: {name} is not a string path; using {default}")
-            return default_dir(default)
-        canon, why = resolved(value.rstrip("/"), facts)
+            return default_dir(default, write)
+        canon, why = resolved(value.rstrip("/"), facts, write)
         if canon is None:
             problems.append(f"{facts.where(name)}: {name} {value!r} leads to {why}: ignored, using {default}")
-            return default_dir(default)
+            return default_dir(default, write)
         return canon
 
     content = directory("WP_CONTENT_DIR", const("WP_CONTENT_DIR", root + "/wp-content"),
@@ -174,14 +176,15 @@ def _layout(site, root: str) -> dict:
         uploads = directory("UPLOADS", abspath + uploads_rel.strip("/"), content + "/uploads")
     else:
         uploads = default_dir(content + "/uploads")
+    code = site.flag("code_writes")
     plugins = directory("WP_PLUGIN_DIR", const("WP_PLUGIN_DIR", content + "/plugins"),
-                        content + "/plugins")
+                        content + "/plugins", code)
     # WP_LANG_DIR default (wp_set_lang_dir): wp-content/languages if it exists, else
     # wp-includes/languages.
     lang_default = content + "/languages"
     if not site.disk(lang_default).is_dir() and site.disk(root, "wp-includes/languages").is_dir():
         lang_default = root + "/wp-includes/languages"
-    languages = directory("WP_LANG_DIR", const("WP_LANG_DIR", lang_default), lang_default)
+    languages = directory("WP_LANG_DIR", const("WP_LANG_DIR", lang_default), lang_default, code)
     debug_log = const("WP_DEBUG_LOG", False)
     if debug_log is True or debug_log in ("1", 1):
         debug_log = content + "/debug.log"
@@ -230,16 +233,18 @@ def _layout(site, root: str) -> dict:
     }
 
 
-def _loading(site, parent: str, root: str) -> list[str]:
+def _loading(site, parent: str, root: str) -> list[str | None]:
     """The other WordPress roots in `parent` without a wp-config.php: they load the one in
-    `parent` too (MAX_SUBDIRS looked at, as for the candidates)."""
+    `parent` too. More than MAX_SUBDIRS directories there: [None], nobody can tell."""
     mine = posixpath.basename(root.rstrip("/"))
     try:
         with os.scandir(site.disk(parent)) as it:
             names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and e.name != mine)
     except OSError:
         return []
-    return [posixpath.join(parent, n) for n in names[:MAX_SUBDIRS]
+    if len(names) > MAX_SUBDIRS:
+        return [None]
+    return [posixpath.join(parent, n) for n in names
             if site.disk(parent, n, "wp-settings.php").is_file()
             and not site.disk(parent, n, "wp-config.php").exists()]
 

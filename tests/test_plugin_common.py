@@ -212,6 +212,34 @@ def test_named_path_an_acl_makes_a_private_groups_file_anyones(tmp_path):
     assert why and "ACL" in why, why
 
 
+@pytest.mark.parametrize("place,why", [
+    ("/tmp/php-b", "where anyone may make it"),  # pool b's temp dir, made first by the customer
+    ("/var/lib/nginx/body", "a service's state"),  # www-data's, like a www-data host's sites
+])
+def test_named_path_places_whose_owner_says_nothing(tmp_path, place, why):
+    """Owning a place proves nothing in a sticky world-writable directory (anyone could have
+    made /tmp/php-b before pool b did), nor in a service's state (/var/lib/nginx is www-data's
+    on a host whose sites are all www-data's): only root's word names those."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("gives files to other users (chown): as root")
+    from php_fpm_apparmor.api import named_path
+    site = at.site(tmp_path, "a", ["/var/www/a"])
+    (tmp_path / "tmp").mkdir(mode=0o777)
+    (tmp_path / "tmp").chmod(0o1777)
+    disk = tmp_path / place.lstrip("/")
+    disk.mkdir(parents=True)
+    conf = tmp_path / "var/www/a/wp-config.php"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("<?php\n")
+    for p in (disk, conf):
+        os.chown(p, 33, 33)
+    canon, said = named_path(site, place, "/var/www/a/wp-config.php", write=True)
+    assert said and why in said, said
+    os.chown(conf, 0, 0)  # root's word
+    assert named_path(site, place, "/var/www/a/wp-config.php", write=True) == (place, None)
+
+
 def test_named_path_inside_the_roots_and_system_dirs(tmp_path):
     from php_fpm_apparmor.api import named_path
     site = at.site(tmp_path, "wp", ["/usr/share/wordpress"])

@@ -336,6 +336,13 @@ def test_a_customer_without_wp_config_does_not_get_the_admins_one_level_up(tmp_p
     assert any("also that of /var/www/html" in p for p in app.info["problems"]), app.info["problems"]
     s.read_paths = ["/var/www/wp-config.php"]  # the admin's word
     assert wp_of(at.build(s)[0]).info["config"] == "/var/www/wp-config.php"
+    # more directories beside it than are looked at: nobody can tell whose it is
+    for i in range(wordpress.MAX_SUBDIRS + 1):
+        (tmp_path / f"var/www/a{i:03}").mkdir()
+    app = wp_of(at.build(at.site(tmp_path, "cust", ["/var/www/cust"]))[0])
+    assert app.info["config"] is None and any("more than 64 directories" in p for p in app.info["problems"])
+    for i in range(wordpress.MAX_SUBDIRS + 1):
+        (tmp_path / f"var/www/a{i:03}").rmdir()
     # the admin's own site, its root owned by www-data (dashboard updates): its config, once
     # no other WordPress beside it lacks one
     (cust / "wp-config.php").write_text("<?php\n")
@@ -383,16 +390,23 @@ def test_whose_text_a_config_is_not_only_its_owners(tmp_path, how):
 
 
 @needs_root
-def test_the_admins_read_setting_vouches_for_a_dir_the_customer_names(tmp_path):
-    """The refusal's remedy: the pool's `read =` (the admin's word) makes the place this
-    pool's, whoever owns it."""
-    root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content")
+def test_the_admins_write_setting_vouches_for_a_dir_the_customer_names(tmp_path):
+    """The refusal's remedy: the pool's `write =` (the admin's word) makes the place this
+    pool's, whoever owns it. `read =` does not: WordPress writes uploads in its content dir,
+    and the admin said read (it still vouches for WP_PLUGIN_DIR, only read)."""
+    root = at.wordpress(tmp_path, "/var/www/blog", content_dir="/srv/blog-content",
+                        extra="define( 'WP_PLUGIN_DIR', '/srv/shared-plugins' );")
     os.chown(root / "wp-config.php", CUSTOMER, CUSTOMER)
     _owned_dir(tmp_path, "/srv/blog-content", 0)
+    _owned_dir(tmp_path, "/srv/shared-plugins", 0)
     s = at.site(tmp_path, "blog", ["/var/www/blog"])
-    s.read_paths = ["/srv/blog-content"]
+    s.read_paths = ["/srv/blog-content", "/srv/shared-plugins"]
     app = wp_of(at.build(s)[0])
-    assert app.info["content"] == "/srv/blog-content"
+    assert app.info["content"] == "/var/www/blog/wp-content"
+    assert app.info["plugins"] == "/srv/shared-plugins"
+    assert any("write = in" in p for p in app.info["problems"]), app.info["problems"]
+    s.write_paths = ["/srv/blog-content"]
+    assert wp_of(at.build(s)[0]).info["content"] == "/srv/blog-content"
 
 
 @needs_root

@@ -659,7 +659,12 @@ def is_within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent + "/") or parent == "/"
 
 
-def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
+# Where services keep their state (nginx's request bodies in /var/lib/nginx): a place there
+# is only ever the admin's to name, whoever owns it (www-data on a host of www-data sites).
+SERVICE_STATE = ("/var/lib", "/var/cache", "/var/spool", "/var/backups", "/var/mail", "/run", "/var/run")
+
+
+def named_path(site, path: str, told_by=None, write: bool = False) -> tuple[str | None, str | None]:
     """(canonical path, None) for a path a site's file names (or a default place reached
     through the site's symlinks) that this pool may have; (canonical path or None, why) when
     it may not.
@@ -673,7 +678,8 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     an upload the pool wrote, a root-owned log holding the customer's text), the owner of
     each symlink on the way; anyone when a group, an ACL or everyone may write one of them.
     told_by: the PhpFacts the path was read from, or that file's system path; None for a
-    default place (then only the symlinks on the way to it speak)."""
+    default place (then only the symlinks on the way to it speak). write: the app writes
+    there (then only the pool's `write =` vouches for it, not `read =`)."""
     from .sites import CONFIG
 
     try:
@@ -685,20 +691,23 @@ def named_path(site, path: str, told_by=None) -> tuple[str | None, str | None]:
     why = _unsafe(canon, system_ok=inside)
     if why or inside:
         return canon, why
-    if any(is_within(canon, p) for p in (*site.read_paths, *site.write_paths, *site.share_paths)):
+    if any(is_within(canon, p) for p in (site.write_paths if write else (*site.read_paths, *site.write_paths))):
         return canon, None
     tellers = (_writers(site, told_by) if told_by is not None else []) + _link_tellers(site, path)
-    owner = None
-    for uid, role in tellers:
-        if uid == 0:
-            continue
-        if owner is None:
-            owner = _owner(site, canon)
+    users = [(uid, role) for uid, role in tellers if uid != 0]
+    if not users:
+        return canon, None
+    remedy = f"(if meant: the pool's {'write' if write else 'read'} = in {CONFIG})"
+    if any(is_within(canon, d) for d in SERVICE_STATE):
+        return canon, f"a service's state, named on the word of a user (not root's): not the site's {remedy}"
+    owner, shared = _owner(site, canon)
+    if shared:  # /tmp/php-b made before pool b made it: anyone could have
+        return canon, f"inside {shared}, where anyone may make it: not the site's {remedy}"
+    for uid, role in users:
         if uid is None or uid != owner:
             return canon, (f"outside the site, owned by {'nobody' if owner is None else f'uid {owner}'}, "
                            f"on the word of {role if uid is None else f'uid {uid}, {role}'}: a site's files may "
-                           f"name only their owner's places (if meant: the pool's read =, write = or share = "
-                           f"in {CONFIG})")
+                           f"name only their owner's places {remedy}")
     return canon, None
 
 
@@ -803,16 +812,23 @@ def _dir_teller(site, d: str, what: str) -> tuple[int | None, str]:
     return (st.st_uid, role) if mode & stat.S_ISVTX else _teller(site, d, (st.st_uid, st.st_gid, mode), role)
 
 
-def _owner(site, canon: str) -> int | None:
-    """The uid owning `canon`, or its nearest existing parent (who may create it)."""
-    p = canon
+def _owner(site, canon: str) -> tuple[int | None, str | None]:
+    """(the uid owning `canon` or its nearest existing parent, who may create it; the first
+    sticky world-writable directory above it, or None)."""
+    owner, p = None, canon
     while True:
         try:
-            return site.disk(p).stat().st_uid
+            st = site.disk(p).stat()
         except (OSError, ValueError):
-            if p == "/":
-                return None
-            p = posixpath.dirname(p)
+            st = None
+        if st is not None:
+            if owner is None:
+                owner = st.st_uid
+            if p != canon and st.st_mode & stat.S_ISVTX and st.st_mode & 0o002:
+                return owner, p
+        if p == "/":
+            return owner, None
+        p = posixpath.dirname(p)
 
 
 def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin")) -> list[str]:
