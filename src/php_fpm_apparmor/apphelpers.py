@@ -691,7 +691,9 @@ def named_path(site, path: str, told_by=None, write: bool = False) -> tuple[str 
     why = _unsafe(canon, system_ok=inside)
     if why or inside:
         return canon, why
-    if any(is_within(canon, p) for p in (site.write_paths if write else (*site.read_paths, *site.write_paths))):
+    vouched = (*site.write_paths, *_pool_temp(site)) if write else \
+        (*site.read_paths, *site.write_paths, *_pool_temp(site))
+    if any(is_within(canon, p) for p in vouched):
         return canon, None
     tellers = (_writers(site, told_by) if told_by is not None else []) + _link_tellers(site, path)
     users = [(uid, role) for uid, role in tellers if uid != 0]
@@ -709,6 +711,18 @@ def named_path(site, path: str, told_by=None, write: bool = False) -> tuple[str 
                            f"on the word of {role if uid is None else f'uid {uid}, {role}'}: a site's files may "
                            f"name only their owner's places {remedy}")
     return canon, None
+
+
+def _pool_temp(site) -> list[str]:
+    """The pool's own temp dirs from its config (root's word): Nextcloud's tempdirectory
+    there is the admin's /tmp/php-cloud, not a place the customer made first."""
+    out = []
+    for value in (temp_dir(site), site_ini(site, "upload_tmp_dir")):
+        if isinstance(value, str) and value.startswith("/"):
+            canon = canonical_or_none(site, value.rstrip("/"))
+            if canon and canon not in SHARED_TEMP and not unsafe_path(canon):
+                out.append(canon)
+    return out
 
 
 def _teller(site, path: str, ids: tuple, role: str) -> tuple[int | None, str]:
