@@ -19,8 +19,8 @@ Compatibility rule (API_VERSION = "MAJOR.MINOR"):
 from __future__ import annotations
 
 from .apphelpers import (UNKNOWN, NotRegular, PhpFacts, any_case, canonical_or_none, clean_version, ext_glob,
-                         find_binaries, is_within, named_path, open_regular, plugin_header, pool_names,
-                         read_php, site_ini, temp_dir, unsafe_path)
+                         find_binaries, is_within, open_regular, plugin_header, pool_names, read_php, site_ini,
+                         temp_dir, unsafe_path)
 from .apps import App
 from .expect import Expectation
 from .hookspecs import hookimpl
@@ -28,6 +28,7 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
                      IncludeRule, NetworkRule, PtraceRule, Rule, SignalRule, WriteException, lit, never_code,
                      under)
 from .sites import Site
+from .whose import named_path
 
 API_VERSION = "1.3"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
 # 1.3: named_path(), PhpFacts.uid, .gid and .mode
