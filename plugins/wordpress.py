@@ -120,13 +120,15 @@ def _layout(site, root: str) -> dict:
             # when the root's tellers own it, or when no other WordPress there loads it
             # too (a site's own hardening: its config moved out of the docroot).
             config = up
-            if named_path(site, up, root, write=site.flag("config_writes"))[1]:
+            writes = site.flag("config_writes")
+            if named_path(site, up, root, write=writes)[1]:
                 others = _loading(site, parent, root)
                 if others:
                     whose = f"is also that of {others[0]}" if others[0] else \
                         f"may be another's (more than {MAX_SUBDIRS} directories beside {root})"
                     problems.append(f"{up}: the wp-config.php one level above {root} {whose}: not opened to "
-                                    f"this pool (if it is this site's, add read = {up} to the pool's section)")
+                                    f"this pool (if it is this site's, add {'write' if writes else 'read'} = "
+                                    f"{up} to the pool's section)")
                     config = None
     facts = read_php(site.disk(config), config, abspath=abspath) if config else None
     if facts:
