@@ -201,6 +201,13 @@ def test_named_path_an_acl_makes_a_private_groups_file_anyones(tmp_path):
     os.chown(conf, 1001, 1001)
     conf.chmod(0o664)
     assert named_path(site, "/srv/place", "/var/www/blog/wp-config.php") == ("/srv/place", None)
+    # the same group with www-data in it is not the customer's alone
+    from php_fpm_apparmor import whose
+    (tmp_path / "etc/group").write_text("cust:x:1001:www-data\n")
+    whose._private_group.cache_clear()
+    assert "group 1001" in named_path(site, "/srv/place", "/var/www/blog/wp-config.php")[1]
+    (tmp_path / "etc/group").write_text("cust:x:1001:\n")
+    whose._private_group.cache_clear()
     # user:www-data:rw- (tags: USER_OBJ, USER, GROUP_OBJ, MASK, OTHER; 0xffffffff: no id)
     acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in [
         (0x01, 6, 0xFFFFFFFF), (0x02, 6, 33), (0x04, 6, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)])
