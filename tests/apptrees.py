@@ -20,6 +20,7 @@ import pytest
 from php_fpm_apparmor import validate
 
 needs_parser = pytest.mark.skipif(validate.parser() is None, reason="apparmor_parser not installed")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other users (chown): as root")
 WP_CACHE_DIR = Path(tempfile.gettempdir(), "php-fpm-apparmor-test-wordpress")
 
 

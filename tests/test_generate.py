@@ -13,6 +13,7 @@ import pytest
 
 from php_fpm_apparmor import apply as apply_mod, evaluate, generate, install, plugins as plugins_mod, validate
 from php_fpm_apparmor.policy import lit
+from apptrees import needs_root
 from systree import make_tree, pool_conf, snapshot
 
 STOCK = Path("/work/shared/reference/debian12-apparmor-profiles-php-fpm")
@@ -192,7 +193,6 @@ def test_a_root_symlinked_into_another_pools_site_costs_its_own_pool_only(tmp_pa
     assert generate.CORE_ONLY in sneak and "/var/www/blog" not in sneak
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other users (chown): as root")
 
 
 def _users_link(root, path: str, target: str, uid: int) -> None:

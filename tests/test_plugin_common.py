@@ -129,6 +129,7 @@ def test_unsafe_path(path, bad):
     assert bool(unsafe_path(path)) == bad
 
 
+@at.needs_root
 @pytest.mark.parametrize("file_owner,file_mode,link_owner,target_owner,ok", [
     (1001, 0o644, None, 1001, True),  # the customer's file names the customer's dir
     (1001, 0o644, None, 1002, False),  # ... another user's
@@ -147,8 +148,6 @@ def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_
     """api.named_path: outside the pool's roots, each non-root teller (the file that names
     the place, a symlink on the way) must own it."""
     import os
-    if os.geteuid() != 0:
-        pytest.skip("gives files to other users (chown): as root")
     from php_fpm_apparmor.api import named_path
     site = at.site(tmp_path, "blog", ["/var/www/blog"])
     (tmp_path / "var/www/blog").mkdir(parents=True)
@@ -181,13 +180,12 @@ def test_named_path_asks_whose_word_it_is(tmp_path, file_owner, file_mode, link_
         assert named_path(site, path, "/var/www/blog/wp-config.php") == (canon, why)
 
 
+@at.needs_root
 def test_named_path_an_acl_makes_a_private_groups_file_anyones(tmp_path):
     """An ACL's named entries show only as the group bits: on a file of the customer's
     private group (0664 cust:cust) an ACL letting www-data write makes it nobody's word."""
     import os
     import struct
-    if os.geteuid() != 0:
-        pytest.skip("gives files to other users (chown): as root")
     from php_fpm_apparmor.api import named_path
     site = at.site(tmp_path, "blog", ["/var/www/blog"])
     (tmp_path / "etc").mkdir()
@@ -219,6 +217,7 @@ def test_named_path_an_acl_makes_a_private_groups_file_anyones(tmp_path):
     assert why and "ACL" in why, why
 
 
+@at.needs_root
 @pytest.mark.parametrize("place,why", [
     ("/tmp/php-b", "where anyone may make it"),  # pool b's temp dir, made first by the customer
     ("/var/lib/nginx/body", "a service's state"),  # www-data's, like a www-data host's sites
@@ -228,8 +227,6 @@ def test_named_path_places_whose_owner_says_nothing(tmp_path, place, why):
     made /tmp/php-b before pool b did), nor in a service's state (/var/lib/nginx is www-data's
     on a host whose sites are all www-data's): only root's word names those."""
     import os
-    if os.geteuid() != 0:
-        pytest.skip("gives files to other users (chown): as root")
     from php_fpm_apparmor.api import named_path
     site = at.site(tmp_path, "a", ["/var/www/a"])
     (tmp_path / "tmp").mkdir(mode=0o777)

@@ -132,6 +132,7 @@ def test_a_configured_helper_program_runs_only_if_root_installed_it(tmp_path, pa
     assert any("'preview_ffmpeg_path'" in p and "writable by root alone" in p for p in problems) is not runs
 
 
+@at.needs_root
 @pytest.mark.parametrize("key,value,config_owner,dir_owner,opened", [
     ("datadirectory", D, 33, 33, True),  # www-data's config, www-data's data: the usual setup
     ("datadirectory", D, 33, 1002, False),  # another user's directory
@@ -145,8 +146,6 @@ def test_config_php_opens_only_its_owners_dirs_outside_the_site(tmp_path, key, v
     """config.php belongs to the web user (Nextcloud rewrites it): the places it names
     outside the site are opened only if that user owns them, unless root wrote it."""
     import os
-    if os.geteuid() != 0:
-        pytest.skip("gives files to other users (chown): as root")
     extra = "" if key == "datadirectory" else f"  '{key}' => '{value}',\n"
     root = at.nextcloud(tmp_path, R, extra=extra)
     os.chown(root / "config/config.php", config_owner, config_owner)
@@ -169,12 +168,11 @@ def test_config_php_opens_only_its_owners_dirs_outside_the_site(tmp_path, key, v
     assert bool(said) is not opened and all(f"owned by uid {dir_owner}" in p for p in said), said
 
 
+@at.needs_root
 def test_config_php_linked_to_another_users_config_opens_nothing(tmp_path):
     """The customer links config/config.php to alice's Nextcloud config.php: its owner
     (alice) owns the data dir it names, but the link and config/ are the customer's."""
     import os
-    if os.geteuid() != 0:
-        pytest.skip("gives files to other users (chown): as root")
     root = at.nextcloud(tmp_path, R, data="/var/www/cloud-data")
     at.nextcloud(tmp_path, "/home/alice/cloud", data="/home/alice/ncdata")
     for base, uid in ((root, 1001), (tmp_path / "home/alice", 1002)):

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import apptrees as at
-from apptrees import needs_parser
+from apptrees import needs_parser, needs_root
 from php_fpm_apparmor import evaluate
 from php_fpm_apparmor_plugins import wordpress
 
@@ -242,7 +242,6 @@ def test_a_site_naming_another_sites_data_dir_is_refused_not_shared(tmp_path):
         assert "reaches pool a's data dir" in problem and "reaches pool b" not in problem, problem
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="gives files to other users (chown): as root")
 CUSTOMER = 1001  # the site's owner: wp-config.php is theirs
 
 

@@ -30,12 +30,13 @@ def named_path(site, path: str, told_by=None, write: bool = False) -> tuple[str 
 
     Whose word it is decides. The admin's (a file only root could have written, reached
     through root's symlinks; the pool's `write =`, its `read =` for a place only read, its
-    own temp dirs) may name any place unsafe_path() accepts. A user's only a place inside the pool's roots, or one that same
-    user owns: a customer's wp-config.php naming /home/alice or root's /srv/backups must not
-    open them to its pool on the next regenerate. Who could have written the file: its
-    owner, the owner of each directory on its way (who can rename another file into place:
-    an upload the pool wrote, a root-owned log holding the customer's text), the owner of
-    each symlink on the way; anyone when a group, an ACL or everyone may write one of them.
+    own temp dirs) may name any place unsafe_path() accepts. A user's only a place inside
+    the pool's roots, or one that same user owns: a customer's wp-config.php naming
+    /home/alice or root's /srv/backups must not open them to its pool on the next
+    regenerate. Who could have written the file: its owner, the owner of each directory on
+    its way (who can rename another file into place: an upload the pool wrote, a root-owned
+    log holding the customer's text), the owner of each symlink on the way; anyone when a
+    group, an ACL or everyone may write one of them.
     told_by: the PhpFacts the path was read from, or that file's system path; None for a
     default place (then only the symlinks on the way to it speak). write: the app writes
     there (then only the pool's `write =` vouches for it, not `read =`)."""
