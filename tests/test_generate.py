@@ -223,7 +223,8 @@ def test_a_users_symlink_cannot_make_another_directory_its_site(tmp_path, cli, t
     proc = cli("generate", root=root)
     assert proc.returncode == 1
     assert f"pool bob: " in proc.stderr and "pool carol:" not in proc.stderr, proc.stderr
-    assert ("symlink of uid 1001" in proc.stderr) == (owner != 1001), proc.stderr
+    assert ("on the word of uid 1001, owner of the symlink /home/bob/public_html" in proc.stderr) == (owner != 1001), \
+        proc.stderr
     bob = (root / "etc/apparmor.d/php-fpm.d/bob").read_text()
     assert generate.CORE_ONLY in bob and target not in bob
     assert generate.CORE_ONLY not in (root / "etc/apparmor.d/php-fpm.d/carol").read_text()
@@ -243,6 +244,35 @@ def test_a_users_symlink_into_what_the_user_owns_is_its_site(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     assert '"/home/bob/releases/42/**" r,' in (root / "etc/apparmor.d/php-fpm.d/bob").read_text()
     assert '"/srv/tools/pma/**" r,' in (root / "etc/apparmor.d/php-fpm.d/pma").read_text()
+
+
+@needs_root
+@pytest.mark.parametrize("home_mode,target,owner,refused", [
+    (0o755, "/etc/phpmyadmin", 0, "uid 1001, owner of the directory /home/bob"),  # bob may rename it
+    (0o755, "/usr/share/wordpress", 0, "uid 1001, owner of the directory /home/bob"),
+    (0o775, "/srv/bob", 1001, "group 1234: it may write /home/bob"),  # the group's members may replace it
+    (0o755, "/srv/bob", 1001, None),  # into bob's own: his word is enough
+])
+def test_roots_symlink_in_a_users_directory_is_that_users_word(tmp_path, cli, home_mode, target, owner, refused):
+    """The admin's link in bob's home (/home/bob/public_html -> /srv/bob, or a log link
+    bob renamed to public_html) is bob's to move or replace: it may lead only into what he
+    owns, as his own link may."""
+    root = make_tree(tmp_path, {"bob": pool_conf("bob", "/home/bob/public_html", hat="bob")})
+    (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    os.chown(root / target.lstrip("/"), owner, owner)
+    _users_link(root, "/home/bob/public_html", target, 0)
+    os.chown(root / "home/bob", 1001, 1234)
+    os.chmod(root / "home/bob", home_mode)
+    proc = cli("generate", root=root)
+    bob = (root / "etc/apparmor.d/php-fpm.d/bob").read_text()
+    if refused:
+        assert proc.returncode == 1
+        assert (f"pool bob: site root /home/bob/public_html leads to {target}, owned by uid {owner}, on the word "
+                f"of {refused}") in proc.stderr, proc.stderr
+        assert generate.CORE_ONLY in bob and target not in bob
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert f'"{target}/**" r,' in bob
 
 
 def test_duplicate_hats_across_versions_are_refused(tmp_path, cli):

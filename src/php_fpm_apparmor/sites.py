@@ -147,21 +147,6 @@ def symlinks(sysroot: str, path: str) -> list[str]:
     return links
 
 
-def users_link(sysroot: str, path: str) -> tuple[str, int] | None:
-    """(symlink, its owner's uid) of the first symlink on the way from `path` to its
-    canonical form that a user other than root owns, or None. Such a link is that user's
-    word, not the admin's: it may lead only into what that user owns."""
-    root = "" if sysroot in ("/", "") else _real(sysroot)
-    for link in symlinks(sysroot, path):
-        try:
-            uid = os.lstat(root + link).st_uid
-        except OSError:
-            continue
-        if uid != 0:
-            return link, uid
-    return None
-
-
 # Directories that appear in open_basedir for PHP's own sake, never a site's code.
 SYSTEM_DIRS = ("/tmp", "/var/tmp", "/usr", "/dev", "/etc", "/proc", "/var/lib/php", "/bin",
                "/lib", "/run", "/var/run", "/var/log", "/sbin", "/sys", "/boot", "/root",
@@ -397,21 +382,27 @@ def build(pool, hat: str, conf, sysroot: str = "/", web=None, claimed: tuple | N
                               f"pool {pool.name}: site root {r} is a system directory; set root = in {CONFIG}")
     users_links = set()  # canonical roots reached through a user's symlink
     for p, r in resolved.items():
-        hit = users_link(sysroot, p) if p.rstrip("/") != r else None
-        if hit is None:
+        if p.rstrip("/") == r:
             continue
-        link, uid = hit
+        from .whose import link_tellers  # only for a root reached through a symlink
+
+        # Whoever chose where the root leads: each link's owner, and whoever may move or
+        # replace one (root's link in bob's directory is bob's to rename onto his root).
+        users = [(uid, role) for uid, role in link_tellers(Site(pool=pool, hat=hat, roots=[], sysroot=sysroot), p)
+                 if uid != 0]
+        if not users:
+            continue
         try:
             owner = os.stat(_disk(sysroot, r, ())).st_uid
         except OSError:
             owner = None
-        if owner != uid:  # a site user's `ln -s` onto another site, /etc or a packaged app
-            way = f"is a symlink of uid {uid}" if link == p.rstrip("/") else \
-                f"leads through {link}, a symlink of uid {uid},"
-            raise ConfigError(pool.config_file, None,
-                              f"pool {pool.name}: site root {p} {way} to {r}, owned by "
-                              f"{'nobody' if owner is None else f'uid {owner}'}: a user's symlink may lead "
-                              f"only into what that user owns; set root = in {CONFIG}")
+        for uid, role in users:
+            if uid is None or uid != owner:  # a site user's `ln -s` onto another site, /etc or a packaged app
+                raise ConfigError(pool.config_file, None,
+                                  f"pool {pool.name}: site root {p} leads to {r}, owned by "
+                                  f"{'nobody' if owner is None else f'uid {owner}'}, on the word of "
+                                  f"{role if uid is None else f'uid {uid}, {role}'}: a user's symlink may lead "
+                                  f"only into what that user owns; set root = in {CONFIG}")
         users_links.add(r)
     writes = sorted({canon(p, "write") for p in values["write"]})
     for w in writes:

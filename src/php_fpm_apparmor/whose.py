@@ -55,7 +55,7 @@ def named_path(site, path: str, told_by=None, write: bool = False) -> tuple[str 
         (*site.read_paths, *site.write_paths, *_pool_temp(site))
     if any(is_within(canon, p) for p in vouched):
         return canon, None
-    tellers = (_writers(site, told_by) if told_by is not None else []) + _link_tellers(site, path)
+    tellers = (_writers(site, told_by) if told_by is not None else []) + link_tellers(site, path)
     users = [(uid, role) for uid, role in tellers if uid != 0]
     if not users:
         return canon, None
@@ -157,12 +157,13 @@ def _writers(site, told_by) -> list[tuple[int | None, str]]:
         dirs.add(d)
         d = posixpath.dirname(d)
     out += [_dir_teller(site, d, path) for d in sorted(dirs | {"/"})]
-    return out + _link_tellers(site, path)
+    return out + link_tellers(site, path)
 
 
-def _link_tellers(site, path: str) -> list[tuple[int | None, str]]:
+def link_tellers(site, path: str) -> list[tuple[int | None, str]]:
     """Who chose where `path` leads: the owner of each symlink on its way, and whoever may
-    replace one (root's relative link moved elsewhere in a site leads elsewhere)."""
+    replace one (root's relative link moved elsewhere in a site leads elsewhere). Also what
+    decides a site root reached through symlinks (sites.build)."""
     from .sites import symlinks
 
     out = []
