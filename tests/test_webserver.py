@@ -571,7 +571,7 @@ def test_nginx_reads_the_corpus_and_debians_files_as_before():
 
 
 _NGINX_BITS = st.sampled_from([" ", "\t", "\n", "\r", ";", "{", "}", '"', "'", "\\", "#", "$", "${", "a", "b}",
-                               "é", "\\\n", "x#y", "'a\\'b'", '"a\\"b"'])
+                               "é", "\\\n", "x#y", "'a\\'b'", '"a\\"b"', "\x0b", "\xa0", "a$", "x\"y"])
 
 
 @settings(max_examples=1500, deadline=None)

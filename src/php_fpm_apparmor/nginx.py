@@ -36,6 +36,15 @@ _TOKEN = re.compile(r"""
       | \Z)
 """, re.X)
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+# A whole directive of plain words (no quote, backslash, comment sign, ${, brace or Unicode
+# space in them), as most of a panel's vhost is: one match and a str.split() instead of a
+# match per word. Any other directive is read token by token (_TOKEN).
+_PLAIN_WORD = r"(?>(?:[^\s;{}\"'\\\#$]+|\$(?!\{))+)"
+_PLAIN = re.compile(r"""
+    (?>(?:[ \t\r\n]+|\#[^\n]*)*)  # skipped
+    (?P<words>""" + _PLAIN_WORD + r"(?:[ \t\r\n]+" + _PLAIN_WORD + r""")*)
+    [ \t\r\n]*(?P<end>[;{])
+""", re.X)
 
 
 def _unescape(text: str) -> str:
@@ -58,7 +67,26 @@ def parse(text: str, file: str, problems: list[str]) -> list[Directive]:
     words: list[str] = []
     first = 0  # the line of words[0]
     line, counted = 1, 0  # newlines counted up to offset `counted`
-    for m in _TOKEN.finditer(text):
+    pos = 0
+    while True:
+        if not words:
+            m = _PLAIN.match(text, pos)
+            if m:
+                pos, start = m.end(), m.start("words")
+                line += text.count("\n", counted, start)
+                counted = start
+                names = m.group("words").split()
+                d = Directive(names[0], names[1:], file, line)
+                block.append(d)
+                if m.group("end") == "{":
+                    if len(stack) > MAX_DEPTH:
+                        problems.append(f"{d.where}: blocks nested more than {MAX_DEPTH} deep; not read")
+                        return root
+                    block = d.block = []
+                    stack.append(block)
+                continue
+        m = _TOKEN.match(text, pos)
+        pos = m.end()
         kind = m.lastgroup
         if kind is None:  # the end
             break
