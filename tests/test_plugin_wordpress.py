@@ -185,6 +185,19 @@ def test_debians_package_root_is_claimed_for_a_pool_that_points_there(tmp_path):
     assert entries["other"].site.roots == []  # /usr/share holds it, but the pool does not point there
 
 
+def test_an_absolute_symlink_in_a_system_tree_leads_inside_the_tree(tmp_path):
+    """Below --root (the demo, a DPKG_ROOT install) wp-config.php -> /srv/conf/blog.php is
+    the tree's /srv/conf/blog.php, as on the system itself, never the host's file."""
+    disk = at.wordpress(tmp_path, "/var/www/blog", content_dir="/var/www/blog/content")
+    conf = tmp_path / "srv/conf/blog.php"
+    conf.parent.mkdir(parents=True)
+    (disk / "wp-config.php").rename(conf)
+    os.symlink("/srv/conf/blog.php", disk / "wp-config.php")
+    assert not os.path.exists("/srv/conf/blog.php")  # the host has none: the old reading found no config
+    app = wp_of(at.build(at.site(tmp_path, "blog", ["/var/www/blog"]))[0])
+    assert app.info["content"] == "/var/www/blog/content"
+
+
 def test_hostile_wp_content_dir_is_ignored_and_reported(tmp_path):
     at.wordpress(tmp_path, "/var/www/blog", extra="define('WP_CONTENT_DIR', '/etc');")
     s = at.site(tmp_path, "blog", ["/var/www/blog"])

@@ -30,8 +30,8 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
 from .sites import Site
 from .whose import named_path
 
-API_VERSION = "1.3"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
-# 1.3: named_path(), PhpFacts.uid, .gid and .mode
+API_VERSION = "1.4"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
+# 1.3: named_path(), PhpFacts.uid, .gid and .mode; 1.4: Site.entry()
 
 __all__ = [
     "API_VERSION",

@@ -44,8 +44,16 @@ class Site:
     web_roots: list[str] = field(default_factory=list)  # every root those vhosts name, even refused ones
 
     def disk(self, path: str, *more: str) -> Path:
-        """The file on disk for a system path (below --root when testing or demoing)."""
-        return _disk(self.sysroot, path, more)
+        """The file on disk for a system path. Below --root (tests, the demo, a DPKG_ROOT
+        install) the tree's symlinks are resolved inside the tree first: the kernel would
+        follow Debian's absolute wp-config.php link to the host's /etc."""
+        if self.sysroot in ("/", "") or not path.startswith("/"):
+            return _disk(self.sysroot, path, more)
+        return _tree_disk(self.sysroot, posixpath.join(path, *more) if more else path)
+
+    def entry(self, path: str) -> Path:
+        """The directory entry itself on disk, a symlink not followed (its owner: lstat)."""
+        return _disk(self.sysroot, path, ())
 
     def flag(self, name: str, default: bool = False) -> bool:
         value = self.settings.get(name)
@@ -71,6 +79,15 @@ def _disk(sysroot: str, path: str, more: tuple) -> Path:
     return Path(sysroot, path.lstrip("/"), *more)
 
 
+@functools.lru_cache(maxsize=65536)
+def _tree_disk(sysroot: str, path: str) -> Path:
+    try:
+        path = canonical(sysroot, path)
+    except (ConfigError, ValueError):  # a loop: opening it fails, as it would on the system
+        pass
+    return Path(_real(sysroot), path.lstrip("/"))
+
+
 @functools.lru_cache(maxsize=64)
 def _real(sysroot: str) -> str:
     return os.path.realpath(sysroot)
@@ -89,6 +106,7 @@ def forget_disk() -> None:
     """A run sees the disk as it is now: drop what an earlier run in this process resolved."""
     _readlink.cache_clear()
     canonical.cache_clear()
+    _tree_disk.cache_clear()
 
 
 def inside(path: str, root: str) -> bool:

@@ -169,7 +169,7 @@ def link_tellers(site, path: str) -> list[tuple[int | None, str]]:
     out = []
     for link in symlinks(site.sysroot, path):
         try:
-            out.append((site.disk(link).lstat().st_uid, f"owner of the symlink {link}"))
+            out.append((site.entry(link).lstat().st_uid, f"owner of the symlink {link}"))
         except (OSError, ValueError):
             out.append((None, f"nobody: the symlink {link} is gone"))
         out.append(_dir_teller(site, posixpath.dirname(link) or "/", link))
