@@ -126,8 +126,16 @@ def probe_url(url, op="label", path=""):
         return {"raw": out, "err": err}
 
 
-def workers(pool):
-    rc, out, _ = sh(f"pgrep -f '^php-fpm: pool {pool}( |$)'")
+def workers(pool, wait=60):
+    """The pids of the pool's workers. A reload re-executes the master, which can take
+    seconds on the emulated CPU of a busy CI machine: wait for the first worker (logged
+    once found) instead of trusting a fixed sleep."""
+    cmd = f"pgrep -f '^php-fpm: pool {pool}( |$)'"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not subprocess.run(cmd, shell=True, capture_output=True,
+                                                              env=ENV).stdout.split():
+        time.sleep(0.5)
+    rc, out, _ = sh(cmd)
     return out.split()
 
 
