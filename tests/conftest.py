@@ -64,3 +64,28 @@ def release_package(debian_package, tmp_path_factory):
         return built[release]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def booted(request, release_package):
+    """{(test module, release): Future of that booted scenario's run}. Every booted scenario
+    this session selected starts at the first one's test, one qemu per core (TCG runs a
+    guest on one host thread): on a two-core machine without KVM the stage takes half the
+    wall time, which keeps CI inside its 90 minutes. The .debs are built first, one at a
+    time (a release's builds share its cached root); each run then gets its image (built
+    once per release, behind the image cache's lock) and boots it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = list(dict.fromkeys(  # (test module, release), in the order collected
+        (item.module.__name__, item.callspec.params["release"]) for item in request.session.items
+        if "booted" in getattr(item, "fixturenames", ()) and hasattr(item, "callspec")))
+    modules = {name: sys.modules[name] for name, _ in wanted}
+    debs = {}
+    for name, release in wanted:
+        if release not in debs:
+            debs[release] = modules[name].package(release, release_package)
+    # the releases in turn: the first two runs build (or load) both images side by side
+    releases = list(dict.fromkeys(r for _, r in wanted))
+    order = sorted(wanted, key=lambda w: ([x for x in wanted if x[1] == w[1]].index(w), releases.index(w[1])))
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        yield {w: pool.submit(modules[w[0]].run, w[1], debs[w[1]]) for w in order}

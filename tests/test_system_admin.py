@@ -48,9 +48,9 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.parametrize("release", ["trixie", "bookworm"])
-def test_admin_scenario(release, release_package):
-    deb = package(release, release_package)
+def run(release: str, deb: Path) -> tuple:
+    """The scenario booted on `release` with `deb` installed: (Boot, summary, checks, stages).
+    Runs in a worker thread of the `booted` fixture (tests/conftest.py), beside another."""
     img = image.get(release, machine.warm)
     timings = json.loads((img.dir / "timings.json").read_text())
     out = ARTIFACTS / release / "admin"
@@ -72,6 +72,12 @@ def test_admin_scenario(release, release_package):
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for scratch in ("payload", "plugin-tree"):  # the .debs: the builds have them
         shutil.rmtree(out / scratch, ignore_errors=True)
+    return boot, summary, checks, stages
+
+
+@pytest.mark.parametrize("release", ["trixie", "bookworm"])
+def test_admin_scenario(release, booted):
+    boot, summary, checks, stages = booted[(__name__, release)].result()
     print(json.dumps({k: v for k, v in summary.items() if k != "failed"}, indent=1))
 
     assert boot.returncode is not None, f"host timeout after {boot.seconds:.0f} s, see {boot.serial}"

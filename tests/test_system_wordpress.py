@@ -41,9 +41,9 @@ def rows() -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("release", ["trixie", "bookworm"])
-def test_wordpress_over_http(release, release_package):
-    deb = package(release, release_package)
+def run(release: str, deb: Path) -> tuple:
+    """The WordPress scenario booted on `release`: (Boot, summary, stages). Runs in a worker
+    thread of the `booted` fixture (tests/conftest.py), beside another."""
     img = image.get(release, machine.warm)
     out = REPO / "artifacts" / "system" / release / "wordpress"
     shutil.rmtree(out, ignore_errors=True)
@@ -56,6 +56,12 @@ def test_wordpress_over_http(release, release_package):
                "failed": [c for c in checks if not c["ok"]]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(out / "payload", ignore_errors=True)
+    return boot, summary, stages
+
+
+@pytest.mark.parametrize("release", ["trixie", "bookworm"])
+def test_wordpress_over_http(release, booted):
+    boot, summary, stages = booted[(__name__, release)].result()
     print(json.dumps({k: v for k, v in summary.items() if k != "failed"}, indent=1))
     assert boot.returncode is not None, f"host timeout, see {boot.serial}"
     assert (boot.results / "done").exists(), f"the guest did not finish, see {boot.serial}"
