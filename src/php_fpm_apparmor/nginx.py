@@ -69,61 +69,52 @@ def parse(text: str, file: str, problems: list[str]) -> list[Directive]:
     line, counted = 1, 0  # newlines counted up to offset `counted`
     pos = 0
     while True:
-        if not words:
-            m = _PLAIN.match(text, pos)
-            if m:
-                pos, start = m.end(), m.start("words")
-                line += text.count("\n", counted, start)
-                counted = start
-                names = m.group("words").split()
-                d = Directive(names[0], names[1:], file, line)
-                block.append(d)
-                if m.group("end") == "{":
-                    if len(stack) > MAX_DEPTH:
-                        problems.append(f"{d.where}: blocks nested more than {MAX_DEPTH} deep; not read")
-                        return root
-                    block = d.block = []
+        m = None if words else _PLAIN.match(text, pos)
+        if m:  # a whole directive of plain words: on to its end below
+            pos, start = m.end(), m.start("words")
+            line += text.count("\n", counted, start)
+            counted, first = start, line
+            words, special = m.group("words").split(), m.group("end")
+        else:
+            m = _TOKEN.match(text, pos)
+            pos = m.end()
+            kind = m.lastgroup
+            if kind is None:  # the end
+                break
+            if kind != "special":
+                if kind == "bad":
+                    problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected end of file, "
+                                    f"expecting a closing quote")
+                    break
+                if kind == "stray":
+                    problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected character '\\\\'")
+                    break
+                if not words:
+                    start = m.start(kind)
+                    line += text.count("\n", counted, start)
+                    counted, first = start, line
+                value = m.group(kind)
+                words.append(_unescape(value) if "\\" in value else value)
+                continue
+            special = m.group(kind)
+            if special == "}":
+                if words:
+                    problems.append(f"{file}:{first}: unexpected \"}}\" after {words[0]}")
+                    words = []
+                if len(stack) == 1:
+                    problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected \"}}\"")
+                    continue
+                stack.pop()
+                block = stack[-1]
+                continue
+            if not words:
+                if special == "{":
+                    at = _line(text, m.start(kind))
+                    problems.append(f"{file}:{at}: block without a directive name")
+                    block.append(Directive("", [], file, at, []))
+                    block = block[-1].block
                     stack.append(block)
                 continue
-        m = _TOKEN.match(text, pos)
-        pos = m.end()
-        kind = m.lastgroup
-        if kind is None:  # the end
-            break
-        if kind != "special":
-            if kind == "bad":
-                problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected end of file, "
-                                f"expecting a closing quote")
-                break
-            if kind == "stray":
-                problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected character '\\\\'")
-                break
-            if not words:
-                start = m.start(kind)
-                line += text.count("\n", counted, start)
-                counted, first = start, line
-            value = m.group(kind)
-            words.append(_unescape(value) if "\\" in value else value)
-            continue
-        special = m.group(kind)
-        if special == "}":
-            if words:
-                problems.append(f"{file}:{first}: unexpected \"}}\" after {words[0]}")
-                words = []
-            if len(stack) == 1:
-                problems.append(f"{file}:{_line(text, m.start(kind))}: unexpected \"}}\"")
-                continue
-            stack.pop()
-            block = stack[-1]
-            continue
-        if not words:
-            if special == "{":
-                at = _line(text, m.start(kind))
-                problems.append(f"{file}:{at}: block without a directive name")
-                block.append(Directive("", [], file, at, []))
-                block = block[-1].block
-                stack.append(block)
-            continue
         d = Directive(words[0], words[1:], file, first)
         words = []
         block.append(d)
