@@ -83,6 +83,9 @@ def inner(step: str, root: str) -> None:
         res["plan_s"] = time.perf_counter() - t
         res["pools_ready"] = len(result.ready)
         res["peak_mb_python"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    elif step == "keep":  # what `generate` keeps of the web servers' configs (webcache.py)
+        from php_fpm_apparmor import webcache, webserver
+        res["kept"] = webcache.keep(root, webserver.fresh(root))
     elif step == "install":  # the files status reads, without the parser (status-only runs)
         from php_fpm_apparmor import install
         result = generate.plan(root, pm, check=False)
@@ -166,19 +169,27 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
         print("status --json (with nginx vhosts):   skipped, no /etc/nginx to copy (apt install nginx-common)")
         return
     wptree.nginx(root, n)
-    s_s, s_cpu, s_mb = wrapped(status)
-    label = f"status --json (+{n} nginx vhosts):"
-    print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
-          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (sites also from the vhosts)")
+    vhosts_status(root, n, "nginx", status, fpm_cpu)
     if not Path("/etc/apache2/apache2.conf").exists():
         print("status --json (Apache vhosts):      skipped, no /etc/apache2 to copy (apt install apache2)")
         return
     shutil.rmtree(root / "etc/nginx")  # a host runs one of them
     wptree.apache(root, n)
+    vhosts_status(root, n, "Apache", status, fpm_cpu)
+
+
+def vhosts_status(root: Path, n: int, server: str, status: list[str], fpm_cpu: float) -> None:
+    """status with the vhosts just written (read, as after an edit), then once `generate` has
+    kept its reading of them (webcache.py: what a host's status meets between changes)."""
     s_s, s_cpu, s_mb = wrapped(status)
-    label = f"status --json (+{n} Apache vhosts):"
+    label = f"status --json (+{n} {server} vhosts):"
     print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
-          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (ISPConfig's Apache shape instead)")
+          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (sites also from the vhosts, read)")
+    assert step("keep", root)["kept"], "the reading was not kept"
+    s_s, s_cpu, s_mb = wrapped(status)
+    label = "  the same, reading kept:"
+    print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
+          f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (as after a generate: files unchanged)")
 
 
 def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:

@@ -10,6 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Our own plugins get the hooks' arguments uncopied in production (plugins.GUARD_ENV): the
 # suite copies and compares for them too, so one that changes its arguments fails a test.
 os.environ["PHP_FPM_APPARMOR_GUARD_ALL_PLUGINS"] = "1"
+# The web servers' readings `generate` keeps (webcache.py): every later use of one in the
+# suite reads the configs afresh too and fails if the two differ.
+os.environ["PHP_FPM_APPARMOR_CHECK_CACHE"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))
 
 

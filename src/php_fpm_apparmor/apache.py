@@ -339,8 +339,8 @@ def _address(text: str) -> str:
     return text
 
 
-def load(sysroot: str, problems: list[str]) -> Reader | None:
-    files = Files(sysroot, problems)
+def load(sysroot: str, problems: list[str], seen: dict | None = None) -> Reader | None:
+    files = Files(sysroot, problems, seen=seen)
     main = f"{SERVER_ROOT}/{MAIN}"
     if not files.exists(main):
         # Sites but no apache2.conf (a copied /etc/apache2/sites-*): read them as Debian's does.
@@ -370,8 +370,8 @@ def _cross_check(r: Reader, problems: list[str]) -> None:
                         f"{' ...' if len(missed) > 5 else ''}, which php-fpm-apparmor did not follow")
 
 
-def read(sysroot: str, problems: list[str]) -> list[Vhost] | None:
-    r = load(sysroot, problems)
+def read(sysroot: str, problems: list[str], seen: dict | None = None) -> list[Vhost] | None:
+    r = load(sysroot, problems, seen)
     if r is None:
         return None
     return _vhosts(r, problems)

@@ -217,6 +217,10 @@ def _generate(args, result, shown, plugins) -> int:
     outcome = apply_mod.apply(result, dry_run=args.dry_run or args.diff, progress=shown)
     if shown:
         shown.close()
+    if not (args.dry_run or args.diff) and result.web is not None:
+        from . import webcache
+
+        webcache.keep(args.root, result.web)  # the next run skips reading unchanged vhosts
     for w in result.warnings:
         _err(f"warning: {w}")
     if not args.quiet:
@@ -321,6 +325,9 @@ def cmd_clean(args, plugins) -> int:
         for hat, path in hats.items():
             path.unlink()
             removed.append(str(path))
+        from . import webcache
+
+        webcache.forget(args.root)
         main = install.at(args.root, install.MAIN_PROFILE)
         if main.exists() and install.is_ours(main):
             main.unlink()

@@ -216,7 +216,7 @@ def _strip_last_newline(text: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def load(sysroot: str, problems: list[str]) -> tuple[list[Directive], list[str]] | None:
+def load(sysroot: str, problems: list[str], seen: dict | None = None) -> tuple[list[Directive], list[str]] | None:
     """The expanded configuration and the files read; None if nginx is not configured."""
     dump = None
     main = MAIN
@@ -232,7 +232,7 @@ def load(sysroot: str, problems: list[str]) -> tuple[list[Directive], list[str]]
                 # failed"): that is no problem of the config, and reading it here gives the same.
                 last = next((l for l in err.strip().splitlines() if "[emerg]" in l), "failed")
                 problems.append(f"nginx -T: {last.split('] ', 1)[-1]}; reading {MAIN} directly")
-    files = Files(sysroot, problems, dump)
+    files = Files(sysroot, problems, dump, seen)
     if dump is None and not files.exists(main):
         # A tree with sites but no nginx.conf (a copied /etc/nginx/sites-*): read them as
         # Debian's nginx.conf does.
@@ -374,8 +374,8 @@ def _roots(scope: Scope) -> tuple[list[tuple[str, str]], list[str]]:
     return [(resolved.rstrip("/") or "/", where)], []
 
 
-def read(sysroot: str, problems: list[str]) -> list[Vhost] | None:
-    loaded = load(sysroot, problems)
+def read(sysroot: str, problems: list[str], seen: dict | None = None) -> list[Vhost] | None:
+    loaded = load(sysroot, problems, seen)
     if loaded is None:
         return None
     tree, _files = loaded

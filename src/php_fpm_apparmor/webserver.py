@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -64,6 +65,9 @@ class WebConfig:
     vhosts: list[Vhost] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # one line each, file:line first
     servers: list[str] = field(default_factory=list)  # servers whose config exists ("nginx", ...)
+    # What the reading looked at: system path -> signature() as it was (webcache.py keeps the
+    # result while these stay the same).
+    seen: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def found(self) -> bool:
@@ -72,16 +76,60 @@ class WebConfig:
 
 # --- reading files the way a web server does, below --root ------------------------------
 
+UNKNOWN = ""  # a key of Files.seen: the reading depended on something it cannot name
+RACY_NS = 1_000_000_000
+
+
+def signature(disk: str) -> list | None:
+    """A file or directory's identity and state (None: absent): what changes when it is
+    written, replaced, renamed or (a directory) gains or loses an entry."""
+    try:
+        st = os.stat(disk)
+    except (OSError, ValueError):
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+def digest(content: bytes | str) -> str:
+    import hashlib
+
+    return hashlib.sha256(content.encode("utf-8", "surrogateescape") if isinstance(content, str)
+                          else content).hexdigest()
+
+
+def listing(names) -> str:
+    return digest("\0".join(sorted(names)))
+
+
 class Files:
     """Config files by system path: from a dump (`nginx -T`) or from the disk below sysroot.
 
-    Symlinks are resolved inside sysroot (Debian's sites-enabled links are absolute)."""
+    Symlinks are resolved inside sysroot (Debian's sites-enabled links are absolute).
+    Every file read and every directory listed or path tested is noted in `seen` with its
+    signature, taken before it is looked at: what the result depends on (webcache.py). One
+    changed less than a second ago may change again within the same timestamp tick, its
+    signature the same: the hash of what was read (a file's bytes, a directory's names) is
+    noted with it."""
 
-    def __init__(self, sysroot: str, problems: list[str], dump: dict | None = None):
+    def __init__(self, sysroot: str, problems: list[str], dump: dict | None = None, seen: dict | None = None):
         self.sysroot = sysroot
         self.problems = problems
         self.dump = dump
         self.count = 0
+        self.seen = {} if seen is None else seen
+
+    def _saw(self, path: str) -> None:
+        if path not in self.seen:
+            self.seen[path] = signature(self.disk(path))
+
+    def _racy(self, path: str) -> bool:
+        sig = self.seen.get(path)
+        return bool(sig) and len(sig) == 6 and max(sig[3], sig[4]) > time.time_ns() - RACY_NS
+
+    def _vouch(self, path: str, made) -> None:
+        """made(): the hash of what was read at `path`, noted if it changed just now."""
+        if self._racy(path):
+            self.seen[path] = self.seen[path] + [made()]
 
     def disk(self, path: str) -> str:
         from .sites import canonical
@@ -92,12 +140,14 @@ class Files:
         return os.path.join(self.sysroot, real.lstrip("/")) if self.sysroot not in ("/", "") else real
 
     def read(self, path: str, where: str) -> str | None:
+        self._saw(path)
         self.count += 1
         if self.count > MAX_FILES:
             if self.count == MAX_FILES + 1:
                 self.problems.append(f"{where}: more than {MAX_FILES} included files; the rest is not read")
             return None
         if self.dump is not None and path in self.dump:
+            self._vouch(path, lambda: digest(self.dump[path]))
             return self.dump[path]
         disk = self.disk(path)
         try:  # non-blocking and regular files only: a panel may include a file a site's owner controls
@@ -116,32 +166,43 @@ class Files:
         if len(data) > MAX_FILE:
             self.problems.append(f"{where}: {path} is larger than {MAX_FILE >> 20} MiB; not read")
             return None
+        self._vouch(path, lambda: digest(data))
         return data.decode("utf-8", errors="replace")
 
     def exists(self, path: str) -> bool:
+        self._saw(path)
         if self.dump is not None and path in self.dump:
             return True
         return "\0" not in path and os.path.exists(self.disk(path))
 
     def isdir(self, path: str) -> bool:
+        self._saw(path)
         return "\0" not in path and os.path.isdir(self.disk(path))
 
     def glob(self, pattern: str) -> list[str]:
         """System paths matching a glob(3) pattern, sorted; wildcards skip dot files."""
         if "\0" in pattern:
             return []
+        head, tail = os.path.split(pattern)
+        wild_dirs = bool(re.search(r"[*?\[]", head))
+        if wild_dirs:
+            self.seen[UNKNOWN] = None  # which directories were listed is glob's business
+        else:
+            self._saw(head or "/")  # the listing: a file added or removed changes the directory
         if self.dump is not None:
             rx = _glob_regex(pattern)
             hits = sorted(p for p in self.dump if rx.match(p))
-            if hits:
+            if hits:  # nginx listed the directory, not us: a fresh one cannot be vouched for
+                if self._racy(head or "/"):
+                    self.seen[UNKNOWN] = None
                 return hits
-        head, tail = os.path.split(pattern)
-        if not re.search(r"[*?\[]", head):
+        if not wild_dirs:
             base = self.disk(head or "/")
             try:
                 names = os.listdir(base)
             except OSError:
                 return []
+            self._vouch(head or "/", lambda: listing(names))
             rx = _glob_regex(tail)
             return sorted(os.path.join(head, n) for n in names if rx.match(n))
         # Wildcards in directories too (rare): the OS glob below sysroot.
@@ -149,10 +210,13 @@ class Files:
         return sorted(p[len(prefix):] for p in glob_mod.glob(prefix + pattern))
 
     def listdir(self, path: str) -> list[str]:
+        self._saw(path)
         try:
-            return sorted(os.path.join(path, n) for n in os.listdir(self.disk(path)) if not n.startswith("."))
+            names = os.listdir(self.disk(path))
         except (OSError, ValueError):
             return []
+        self._vouch(path, lambda: listing(names))
+        return sorted(os.path.join(path, n) for n in names if not n.startswith("."))
 
 
 def _glob_regex(pattern: str) -> re.Pattern:
@@ -245,13 +309,27 @@ def is_local(addr: tuple) -> bool:
 # --- the whole picture -------------------------------------------------------------------
 
 def read(sysroot: str = "/") -> WebConfig:
-    """Every vhost of nginx and Apache found below sysroot (live: their own dumps)."""
+    """Every vhost of nginx and Apache found below sysroot (live: their own dumps), or
+    what the last `generate` read when none of the files it looked at changed since."""
+    from . import webcache
+
+    kept = webcache.kept(sysroot)
+    if kept is not None and not os.environ.get(webcache.CHECK):
+        return kept
+    web = fresh(sysroot)
+    if kept is not None and webcache.as_data(kept) != webcache.as_data(web):
+        raise AssertionError(f"{webcache.CHECK}: the kept reading of {sysroot} differs from a fresh one")
+    return web
+
+
+def fresh(sysroot: str = "/") -> WebConfig:
+    """read(), from the files themselves."""
     from . import apache, nginx
 
     web = WebConfig()
     for name, module in (("nginx", nginx), ("apache", apache)):
         try:
-            found = module.read(sysroot, web.problems)
+            found = module.read(sysroot, web.problems, web.seen)
         except RecursionError:
             web.problems.append(f"{name}: configuration nested too deeply; not read")
             continue

@@ -236,6 +236,40 @@ def add_pool(pool, port, hat=True):
                 + (f"apparmor_hat = {pool}\n" if hat else ""))
 
 
+KEPT = "/var/cache/php-fpm-apparmor/webserver.json"
+
+
+def wiki_vhosts():
+    rows = json.loads(sh("php-fpm-apparmor --json status")[1] or "[]")
+    return next((r["vhosts"] for r in rows if r["pool"] == NEW_POOL[0]), None)
+
+
+def kept_reading():
+    """The generate runs since the new vhost (php-fpm's reload, the path units) kept their
+    reading of nginx's config, root's alone; status uses it (a name planted in it shows) until
+    a vhost file changes (then nginx -T is read again)."""
+    st = os.stat(KEPT) if os.path.exists(KEPT) else None
+    check("the reading of nginx's config is kept, root's, mode 0600",
+          st is not None and st.st_uid == 0 and st.st_mode & 0o777 == 0o600, st)
+    if st is None:
+        return
+    data = json.load(open(KEPT))
+    wiki = [v for v in data["vhosts"] if v["address"].endswith(f"/{NEW_POOL[0]}.sock")]
+    check("it holds the new vhost", wiki, data["vhosts"])
+    for v in wiki:
+        v["names"] = ["kept.invalid"]
+    with open(KEPT, "w") as f:
+        json.dump(data, f)
+    check("status uses the kept reading while nothing changed", wiki_vhosts() == ["kept.invalid"],
+          wiki_vhosts())
+    with open(f"/etc/nginx/sites-enabled/{NEW_POOL[0]}", "a") as f:
+        f.write("# edited\n")
+    now = wiki_vhosts() or []
+    check("a vhost edited: status reads nginx's config again (the server without a name is "
+          "named by its fastcgi_pass)", len(now) == 1 and now[0].startswith(
+              f"nginx /etc/nginx/sites-enabled/{NEW_POOL[0]}:"), now)
+
+
 def refresh_units():
     """The cache refresh units (load.refresh_cache) started this boot."""
     out = sh("journalctl -b --no-pager -o cat -u php-fpm-apparmor-cache.service")[1]
@@ -333,6 +367,7 @@ def main_phase():
         check("the parent was loaded without the other hats: a cache refresh unit ran",
               len(refresh_units()) > len(refreshes), refresh_units())
         check("the boot-time cache is refreshed in the background", "Cache hit" in shown, shown)
+        kept_reading()
 
     with stage("restart"):
         sh(f"systemctl restart {FPM}", check_rc=f"systemctl restart {FPM}")

@@ -1,0 +1,120 @@
+"""The web servers' readings `generate` keeps (webcache.py): used while nothing they were read
+from changed, and never when a file, a directory listing, a link or the cache's owner did.
+
+Each test plants a marker in the kept reading (a server name no config holds): `status`
+showing it proves the kept reading was used; the real name proves the configs were read.
+These runs leave PHP_FPM_APPARMOR_CHECK_CACHE unset (the suite sets it: it would read
+afresh and fail on the marker); `generate` runs with it, so a tree just written is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from apptrees import needs_root
+from php_fpm_apparmor import webcache
+from php_fpm_apparmor.webserver import digest, signature
+from test_webserver import PLAIN_NGINX, _pools_without_roots
+from webtrees import corpus, nginx_tree
+
+pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (tools/bootstrap)")
+LIVE = {webcache.CHECK: ""}  # as on a host: the kept reading is used without a second look
+MARK = "kept.invalid"
+
+
+def _kept_tree(tmp_path, cli):
+    root = _pools_without_roots(tmp_path / "root")
+    nginx_tree(root, {**corpus("nginx", "blog", "cloud"), "plain": PLAIN_NGINX})
+    proc = cli("generate", root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cache = root / webcache.CACHE.lstrip("/")
+    assert cache.stat().st_mode & 0o777 == 0o600
+    data = json.loads(cache.read_text())
+    assert "/etc/nginx/sites-enabled" in data["seen"] and "/etc/nginx/sites-enabled/blog" in data["seen"]
+    for v in data["vhosts"]:
+        if "blog.example" in v["names"]:
+            v["names"] = [MARK]
+    cache.write_text(json.dumps(data))
+    return root, cache
+
+
+def _blog_vhosts(cli, root) -> list[str]:
+    proc = cli("--json", "status", root=root, env=LIVE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {r["pool"]: r for r in json.loads(proc.stdout)}["blog"]["vhosts"]
+
+
+def test_kept_reading_used_until_a_file_changes(tmp_path, cli):
+    root, _ = _kept_tree(tmp_path, cli)
+    assert _blog_vhosts(cli, root) == [MARK]
+    with open(root / "etc/nginx/sites-available/blog", "a") as f:  # through the sites-enabled link
+        f.write("# edited\n")
+    assert _blog_vhosts(cli, root) == ["blog.example"]
+
+
+@pytest.mark.parametrize("change", ["site added", "link retargeted", "snippet edited", "main file gone"])
+def test_kept_reading_dropped_when_what_it_was_read_from_changes(tmp_path, cli, change):
+    root, _ = _kept_tree(tmp_path, cli)
+    assert _blog_vhosts(cli, root) == [MARK]
+    etc = root / "etc/nginx"
+    if change == "site added":  # a new name in a globbed directory
+        (etc / "sites-enabled/extra").symlink_to("/etc/nginx/sites-available/default")
+    elif change == "link retargeted":  # same size and times: another file
+        shutil.copy2(etc / "sites-available/blog", etc / "sites-available/blog2")
+        (etc / "sites-enabled/blog").unlink()
+        (etc / "sites-enabled/blog").symlink_to("/etc/nginx/sites-available/blog2")
+    elif change == "snippet edited":  # a file included from the vhost
+        with open(etc / "snippets/fastcgi-php.conf", "a") as f:
+            f.write("# edited\n")
+    else:  # read as Debian's nginx.conf would be: the same vhosts, but not the same reading
+        (etc / "nginx.conf").unlink()
+    assert _blog_vhosts(cli, root) == ["blog.example"]
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["owner", "mode", "directory"])
+def test_a_kept_reading_someone_else_could_write_is_not_used(tmp_path, cli, how):
+    root, cache = _kept_tree(tmp_path, cli)
+    if how == "owner":
+        os.chown(cache, 1234, 1234)
+    elif how == "mode":
+        cache.chmod(0o620)
+    else:
+        cache.parent.chmod(0o777)
+    assert _blog_vhosts(cli, root) == ["blog.example"]
+
+
+def test_check_reads_afresh_and_clean_forgets(tmp_path, cli):
+    """With the suite's check on, a kept reading that differs from the configs is an error,
+    not a silent answer; `clean` removes the kept reading with the hats."""
+    root, cache = _kept_tree(tmp_path, cli)
+    proc = cli("--json", "status", root=root)
+    assert proc.returncode != 0 and "differs from a fresh one" in proc.stderr
+    cli("clean", root=root)
+    assert not cache.exists()
+    assert _blog_vhosts(cli, root) == ["blog.example"]
+
+
+def test_a_file_changed_within_one_timestamp_tick_is_told_by_its_hash(tmp_path, cli):
+    """A file read less than a second after it changed is kept with the hash of its bytes: a
+    second write in the same tick (same size, same times) leaves the signature as it was."""
+    root, cache = _kept_tree(tmp_path, cli)
+    vhost = root / "etc/nginx/sites-available/blog"
+    before = vhost.read_bytes()
+    vhost.write_bytes(before.replace(b"blog.example", b"blog.exampl3", 1))  # the same size
+
+    def as_if_same_tick(content: bytes):
+        data = json.loads(cache.read_text())
+        key = "/etc/nginx/sites-enabled/blog"
+        data["seen"][key] = signature(str(vhost)) + [digest(content)]
+        cache.write_text(json.dumps(data))
+
+    as_if_same_tick(before)  # what was read then: not what is there now
+    assert _blog_vhosts(cli, root) == ["blog.exampl3"]
+    root, cache = _kept_tree(tmp_path / "again", cli)
+    vhost = root / "etc/nginx/sites-available/blog"
+    as_if_same_tick(vhost.read_bytes())  # unchanged since
+    assert _blog_vhosts(cli, root) == [MARK]
