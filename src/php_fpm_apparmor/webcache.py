@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 from .pools import open_regular, read_capped
@@ -37,8 +38,9 @@ _READERS = ("webserver.py", "nginx.py", "apache.py", "sites.py", "pools.py")
 
 def _code() -> str | None:
     """The readers' source (Files.disk resolves links with sites.canonical, reads with
-    pools.open_regular): another version's reading is never taken for this one's."""
-    digest = hashlib.sha256()
+    pools.open_regular) and Python's version (its re and os.path are readers too): another
+    version's reading is never taken for this one's."""
+    digest = hashlib.sha256(sys.version.encode())
     here = Path(__file__).parent
     try:
         for name in _READERS:
