@@ -15,12 +15,12 @@ import shutil
 import pytest
 
 from apptrees import needs_root
-from php_fpm_apparmor import webcache
-from php_fpm_apparmor.webserver import digest, signature
+from php_fpm_apparmor import nginx, webcache
+from php_fpm_apparmor.webserver import UNKNOWN, Files, WebConfig, digest, signature
 from test_webserver import PLAIN_NGINX, _pools_without_roots
 from webtrees import corpus, nginx_tree
 
-pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (tools/bootstrap)")
+needs_nginx = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (tools/bootstrap)")
 LIVE = {webcache.CHECK: ""}  # as on a host: the kept reading is used without a second look
 MARK = "kept.invalid"
 
@@ -47,6 +47,7 @@ def _blog_vhosts(cli, root) -> list[str]:
     return {r["pool"]: r for r in json.loads(proc.stdout)}["blog"]["vhosts"]
 
 
+@needs_nginx
 def test_kept_reading_used_until_a_file_changes(tmp_path, cli):
     root, _ = _kept_tree(tmp_path, cli)
     assert _blog_vhosts(cli, root) == [MARK]
@@ -56,6 +57,7 @@ def test_kept_reading_used_until_a_file_changes(tmp_path, cli):
 
 
 @pytest.mark.parametrize("change", ["site added", "link retargeted", "snippet edited", "main file gone"])
+@needs_nginx
 def test_kept_reading_dropped_when_what_it_was_read_from_changes(tmp_path, cli, change):
     root, _ = _kept_tree(tmp_path, cli)
     assert _blog_vhosts(cli, root) == [MARK]
@@ -76,6 +78,7 @@ def test_kept_reading_dropped_when_what_it_was_read_from_changes(tmp_path, cli, 
 
 @needs_root
 @pytest.mark.parametrize("how", ["owner", "mode", "directory"])
+@needs_nginx
 def test_a_kept_reading_someone_else_could_write_is_not_used(tmp_path, cli, how):
     root, cache = _kept_tree(tmp_path, cli)
     if how == "owner":
@@ -87,6 +90,7 @@ def test_a_kept_reading_someone_else_could_write_is_not_used(tmp_path, cli, how)
     assert _blog_vhosts(cli, root) == ["blog.example"]
 
 
+@needs_nginx
 def test_check_reads_afresh_and_clean_forgets(tmp_path, cli):
     """With the suite's check on, a kept reading that differs from the configs is an error,
     not a silent answer; `clean` removes the kept reading with the hats."""
@@ -98,6 +102,7 @@ def test_check_reads_afresh_and_clean_forgets(tmp_path, cli):
     assert _blog_vhosts(cli, root) == ["blog.example"]
 
 
+@needs_nginx
 def test_a_file_changed_within_one_timestamp_tick_is_told_by_its_hash(tmp_path, cli):
     """A file read less than a second after it changed is kept with the hash of its bytes: a
     second write in the same tick (same size, same times) leaves the signature as it was."""
@@ -118,3 +123,42 @@ def test_a_file_changed_within_one_timestamp_tick_is_told_by_its_hash(tmp_path, 
     vhost = root / "etc/nginx/sites-available/blog"
     as_if_same_tick(vhost.read_bytes())  # unchanged since
     assert _blog_vhosts(cli, root) == [MARK]
+
+
+def _dumped(tmp_path):
+    """A tree and what `nginx -T` prints of it: the live path's reading (split_dump)."""
+    root = tmp_path / "root"
+    sites = root / "etc/nginx/sites-enabled"
+    sites.mkdir(parents=True)
+    (root / "etc/nginx/nginx.conf").write_text("http {\n  include /etc/nginx/sites-enabled/*;\n}\n")
+    for name in ("a", "b"):
+        (sites / name).write_text(f"server {{ server_name {name}.example; }}\n")
+    dump = {f"/etc/nginx/{p}": (root / "etc/nginx" / p).read_text()
+            for p in ("nginx.conf", "sites-enabled/a", "sites-enabled/b")}
+    return root, dump
+
+
+def test_a_dump_just_written_is_vouched_for_by_its_hashes(tmp_path):
+    """On the live system nginx reads the files (`nginx -T`), then we look: a file or
+    directory changed just before is kept with the hash of what nginx printed (the file's
+    bytes) and of our own listing, when it agrees with the files nginx included."""
+    root, dump = _dumped(tmp_path)
+    seen = {}
+    files = Files(str(root), [], dump, seen)
+    assert nginx.Reader(files, []).load()
+    assert UNKNOWN not in seen and all(len(seen[p]) == 7 for p in dump)
+    assert len(seen["/etc/nginx/sites-enabled"]) == 7
+    assert all(webcache._holds(files.disk(p), sig) for p, sig in seen.items())
+    vhost = root / "etc/nginx/sites-enabled/a"
+    vhost.write_text(vhost.read_text().replace("a.example", "z.example"))  # the same size
+    sig = seen["/etc/nginx/sites-enabled/a"]
+    assert not webcache._holds(str(vhost), signature(str(vhost)) + sig[6:])  # as if the same tick
+
+
+def test_a_directory_nginx_listed_otherwise_is_not_kept(tmp_path):
+    root, dump = _dumped(tmp_path)
+    (root / "etc/nginx/sites-enabled/c").write_text("server { }\n")  # after nginx -T printed
+    seen = {}
+    nginx.Reader(Files(str(root), [], dump, seen), []).load()
+    assert UNKNOWN in seen
+    assert not webcache.keep(str(root), WebConfig(seen=seen))

@@ -192,15 +192,18 @@ class Files:
         if self.dump is not None:
             rx = _glob_regex(pattern)
             hits = sorted(p for p in self.dump if rx.match(p))
-            if hits:  # nginx listed the directory, not us: a fresh one cannot be vouched for
-                if self._racy(head or "/"):
-                    self.seen[UNKNOWN] = None
+            if hits:
+                if self._racy(head or "/"):  # nginx listed it: vouched for by ours if they agree
+                    names = self._names(head or "/")
+                    rx = _glob_regex(tail)
+                    if names is not None and sorted(os.path.join(head, n) for n in names if rx.match(n)) == hits:
+                        self._vouch(head or "/", lambda: listing(names))
+                    else:
+                        self.seen[UNKNOWN] = None
                 return hits
         if not wild_dirs:
-            base = self.disk(head or "/")
-            try:
-                names = os.listdir(base)
-            except OSError:
+            names = self._names(head or "/")
+            if names is None:
                 return []
             self._vouch(head or "/", lambda: listing(names))
             rx = _glob_regex(tail)
@@ -209,11 +212,16 @@ class Files:
         prefix = self.sysroot.rstrip("/") if self.sysroot not in ("/", "") else ""
         return sorted(p[len(prefix):] for p in glob_mod.glob(prefix + pattern))
 
+    def _names(self, path: str) -> list[str] | None:
+        try:
+            return os.listdir(self.disk(path))
+        except (OSError, ValueError):
+            return None
+
     def listdir(self, path: str) -> list[str]:
         self._saw(path)
-        try:
-            names = os.listdir(self.disk(path))
-        except (OSError, ValueError):
+        names = self._names(path)
+        if names is None:
             return []
         self._vouch(path, lambda: listing(names))
         return sorted(os.path.join(path, n) for n in names if not n.startswith("."))
