@@ -162,3 +162,19 @@ def test_a_directory_nginx_listed_otherwise_is_not_kept(tmp_path):
     nginx.Reader(Files(str(root), [], dump, seen), []).load()
     assert UNKNOWN in seen
     assert not webcache.keep(str(root), WebConfig(seen=seen))
+
+
+def test_the_kept_readings_directory_is_writable_by_its_owner_alone_whatever_the_umask(tmp_path):
+    """An admin's umask 002 must not leave a directory its group may write: the reading
+    in it would then never be used."""
+    root = tmp_path / "root"
+    old = os.umask(0o002)
+    try:
+        assert webcache.keep(str(root), WebConfig(seen={"/etc/nginx/nginx.conf": None}))
+        cache = root / webcache.CACHE.lstrip("/")
+        cache.parent.chmod(0o775)  # made so before: mended on the next keep
+        assert webcache.keep(str(root), WebConfig(seen={"/etc/nginx/nginx.conf": None}))
+    finally:
+        os.umask(old)
+    assert cache.parent.stat().st_mode & 0o777 == 0o755 and cache.stat().st_mode & 0o777 == 0o600
+    assert webcache.kept(str(root)) == WebConfig()

@@ -65,8 +65,14 @@ def keep(sysroot: str, web: WebConfig) -> bool:
     if code is None:
         return False
     data = {"format": FORMAT, "code": code, "sysroot": sysroot, "seen": web.seen, **as_data(web)}
+    path = install.at(sysroot, CACHE)
     try:
-        install.write_atomic(install.at(sysroot, CACHE), json.dumps(data), mode=0o600)
+        # Whatever the umask (an admin's 002): a directory others may write is never read.
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        up = os.stat(path.parent)
+        if up.st_uid == os.geteuid() and up.st_mode & 0o022:
+            os.chmod(path.parent, stat.S_IMODE(up.st_mode) & ~0o022)
+        install.write_atomic(path, json.dumps(data), mode=0o600)
     except OSError:  # a read-only /var: the configs are read each time, as before
         return False
     return True
