@@ -70,7 +70,7 @@ def inner(step: str, root: str) -> None:
     """Runs in its own process: one step, its timings as JSON, its own peak RSS."""
     import resource
 
-    from php_fpm_apparmor import apply as apply_mod, cli, generate, plugins, validate  # noqa: F401
+    from php_fpm_apparmor import apply as apply_mod, cli, generate, plugins, validate, webcache  # noqa: F401
     # (cli: importing it sets the command's garbage-collector pace, so these steps run as
     # `generate` does)
 
@@ -116,6 +116,7 @@ def inner(step: str, root: str) -> None:
         t = time.perf_counter()
         out = apply_mod.apply(result)
         res["apply_s"] = time.perf_counter() - t
+        webcache.keep(root, result.web)  # as `generate` does: the next run's web server reading
         res["written"] = len(out.written)
         res["problems"] = out.problems[:3]
         if step in ("one", "one-pool"):
@@ -170,6 +171,16 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
         return
     wptree.nginx(root, n)
     vhosts_status(root, n, "nginx", status, fpm_cpu)
+    # One pool's change on this host: every hat first regenerated with its vhost (their
+    # headers name it), as the path unit does after the vhosts were written.
+    cold = step("cold", root)
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.write_text(f"[web{n // 2}]\nmode = complain\n")
+    only = step("one-pool", root)
+    label = f"one pool's change (+{n} nginx vhosts):"
+    print(f"{label:<36}{only['wall_s']:6.2f} s wall end to end, the reading kept (CPU: Python "
+          f"{only['cpu_python_s']:.2f} s, parser {only['cpu_parser_s']:.2f} s; compiles {only['changed']}; "
+          f"after a full generate with the vhosts: {cold['wall_s']:.0f} s)")
     if not Path("/etc/apache2/apache2.conf").exists():
         print("status --json (Apache vhosts):      skipped, no /etc/apache2 to copy (apt install apache2)")
         return

@@ -104,8 +104,10 @@ def kept(sysroot: str) -> WebConfig | None:
             data = json.loads(f.read())
         if data.get("format") != FORMAT or data.get("sysroot") != sysroot or data.get("code") != _code():
             return None
-        files = Files(sysroot, [])
-        if not all(isinstance(p, str) and p != UNKNOWN and _holds(files.disk(p), sig)
+        # Below --root, links resolve inside the tree (Files.disk); on / the kernel's own
+        # resolution in stat() is the same, without a readlink per path in Python.
+        disk = (lambda p: p) if sysroot in ("/", "") else Files(sysroot, []).disk
+        if not all(isinstance(p, str) and p != UNKNOWN and _holds(disk(p), sig)
                    for p, sig in data["seen"].items()):
             return None
         web = WebConfig(servers=_strings(data["servers"]), problems=_strings(data["problems"]),
