@@ -20,7 +20,7 @@ reads afresh each time too and fails if the two differ.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import json
 import os
 import stat
@@ -36,18 +36,21 @@ CHECK = "PHP_FPM_APPARMOR_CHECK_CACHE"
 _READERS = ("webserver.py", "nginx.py", "apache.py", "sites.py", "pools.py")
 
 
+@functools.lru_cache(maxsize=None)  # kept() and keep() in one generate: the sources read once
 def _code() -> str | None:
     """The readers' source (Files.disk resolves links with sites.canonical, reads with
     pools.open_regular) and Python's version (its re and os.path are readers too): another
     version's reading is never taken for this one's."""
-    digest = hashlib.sha256(sys.version.encode())
+    import hashlib  # only with a kept reading: _hashlib costs `status` 2 ms (install.py)
+
+    h = hashlib.sha256(sys.version.encode())
     here = Path(__file__).parent
     try:
         for name in _READERS:
-            digest.update((here / name).read_bytes())
+            h.update((here / name).read_bytes())
     except OSError:
         return None
-    return digest.hexdigest()
+    return h.hexdigest()
 
 
 def as_data(web: WebConfig) -> dict:

@@ -184,7 +184,7 @@ class Files:
         if "\0" in pattern:
             return []
         head, tail = os.path.split(pattern)
-        wild_dirs = bool(re.search(r"[*?\[]", head))
+        wild_dirs = has_glob(head)
         if wild_dirs:
             self.seen[UNKNOWN] = None  # which directories were listed is glob's business
         else:
