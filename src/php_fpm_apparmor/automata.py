@@ -286,7 +286,8 @@ def _compile(pattern: str) -> Nfa:
     return b.finish(s, e)
 
 
-_LITERAL = re.compile(r"(?:[^\\*?\[{]|\\.)*")
+# unrolled ("a*(\\.a*)*", not "(a|\\.)*"): one step per run of plain characters, not per character
+_LITERAL = re.compile(r"[^\\*?\[{]*(?:\\.[^\\*?\[{]*)*")
 _UNESCAPE = re.compile(r"\\(.)")
 
 
@@ -294,7 +295,9 @@ _UNESCAPE = re.compile(r"\\(.)")
 def literal_split(pattern: str) -> tuple[str, str]:
     """(the literal path before the first glob character, unescaped; the rest, as is)."""
     end = _LITERAL.match(pattern).end()
-    literal = _UNESCAPE.sub(r"\1", pattern[:end])
+    literal = pattern[:end]
+    if "\\" in literal:
+        literal = _UNESCAPE.sub(r"\1", literal)
     if "//" in literal:  # as the parser collapses them
         literal = _collapse_slashes(literal)
     return literal, pattern[end:]

@@ -233,7 +233,7 @@ class Line:
     name: str = ""  # capability or include name
 
 
-_FILE = re.compile(r'^(audit\s+)?(deny\s+)?(owner\s+)?"((?:[^"\\]|\\.)*)"\s+([A-Za-z]+)(?:\s+->\s+(\S+))?,$')
+_FILE = re.compile(r'^(audit\s+)?(deny\s+)?(owner\s+)?"([^"\\]*(?:\\.[^"\\]*)*)"\s+([A-Za-z]+)(?:\s+->\s+(\S+))?,$')
 _PERMS = re.compile(r"^([rwaklm]*)((?:[pPcC]i?|[uU]|i)x)?$")
 _CAP = re.compile(r"^capability\s+([a-z0-9_]+),$")
 _SIGNAL = re.compile(r"^signal\s+\(([a-z, ]+)\)(?:\s+set=\([a-z0-9 ]+\))?\s+peer=(\S+),$")
@@ -319,7 +319,7 @@ def read(text: str) -> tuple[list[Line], list[str]]:
 # The admin's local files (include if exists <local/php-fpm.d/NAME>) hold any AppArmor
 # syntax: only their file and exec rules are read, quoted or not, for crossings.
 _LOCAL_RULE = re.compile(r'^(?:audit\s+)?(deny\s+)?(?:owner\s+)?(?:allow\s+)?(?:file\s+)?'
-                         r'("(?:[^"\\]|\\.)*"|[/@]\S*)\s+([A-Za-z]+)(?:\s+->\s+\S+)?\s*,')
+                         r'("[^"\\]*(?:\\.[^"\\]*)*"|[/@]\S*)\s+([A-Za-z]+)(?:\s+->\s+\S+)?\s*,')
 
 
 def local_lines(sysroot: str, names) -> list[Line]:

@@ -38,8 +38,9 @@ def lit(path: str) -> str:
         raise ValueError(f"not an absolute path: {path!r}")
     if CONTROL.search(path):
         raise ValueError(f"path contains a control character: {path!r}")
-    # "@{" would start a variable; escaping "{" already defuses it.
-    return _AARE_SPECIAL.sub(r"\\\1", path)
+    # "@{" would start a variable; escaping "{" already defuses it. (Most paths have
+    # nothing to escape: one search, not a substitution's template per call.)
+    return _AARE_SPECIAL.sub(r"\\\1", path) if _AARE_SPECIAL.search(path) else path
 
 
 def under(path: str, glob: str = "") -> str:
