@@ -126,6 +126,9 @@ class Index:
         self.keys = [o.path for o in items]
         self.trees: dict[str, list[Owned]] = {}
         self.roots: dict[str, set] = {}  # hat -> its roots
+        # Literals no pool's path is near: every pool's system rules (/bin/sh, /etc/ssl/certs/)
+        # asked once, not once per pool.
+        self.clear: set[str] = set()
         for o in items:
             if o.tree:
                 self.trees.setdefault(o.path, []).append(o)
@@ -142,6 +145,8 @@ class Index:
     def near(self, literal: str, hat: str = "") -> list[Owned]:
         """Other pools' paths a pattern starting with `literal` might reach: those below
         it (plain prefix) and those it lies in (its "/"-ancestors)."""
+        if literal in self.clear:
+            return []
         lo = bisect.bisect_left(self.keys, literal)
         hi = bisect.bisect_left(self.keys, literal + "\U0010ffff", lo)
         found = self.items[lo:hi]
@@ -154,6 +159,8 @@ class Index:
             if got:
                 found = found + got
             i = literal.find("/", i + 1)
+        if not found:
+            self.clear.add(literal)
         return [o for o in found if o.hat != hat] if hat else found
 
     def owner(self, path: str, hat: str = "") -> Owned | None:
@@ -283,10 +290,11 @@ def read(text: str) -> tuple[list[Line], list[str]]:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("#"):
+        first = line[0]
+        if first == "#":
             source = line[1:].strip().split(": ", 1)[0]
             continue
-        m = _HEAD.match(line) if line[0] == "^" or line.startswith("profile ") else None
+        m = _HEAD.match(line) if first == "^" or first == "p" and line.startswith("profile ") else None
         if m:
             if len(stack) > 1:
                 raise Unreadable(f"nested profile: {line}")
@@ -302,9 +310,8 @@ def read(text: str) -> tuple[list[Line], list[str]]:
         parsed = _parse_rule(line)
         kind = parsed[0]
         if kind in ("file", "exec"):
-            _, path, perms, mode, target, deny = parsed
-            lines.append(Line(stack[-1], line, kind, source, path=path, perms=perms, exec_mode=mode,
-                              target=target, deny=deny))
+            # positional (path, perms, exec_mode, target, deny): a hundred lines a pool
+            lines.append(Line(stack[-1], line, kind, source, *parsed[1:]))
         elif kind in ("signal", "ptrace"):
             lines.append(Line(stack[-1], line, kind, source, peer=parsed[1]))
         elif kind in ("capability", "include"):
