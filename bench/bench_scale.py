@@ -70,7 +70,7 @@ def inner(step: str, root: str) -> None:
     """Runs in its own process: one step, its timings as JSON, its own peak RSS."""
     import resource
 
-    from php_fpm_apparmor import apply as apply_mod, cli, generate, plugins, validate, webcache  # noqa: F401
+    from php_fpm_apparmor import apply as apply_mod, cli, generate, plugins, validate  # noqa: F401
     # (cli: importing it sets the command's garbage-collector pace, so these steps run as
     # `generate` does)
 
@@ -83,7 +83,7 @@ def inner(step: str, root: str) -> None:
         res["plan_s"] = time.perf_counter() - t
         res["pools_ready"] = len(result.ready)
         res["peak_mb_python"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    elif step == "keep":  # what `generate` keeps of the web servers' configs (webcache.py)
+    elif step == "keep":  # what an applying run keeps of the web servers' configs (webcache.py)
         from php_fpm_apparmor import webcache, webserver
         res["kept"] = webcache.keep(root, webserver.fresh(root))
     elif step == "install":  # the files status reads, without the parser (status-only runs)
@@ -116,7 +116,6 @@ def inner(step: str, root: str) -> None:
         t = time.perf_counter()
         out = apply_mod.apply(result)
         res["apply_s"] = time.perf_counter() - t
-        webcache.keep(root, result.web)  # as `generate` does: the next run's web server reading
         res["written"] = len(out.written)
         res["problems"] = out.problems[:3]
         if step in ("one", "one-pool"):

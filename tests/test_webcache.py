@@ -56,6 +56,24 @@ def test_kept_reading_used_until_a_file_changes(tmp_path, cli):
     assert _blog_vhosts(cli, root) == ["blog.example"]
 
 
+@needs_nginx
+def test_every_applying_command_keeps_its_reading(tmp_path, cli):
+    """`complain` applies as `generate` does (apply.apply): the next status takes its reading."""
+    root = _pools_without_roots(tmp_path / "root")
+    nginx_tree(root, {**corpus("nginx", "blog", "cloud"), "plain": PLAIN_NGINX})
+    cache = root / webcache.CACHE.lstrip("/")
+    assert cli("generate", "--dry-run", root=root).returncode == 0 and not cache.exists()  # nothing applied
+    proc = cli("complain", "blog", root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(cache.read_text())
+    assert "/etc/nginx/sites-enabled/blog" in data["seen"]
+    for v in data["vhosts"]:
+        if "blog.example" in v["names"]:
+            v["names"] = [MARK]
+    cache.write_text(json.dumps(data))
+    assert _blog_vhosts(cli, root) == [MARK]
+
+
 @pytest.mark.parametrize("change", ["site added", "link retargeted", "snippet edited", "main file gone"])
 @needs_nginx
 def test_kept_reading_dropped_when_what_it_was_read_from_changes(tmp_path, cli, change):

@@ -250,7 +250,20 @@ def apply(result, dry_run: bool = False, want_main: bool = False, progress=None,
           wrote_overrides: frozenset = frozenset()) -> Outcome:
     """Compile, install and load what `result` (generate.plan) wants; see the module doc.
     `wrote_overrides`: the overrides (names in local/php-fpm.d) the caller just wrote
-    (learn): a file including one of them is refused, not installed without its overrides."""
+    (learn): a file including one of them is refused, not installed without its overrides.
+
+    A real run also keeps its reading of the web servers' configs (webcache.py), whichever
+    command applied (generate, enable, enforce, learn --write, check): the next `status`
+    or one pool's change skips reading a thousand unchanged vhosts."""
+    out = _apply(result, dry_run, want_main, progress, wrote_overrides)
+    if not dry_run and result.web is not None:
+        from . import webcache
+
+        webcache.keep(result.sysroot, result.web)
+    return out
+
+
+def _apply(result, dry_run: bool, want_main: bool, progress, wrote_overrides: frozenset) -> Outcome:
     tell = progress or (lambda *a: None)
     sysroot = result.sysroot
     out = Outcome(problems=list(result.problems))

@@ -217,10 +217,6 @@ def _generate(args, result, shown, plugins) -> int:
     outcome = apply_mod.apply(result, dry_run=args.dry_run or args.diff, progress=shown)
     if shown:
         shown.close()
-    if not (args.dry_run or args.diff) and result.web is not None:
-        from . import webcache
-
-        webcache.keep(args.root, result.web)  # the next run skips reading unchanged vhosts
     for w in result.warnings:
         _err(f"warning: {w}")
     if not args.quiet:
