@@ -31,6 +31,7 @@ same plugin rule under 1,000 different roots is analysed once.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -329,13 +330,17 @@ _LOCAL_RULE = re.compile(r'^(?:audit\s+)?(deny\s+)?(?:owner\s+)?(?:allow\s+)?(?:
                          r'("[^"\\]*(?:\\.[^"\\]*)*"|[/@]\S*)\s+([A-Za-z]+)(?:\s+->\s+\S+)?\s*,')
 
 
-def local_lines(sysroot: str, names) -> list[Line]:
-    """File and exec rules of the local files of these profiles ("php-fpm//NAME")."""
+def local_lines(sysroot: str, names, present: set | None = None) -> list[Line]:
+    """File and exec rules of the local files of these profiles ("php-fpm//NAME").
+    `present`: the names local/php-fpm.d held when listed (a run over every pool lists it
+    once instead of trying to open a thousand files most hosts do not have)."""
     from . import install
 
     out = []
     for name in names:
         short = name.split("//", 1)[1]
+        if present is not None and short not in present:
+            continue
         path = install.at(sysroot, f"{install.LOCAL_DIR}/{short}")
         try:
             text = path.read_text(errors="replace")
@@ -684,11 +689,17 @@ def check_plan(result) -> None:
     owned = {id(e): [o for o in owned_paths(e) if not (o.what == "root" and o.path in intruding.get(id(e), ()))]
              for e in result.entries if e.site is not None and e.hat}
     index = Index(o for e in result.entries for o in owned.get(id(e), ()))
+    from . import install
+
+    try:
+        present = set(os.listdir(install.at(result.sysroot, install.LOCAL_DIR)))
+    except OSError:
+        present = set()
     for e in entries:
         if not e.text:  # a pool kept as installed (plan(only=...)): in the index, not re-checked
             continue
         names = [f"{PARENT}//{p.name}" for p in e.policy.profiles]
-        report = check(e.policy, e.text, index, owned[id(e)], local_lines(result.sysroot, names))
+        report = check(e.policy, e.text, index, owned[id(e)], local_lines(result.sysroot, names, present))
         if hasattr(e, "crossings"):
             e.crossings = report.crossings
             e.local_code = report.local_code
