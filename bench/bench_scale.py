@@ -49,17 +49,41 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
     return wall, 0.0, out
 
 
-def wrapped(cmd: list[str]) -> tuple[float, float, float]:
+# The tree as "/": a private mount namespace (gone with its process) where the tree is the
+# root and /usr, /dev and this checkout are bound in. The tool then takes its "/" paths, as
+# on a host: stat() resolving links (below --root each link is resolved in Python), nginx
+# -T reading the live config, php-fpm -t with the pools' own users. Root only.
+AS_SLASH = r"""
+T=$1 REPO=$2; shift 2
+for d in /usr /dev "$REPO"; do mkdir -p "$T$d"; mount --rbind "$d" "$T$d"; done
+mkdir -p "$T/proc" && mount -t proc proc "$T/proc"
+for d in abstractions tunables; do
+    mkdir -p "$T/etc/apparmor.d/$d" && mount --bind "/etc/apparmor.d/$d" "$T/etc/apparmor.d/$d"
+done
+for l in bin sbin lib lib64; do [ -e "$T/$l" ] || ln -s "usr/$l" "$T/$l"; done
+mkdir -p "$T/tmp" "$T/run" "$T/var/log/nginx" "$T/var/lib/nginx" && chmod 1777 "$T/tmp"
+cp /etc/nsswitch.conf /etc/ld.so.cache "$T/etc/"
+exec chroot "$T" "$@"
+"""
+
+
+def as_slash(root: Path, cmd: list[str]) -> list[str]:
+    return ["unshare", "-m", "--propagation", "private", "sh", "-ec", AS_SLASH, "sh", str(root), str(REPO), *cmd]
+
+
+def wrapped(cmd: list[str], slash: Path | None = None) -> tuple[float, float, float]:
     """(best wall s, best CPU s, peak RSS MB) of an external command, each run measured by
     a fresh wrapper (RUSAGE_CHILDREN then holds that one command alone). CPU time is the
-    figure to compare on a shared machine: wall time there includes everyone else's work."""
+    figure to compare on a shared machine: wall time there includes everyone else's work.
+    slash: run it with that tree as "/" (AS_SLASH), the wrapper inside."""
     code = ("import resource,subprocess,sys,time;t=time.perf_counter();"
             "subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
             "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
             "print(time.perf_counter()-t, r.ru_utime+r.ru_stime, r.ru_maxrss)")
     walls, cpus, peak = [], [], 0.0
     for _ in range(3):
-        out = subprocess.run([PY, "-c", code, *cmd], capture_output=True, text=True).stdout.split()
+        full = [PY, "-c", code, *cmd]
+        out = subprocess.run(as_slash(slash, full) if slash else full, capture_output=True, text=True).stdout.split()
         walls.append(float(out[0]))
         cpus.append(float(out[1]))
         peak = max(peak, int(out[2]) / 1024)
@@ -136,8 +160,10 @@ def inner(step: str, root: str) -> None:
     print(json.dumps(res))
 
 
-def step(name: str, root: Path) -> dict:
-    wall, _, out = measured([PY, __file__, "--inner", name, str(root)])
+def step(name: str, root: Path, slash: bool = False) -> dict:
+    """One inner step in its own process; slash: with the tree as "/" (AS_SLASH)."""
+    cmd = [PY, __file__, "--inner", name, "/" if slash else str(root)]
+    wall, _, out = measured(as_slash(root, cmd) if slash else cmd)
     line = out.strip().splitlines()[-1] if out.strip() else "{}"
     try:
         res = json.loads(line)
@@ -170,6 +196,7 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
         return
     wptree.nginx(root, n)
     vhosts_status(root, n, "nginx", status, fpm_cpu)
+    on_slash(root, n)
     # One pool's change on this host: every hat first regenerated with its vhost (their
     # headers name it), as the path unit does after the vhosts were written.
     cold = step("cold", root)
@@ -200,6 +227,50 @@ def vhosts_status(root: Path, n: int, server: str, status: list[str], fpm_cpu: f
     label = "  the same, reading kept:"
     print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU "
           f"{s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} (as after a generate: files unchanged)")
+
+
+def on_slash(root: Path, n: int) -> None:
+    """The nginx host again with the tree as "/" (AS_SLASH): what an admin's runs cost on
+    the host itself, against php-fpm -t on the same "/"."""
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("chroot")):
+        print("on / (the tree as the root):        skipped: needs root, unshare and chroot")
+        return
+    certs(root, n)
+    fpm = ["/usr/sbin/php-fpm8.2", "-t"]
+    test = subprocess.run(as_slash(root, fpm), capture_output=True, text=True)
+    assert "test is successful" in test.stderr, test.stderr[-500:]
+    _, fpm_cpu, _ = wrapped(fpm, slash=root)
+    status = [PY, "-m", "php_fpm_apparmor", "--json", "status"]
+    (root / "var/cache/php-fpm-apparmor/webserver.json").unlink(missing_ok=True)  # read, then kept
+    print(f"on / (the tree as the root, {n} nginx vhosts): php-fpm8.2 -t {fpm_cpu:.2f} s CPU")
+    s_s, s_cpu, s_mb = wrapped(status, slash=root)
+    print(f"{'  status --json (nginx -T read):':<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  "
+          f"CPU ratio {s_cpu / fpm_cpu:.2f}")
+    assert step("keep", root, slash=True)["kept"], "the reading was not kept"
+    s_s, s_cpu, s_mb = wrapped(status, slash=root)
+    print(f"{'  status --json (reading kept):':<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  "
+          f"CPU ratio {s_cpu / fpm_cpu:.2f}")
+    chk = step("check", root, slash=True)
+    print(f"{'  generate --dry-run, text+inv.:':<36}{chk['plan_s']:6.2f} s wall {chk['cpu_python_s']:6.2f} s CPU "
+          f"{chk['peak_mb_python']:5.0f} MB (the reading kept; goal: < 2 s CPU)")
+
+
+def certs(root: Path, n: int) -> None:
+    """The certificate and key (one self-signed pair, linked) and the log directory each
+    ISPConfig vhost names: `nginx -T` on the tree as "/" opens them as on the host, instead
+    of failing over to reading the files directly."""
+    pair = root / "var/tmp/bench-pair"
+    pair.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=bench", "-days", "2",
+                    "-keyout", str(pair / "key"), "-out", str(pair / "crt")], check=True, capture_output=True)
+    for i in range(n):
+        ssl = root / f"var/www/clients/client{i // 10}/web{i}/ssl"
+        ssl.mkdir(parents=True, exist_ok=True)
+        (root / f"var/log/ispconfig/httpd/web{i}.example").mkdir(parents=True, exist_ok=True)
+        for ext, name in (("crt", "crt"), ("key", "key")):
+            target = ssl / f"web{i}.example-le.{ext}"
+            if not target.exists():
+                os.link(pair / name, target)
 
 
 def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:
