@@ -236,24 +236,30 @@ def test_included_files_the_listing_shows_as_plain_or_not(sysroot):
 
 
 def test_live_accounts_listed_once_and_a_name_the_listing_lacks_still_asked(monkeypatch):
-    """On "/" the users and groups are enumerated once for every pool (a getpwnam per pool
-    reads /etc/passwd again each time); a directory service that does not enumerate still
-    answers for its own names, as php-fpm's getpwnam would."""
+    """On "/" a host with many pools has its users and groups listed once (a getpwnam per
+    pool reads /etc/passwd again each time); before that, and for a name the listing lacks
+    (a directory service need not list its accounts), each is asked for alone, as php-fpm
+    asks."""
     import grp
     import pwd
 
     from php_fpm_apparmor import pools
+    from php_fpm_apparmor.discover import Installation
 
     listed = []
     monkeypatch.setattr(pwd, "getpwall", lambda: listed.append("users") or [pwd.getpwnam("root")])
     monkeypatch.setattr(grp, "getgrall", lambda: listed.append("groups") or [grp.getgrnam("root")])
-    from php_fpm_apparmor.discover import Installation
-
     inst = Installation("8.2", "/usr/sbin/php-fpm8.2", "/etc/php/8.2/fpm/php-fpm.conf",
                         "/etc/php/8.2/fpm/php.ini", "php8.2-fpm.service", "/usr")
     reader = pools._Reader(inst, "/", {}, {})
-    nobody = pwd.getpwuid(65534).pw_name  # on the system, not in the shortened listing
-    assert reader.user_exists("root") and reader.user_exists(nobody)
-    assert not reader.user_exists("no-such-user-pfa") and not reader.group_exists("no-such-group-pfa")
-    assert reader.group_exists("root") and reader.group_exists(grp.getgrgid(0).gr_name)
-    assert reader.user_exists("root") and listed == ["users", "groups"]  # once each
+    nobody = pwd.getpwuid(65534).pw_name
+    assert reader.user_exists("root") and reader.user_exists(nobody) and not reader.user_exists("no-such-user-pfa")
+    assert reader.group_exists("root") and not reader.group_exists("no-such-group-pfa")
+    assert listed == []  # a few pools: asked alone
+    for i in range(pools.ASK_ALONE):
+        assert not reader.user_exists(f"no-such-user-pfa{i}")
+        assert not reader.group_exists(f"no-such-group-pfa{i}")
+    assert listed == ["users", "groups"]  # then listed, once each
+    assert reader.user_exists(pwd.getpwuid(1).pw_name)  # not in the listing: still asked for alone
+    assert not reader.user_exists("no-such-user-pfa-late") and not reader.group_exists("no-such-group-pfa-late")
+    assert listed == ["users", "groups"]

@@ -1004,28 +1004,31 @@ class _Reader:
         if name.isdigit():
             return True
         if self._users is None:
-            self._users = self._accounts("/etc/passwd", pwd.getpwall)
-        if name not in self._users and self.sysroot in ("", "/"):
-            self._users[name] = _asked(pwd.getpwnam, name)
-        return self._users.get(name, False)
+            self._users = {} if self.sysroot in ("", "/") else dict.fromkeys(_names(self.disk("/etc/passwd")), True)
+        return self._known(self._users, name, pwd.getpwall, pwd.getpwnam)
 
     def group_exists(self, name):
         if name.isdigit():
             return True
         if self._groups is None:
-            self._groups = self._accounts("/etc/group", grp.getgrall)
-        if name not in self._groups and self.sysroot in ("", "/"):
-            self._groups[name] = _asked(grp.getgrnam, name)
-        return self._groups.get(name, False)
+            self._groups = {} if self.sysroot in ("", "/") else dict.fromkeys(_names(self.disk("/etc/group")), True)
+        return self._known(self._groups, name, grp.getgrall, grp.getgrnam)
 
-    def _accounts(self, path: str, everyone) -> dict:
-        """name -> exists, known in one pass: a getpwnam per pool reads /etc/passwd again
-        each time (a thousand pools' users: 0.2 s of `status`). On the live system a name
-        the enumeration lacks is still asked for alone (a directory service need not list
-        its accounts), as php-fpm asks."""
-        if self.sysroot in ("", "/"):
-            return dict.fromkeys((entry[0] for entry in everyone()), True)
-        return dict.fromkeys(_names(self.disk(path)), True)
+    def _known(self, names: dict, name: str, everyone, lookup) -> bool:
+        """Below --root `names` is the tree's file, read once. On the live system each name
+        is asked for alone, as php-fpm asks, until a host with many pools has asked
+        ASK_ALONE of them: then the accounts are listed in one pass (each getpwnam reads
+        /etc/passwd again: a thousand pools' users cost `status` 0.2 s). A name the listing
+        lacks is still asked for alone: a directory service need not list its accounts."""
+        if name in names or self.sysroot not in ("", "/"):
+            return names.get(name, False)
+        if len(names) >= ASK_ALONE and None not in names:
+            names.update(dict.fromkeys((entry[0] for entry in everyone()), True))
+            names[None] = True  # listed: not again
+            if name in names:
+                return True
+        names[name] = _asked(lookup, name)
+        return names[name]
 
     def check_accounts(self, p, fail):
         s = p.scalars
@@ -1046,6 +1049,9 @@ class _Reader:
                 fail("listen.owner", f"cannot get uid for user '{s['listen.owner']}'")
             if s.get("listen.group") and not self.group_exists(s["listen.group"]):
                 fail("listen.group", f"cannot get gid for group '{s['listen.group']}'")
+
+
+ASK_ALONE = 32
 
 
 def _asked(lookup, name) -> bool:
