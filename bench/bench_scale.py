@@ -15,6 +15,8 @@ the process that did the work) of:
   - a pool added: the same, its load being the parent with the new pool's file and the
     others' parent-level rules (their loaded hats are kept);
   - `status --json` again once nginx serves each pool from its own vhost, then Apache;
+  - on the nginx host, with the tree as "/" (root only: a chroot in a private mount
+    namespace): php-fpm8.2 -t, `status` (nginx -T read, then kept), text + invariants;
   - `status --json` on the same pools with Nextcloud in each, and with no app at all.
 Ratios and numbers only, no assertions: the machine is shared, the goals are in issue 10.
 """
