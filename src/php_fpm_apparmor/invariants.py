@@ -330,7 +330,7 @@ _LOCAL_RULE = re.compile(r'^(?:audit\s+)?(deny\s+)?(?:owner\s+)?(?:allow\s+)?(?:
                          r'("[^"\\]*(?:\\.[^"\\]*)*"|[/@]\S*)\s+([A-Za-z]+)(?:\s+->\s+\S+)?\s*,')
 
 
-def local_lines(sysroot: str, names, present: set | None = None) -> list[Line]:
+def local_lines(sysroot: str, names, present: set) -> list[Line]:
     """File and exec rules of the local files of these profiles ("php-fpm//NAME").
     `present`: the names local/php-fpm.d held when listed (a run over every pool lists it
     once instead of trying to open a thousand files most hosts do not have)."""
@@ -339,7 +339,7 @@ def local_lines(sysroot: str, names, present: set | None = None) -> list[Line]:
     out = []
     for name in names:
         short = name.split("//", 1)[1]
-        if present is not None and short not in present:
+        if short not in present:
             continue
         path = install.at(sysroot, f"{install.LOCAL_DIR}/{short}")
         try:
