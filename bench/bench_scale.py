@@ -269,10 +269,10 @@ def certs(root: Path, n: int) -> None:
         ssl = root / f"var/www/clients/client{i // 10}/web{i}/ssl"
         ssl.mkdir(parents=True, exist_ok=True)
         (root / f"var/log/ispconfig/httpd/web{i}.example").mkdir(parents=True, exist_ok=True)
-        for ext, name in (("crt", "crt"), ("key", "key")):
+        for ext in ("crt", "key"):
             target = ssl / f"web{i}.example-le.{ext}"
             if not target.exists():
-                os.link(pair / name, target)
+                os.link(pair / ext, target)
 
 
 def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:
