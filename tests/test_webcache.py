@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import pytest
 
 from apptrees import needs_root
 from php_fpm_apparmor import nginx, webcache
-from php_fpm_apparmor.webserver import UNKNOWN, Files, WebConfig, digest, signature
+from php_fpm_apparmor.webserver import RACY_NS, UNKNOWN, Files, WebConfig, digest, signature
 from test_webserver import PLAIN_NGINX, _pools_without_roots
 from webtrees import corpus, nginx_tree
 
@@ -143,6 +144,30 @@ def test_a_file_changed_within_one_timestamp_tick_is_told_by_its_hash(tmp_path, 
     vhost = root / "etc/nginx/sites-available/blog"
     as_if_same_tick(vhost.read_bytes())  # unchanged since
     assert _blog_vhosts(cli, root) == [MARK]
+
+
+@needs_nginx
+def test_a_hash_is_dropped_once_its_file_has_settled(tmp_path, cli, monkeypatch):
+    """A hash is needed only while a write could still share its file's timestamps: a run
+    that finds the file unchanged more than a second after them keeps the signature alone
+    (every later use would read and hash it again)."""
+    root, cache = _kept_tree(tmp_path, cli)
+    key = "/etc/nginx/sites-enabled/blog"
+    vhost = root / "etc/nginx/sites-available/blog"
+    sig = signature(str(vhost))
+    data = json.loads(cache.read_text())
+    data["seen"][key] = sig + [digest(vhost.read_bytes())]
+    cache.write_text(json.dumps(data))
+    changed = max(sig[3], sig[4])
+    monkeypatch.setattr(time, "time_ns", lambda: changed + RACY_NS // 2)
+    assert webcache.kept(str(root)).seen[key] == sig + [digest(vhost.read_bytes())]  # still within its tick
+    monkeypatch.setattr(time, "time_ns", lambda: changed + 2 * RACY_NS)
+    web = webcache.kept(str(root))
+    assert web.vhosts == webcache.kept(str(root)).vhosts and web.seen[key] == sig
+    assert webcache.keep(str(root), web)
+    assert json.loads(cache.read_text())["seen"][key] == sig
+    monkeypatch.undo()
+    assert _blog_vhosts(cli, root) == [MARK]  # the reading kept that way is still used
 
 
 def _dumped(tmp_path):

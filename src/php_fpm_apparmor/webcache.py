@@ -9,7 +9,9 @@ A later run (`status`, `check`, the next `generate`) uses it only when:
 - every one of those signatures (device, inode, size, mtime, ctime, mode) is unchanged, and
   for one that had changed less than a second before it was read (a second write in the
   same timestamp tick would leave its signature as it was: a panel's, or the path unit's
-  `generate` right after an edit), the hash of the bytes or names read is unchanged too;
+  `generate` right after an edit), the hash of the bytes or names read is unchanged too
+  (a run that finds it so more than a second after its timestamps keeps the signature
+  alone: a later write moves them);
 - the readers' code is the code that wrote it, and the system tree is the same;
 - the file is this user's and nobody else may write it or its directory: the vhosts' roots
   are the admin's word, so a file another user could write must not stand in for them.
@@ -25,10 +27,11 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 from .pools import open_regular, read_capped
-from .webserver import MAX_FILE, UNKNOWN, Files, Vhost, WebConfig, digest, listing, signature
+from .webserver import MAX_FILE, RACY_NS, UNKNOWN, Files, Vhost, WebConfig, digest, listing, signature
 
 CACHE = "/var/cache/php-fpm-apparmor/webserver.json"
 FORMAT = 1
@@ -110,14 +113,19 @@ def kept(sysroot: str) -> WebConfig | None:
         # Below --root, links resolve inside the tree (Files.disk); on / the kernel's own
         # resolution in stat() is the same, without a readlink per path in Python.
         disk = (lambda p: p) if sysroot in ("/", "") else Files(sysroot, []).disk
-        if not all(isinstance(p, str) and p != UNKNOWN and _holds(disk(p), sig)
-                   for p, sig in data["seen"].items()):
-            return None
+        # A hash found to hold after its file's timestamps are a second old is needed no
+        # more: a write since that look moves them. The next keep() writes the signature alone.
+        settled = time.time_ns() - RACY_NS
+        seen = {}
+        for p, sig in data["seen"].items():
+            if not isinstance(p, str) or p == UNKNOWN or not _holds(disk(p), sig):
+                return None
+            seen[p] = sig[:6] if sig is not None and len(sig) == 7 and max(sig[3], sig[4]) < settled else sig
         web = WebConfig(servers=_strings(data["servers"]), problems=_strings(data["problems"]),
                         vhosts=[_vhost(v) for v in data["vhosts"]])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    web.seen = data["seen"]
+    web.seen = seen
     return web
 
 
