@@ -188,9 +188,10 @@ def fpm_t_tree(root: Path, conf_dir: Path, version: str = "8.2") -> Path:
     return conf_dir / "php-fpm.conf"
 
 
-def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
+def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float, changes: bool = True) -> None:
     """status again once nginx serves every pool (one ISPConfig vhost each), then Apache
-    instead: the web server's config is read too, as on a real host."""
+    instead: the web server's config is read too, as on a real host. changes: one pool's
+    change on the nginx host too (a full generate first: minutes of parser)."""
     import wptree
 
     if not Path("/etc/nginx/nginx.conf").exists():
@@ -201,20 +202,27 @@ def with_vhosts(root: Path, n: int, status: list[str], fpm_cpu: float) -> None:
     on_slash(root, n)
     # One pool's change on this host: every hat first regenerated with its vhost (their
     # headers name it), as the path unit does after the vhosts were written.
-    cold = step("cold", root)
-    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
-    cfg.write_text(f"[web{n // 2}]\nmode = complain\n")
-    only = step("one-pool", root)
-    label = f"one pool's change (+{n} nginx vhosts):"
-    print(f"{label:<36}{only['wall_s']:6.2f} s wall end to end, the reading kept (CPU: Python "
-          f"{only['cpu_python_s']:.2f} s, parser {only['cpu_parser_s']:.2f} s; compiles {only['changed']}; "
-          f"after a full generate with the vhosts: {cold['wall_s']:.0f} s)")
+    if changes:
+        one_change(root, n)
     if not Path("/etc/apache2/apache2.conf").exists():
         print("status --json (Apache vhosts):      skipped, no /etc/apache2 to copy (apt install apache2)")
         return
     shutil.rmtree(root / "etc/nginx")  # a host runs one of them
     wptree.apache(root, n)
     vhosts_status(root, n, "Apache", status, fpm_cpu)
+
+
+def one_change(root: Path, n: int) -> None:
+    """One pool's mode changed on the nginx host, the vhosts' reading kept."""
+    cold = step("cold", root)
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(f"[web{n // 2}]\nmode = complain\n")
+    only = step("one-pool", root)
+    label = f"one pool's change (+{n} nginx vhosts):"
+    print(f"{label:<36}{only['wall_s']:6.2f} s wall end to end, the reading kept (CPU: Python "
+          f"{only['cpu_python_s']:.2f} s, parser {only['cpu_parser_s']:.2f} s; compiles {only['changed']}; "
+          f"after a full generate with the vhosts: {cold['wall_s']:.0f} s)")
 
 
 def vhosts_status(root: Path, n: int, server: str, status: list[str], fpm_cpu: float) -> None:
@@ -275,7 +283,7 @@ def certs(root: Path, n: int) -> None:
                 os.link(pair / ext, target)
 
 
-def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:
+def other_apps(tmp: Path, n: int, fpm_s: float, fpm_cpu: float) -> None:
     """status (nothing installed) on the same pools serving other things: the plugins'
     detection is what differs (Nextcloud's config arrays; a plain site's subdirectories,
     each looked at for a WordPress below it)."""
@@ -286,8 +294,8 @@ def other_apps(tmp: Path, n: int, fpm_cpu: float) -> None:
         wptree.build(root, n, app=app)
         s_s, s_cpu, s_mb = wrapped([PY, "-m", "php_fpm_apparmor", "--root", str(root), "--json", "status"])
         label = f"status --json ({app}):"
-        print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f} "
-              f"({what}, nothing installed)")
+        print(f"{label:<36}{s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  CPU ratio {s_cpu / fpm_cpu:.2f}, "
+              f"wall ratio {s_s / fpm_s:.2f} ({what}, nothing installed)")
         shutil.rmtree(root)
 
 
@@ -309,14 +317,15 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
         s_s, s_cpu, s_mb = wrapped(status)
         print(f"php-fpm8.2 -t:                      {fpm_s:6.2f} s wall {fpm_cpu:6.2f} s CPU {fpm_mb:5.0f} MB")
         print(f"status --json (nothing installed):  {s_s:6.2f} s wall {s_cpu:6.2f} s CPU {s_mb:5.0f} MB  "
-              f"CPU ratio {s_cpu / fpm_cpu:.2f} (apps detected by the plugins)")
+              f"CPU ratio {s_cpu / fpm_cpu:.2f}, wall ratio {s_s / fpm_s:.2f} (apps detected by the plugins, "
+              f"shared over {os.cpu_count()} CPUs)")
         if status_only:
             step("install", root)
             s2_s, s2_cpu, s2_mb = wrapped(status)
             print(f"status --json (all installed):      {s2_s:6.2f} s wall {s2_cpu:6.2f} s CPU {s2_mb:5.0f} MB  "
                   f"CPU ratio {s2_cpu / fpm_cpu:.2f} (apps from the installed headers)")
-            with_vhosts(root, n, status, fpm_cpu)
-            other_apps(Path(tmp), n, fpm_cpu)
+            with_vhosts(root, n, status, fpm_cpu, changes=False)
+            other_apps(Path(tmp), n, fpm_s, fpm_cpu)
             return
         text = step("text", root)
         print(f"generate --dry-run, text only:      {text['plan_s']:6.2f} s wall {text['cpu_python_s']:6.2f} s CPU "
@@ -363,7 +372,7 @@ def bench(n: int, check_upto: int, status_only: bool = False) -> None:
               f"one parser run like {added['alone_parser_s']:.2f} s (the whole profile: see the cold generate)"
               f"{' ERROR ' + added['alone_error'] if added['alone_error'] else ''}")
         with_vhosts(root, n, status, fpm_cpu)
-        other_apps(Path(tmp), n, fpm_cpu)
+        other_apps(Path(tmp), n, fpm_s, fpm_cpu)
 
 
 def main() -> int:

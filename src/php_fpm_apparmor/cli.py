@@ -17,7 +17,7 @@ from pathlib import Path
 # older generations a tenth of that (1,000 pools: the same peak memory as with no collector).
 gc.set_threshold(70_000, 100, 100)
 
-from . import __version__, apps as apps_mod, generate, install, load, plugins as plugins_mod, progress, render
+from . import __version__, apps as apps_mod, forked, generate, install, load, plugins as plugins_mod, progress, render
 from .errors import ConfigError, LibraryError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
@@ -77,34 +77,37 @@ def cmd_status(args, plugins) -> int:
     # a file has its apps looked for (plugins read the sites' PHP: the slow part).
     result = generate.plan(args.root, plugins, build=False, detect=False)
     present = load.loaded() if load.enabled(args.root) else {}
-    rows = []
+    files = [install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None for e in result.entries]
+    headers = [install.header(f) for f in files]
+    todo = [e for e, h in zip(result.entries, headers) if h is None and e.site and e.site.roots]
     with plugins.session():  # one SIGALRM handler for every pool's detection
-        for e in result.entries:
-            p = e.pool
-            file = install.at(args.root, f"{install.POOL_DIR}/{e.hat}") if e.hat else None
-            installed = install.header(file)
-            if installed is not None:
-                e.apps = installed["apps"]
-            elif e.site and e.site.roots:
-                try:
-                    e.apps = [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)]
-                except (ValueError, TypeError) as exc:
-                    e.problem = e.problem or f"{p.config_file}: pool {p.name}: {exc}"
-            rows.append({
-                "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
-                "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
-                "site_root": e.site.roots if e.site else [],
-                "vhosts": e.site.vhosts if e.site else [],
-                "root_origin": e.site.origin if e.site and e.site.roots else None,
-                "apps": e.apps,
-                "mode": e.site.mode if e.site else None,
-                "file": str(file) if installed is not None else None,
-                "installed_mode": installed.get("mode") if installed else None,
-                "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
-                "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
-                "exceptions": installed.get("exceptions", []) if installed else [],
-                "problem": e.problem or e.note or (installed or {}).get("left_out"),
-            })
+        # a host's first status: a thousand sites' PHP read, shared over the CPUs
+        found = forked.map_forked(lambda e: _detected(e, plugins), todo)
+    for e, (names, problem) in zip(todo, found):
+        if names is not None:
+            e.apps = names
+        elif not e.problem:
+            e.problem = problem
+    rows = []
+    for e, file, installed in zip(result.entries, files, headers):
+        p = e.pool
+        if installed is not None:
+            e.apps = installed["apps"]
+        rows.append({
+            "version": p.version, "pool": p.name, "hat": e.hat, "apparmor_hat": p.hat,
+            "user": p.user, "group": p.group, "listen": p.listen, "config_file": p.config_file,
+            "site_root": e.site.roots if e.site else [],
+            "vhosts": e.site.vhosts if e.site else [],
+            "root_origin": e.site.origin if e.site and e.site.roots else None,
+            "apps": e.apps,
+            "mode": e.site.mode if e.site else None,
+            "file": str(file) if installed is not None else None,
+            "installed_mode": installed.get("mode") if installed else None,
+            "loaded": (f"php-fpm//{e.hat}" in present) if present else None,
+            "loaded_mode": present.get(f"php-fpm//{e.hat}") if present else None,
+            "exceptions": installed.get("exceptions", []) if installed else [],
+            "problem": e.problem or e.note or (installed or {}).get("left_out"),
+        })
     quiet = _quiet(args.root, result.entries)
     for r, e in zip(rows, result.entries):
         r["quiet"] = quiet.get(e.hat)
@@ -134,6 +137,14 @@ def cmd_status(args, plugins) -> int:
     for w in result.warnings:
         _err(f"warning: {w}")
     return PROBLEMS if result.problems else OK
+
+
+def _detected(e, plugins) -> tuple[list[str] | None, str | None]:
+    """(the apps the plugins find in a pool's site, as status shows them, or None; a problem)."""
+    try:
+        return [f"{a.name} {a.version or ''}".strip() for a in apps_mod.detect(e.site, plugins)], None
+    except (ValueError, TypeError) as exc:
+        return None, f"{e.pool.config_file}: pool {e.pool.name}: {exc}"
 
 
 # A line with its pool names and paths blanked out: what makes a thousand pools' lines "the
