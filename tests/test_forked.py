@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -63,6 +64,17 @@ def test_this_processs_failure_stops_and_reaps_the_copies():
     with pytest.raises(ZeroDivisionError):
         forked.map_forked(lambda x: 1 // x if x < forked.LEAST else x, range(N), jobs=3)
     assert _no_children_left()
+
+
+def test_copies_reaped_by_the_kernel_still_count():
+    """Started with SIGCHLD ignored (inherited across exec from a supervisor), exit codes
+    cannot be asked: the results are what a copy sent."""
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        got = forked.map_forked(lambda x: (x, os.getpid()), range(N), jobs=3)
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert [x for x, _ in got] == list(range(N)) and len({p for _, p in got}) == 3
 
 
 PIDAPP = textwrap.dedent("""

@@ -49,8 +49,11 @@ def map_forked(fn, items, jobs: int | None = None) -> list:
         for pid, fd, _ in kids:  # this process's share raised: the others' work is not wanted
             if pid is not None:
                 os.close(fd)
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:  # already reaped (SIGCHLD ignored by whoever started us)
+                    pass
 
 
 def _start(fn, share: list):
@@ -86,13 +89,16 @@ def _collect(pid, fd) -> list | None:
     if pid is None:
         return None
     with os.fdopen(fd, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
+        data = f.read()  # a copy writes only once its whole share is done
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped already (SIGCHLD ignored): the bytes tell
+        status = 0
+    if status != 0 or not data:
         return None
     try:
         return pickle.loads(data)  # our own copy's bytes, through a pipe only it held
-    except Exception:
+    except Exception:  # cut short: this process does the share
         return None
 
 
