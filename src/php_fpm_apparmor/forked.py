@@ -70,6 +70,9 @@ def _start(fn, share: list):
     if pid:
         os.close(w)
         return pid, r, share
+    # Ctrl-C ends a copy outright: a KeyboardInterrupt raised here could escape os._exit
+    # below and run the caller's code on in this copy.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     code = 1
     try:
         os.close(r)
