@@ -93,3 +93,23 @@ def test_canonical_on_the_live_system_is_realpath(tmp_path):
     os.symlink("loop", tmp_path / "loop")
     with pytest.raises(ConfigError):
         sites.canonical("/", base + "/loop/f")
+
+
+def test_a_helper_installed_between_runs_is_found_by_the_next(tmp_path):
+    """find_binaries asks the disk once a run per program file (a thousand sites look for
+    the same cwebp): a run after `apt install` finds it, through Debian's usrmerge link too."""
+    from php_fpm_apparmor.api import find_binaries
+
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    os.symlink("usr/bin", tmp_path / "bin")
+    site = sites.Site(pool=None, hat="blog", roots=[], sysroot=str(tmp_path))
+    sites.forget_disk()
+    assert find_binaries(site, ["cwebp"]) == []
+    (tmp_path / "usr/bin/cwebp").write_text("")
+    sites.forget_disk()  # the next run (generate.plan starts with this)
+    assert find_binaries(site, ["cwebp"]) == ["/usr/bin/cwebp"]
+    assert find_binaries(site, ["cwebp"], dirs=("/bin",)) == ["/usr/bin/cwebp"]
+    (tmp_path / "usr/bin/cwebp").unlink()
+    (tmp_path / "usr/bin/cwebp").mkdir()  # not a file: not a program
+    sites.forget_disk()
+    assert find_binaries(site, ["cwebp"]) == []

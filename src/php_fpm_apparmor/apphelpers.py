@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .pools import NotRegular, open_regular, read_capped  # noqa: F401  (the first two: plugin API)
+from .sites import system_file
 
 # Config files are small; a bigger one is read only this far (no memory blow-up).
 MAX_READ = 1 << 20
@@ -670,7 +671,7 @@ def find_binaries(site, names, dirs=("/usr/bin", "/usr/local/bin", "/bin", "/usr
                 canon = site.canonical(system)
             except Exception:  # a symlink loop in the tree: the helper is unusable anyway
                 continue
-            if site.disk(canon).is_file() and canon not in out:
+            if system_file(site.disk(canon)) and canon not in out:
                 out.append(canon)
                 break
     return out

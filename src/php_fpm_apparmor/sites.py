@@ -102,11 +102,19 @@ def _readlink(path: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def system_file(disk: Path) -> bool:
+    """Is there a regular file at `disk` (a system program, say)? The helpers a plugin
+    looks for are the same for each of a thousand sites: asked of the disk once a run."""
+    return disk.is_file()
+
+
 def forget_disk() -> None:
     """A run sees the disk as it is now: drop what an earlier run in this process resolved."""
     _readlink.cache_clear()
     canonical.cache_clear()
     _tree_disk.cache_clear()
+    system_file.cache_clear()
 
 
 def inside(path: str, root: str) -> bool:
