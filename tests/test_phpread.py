@@ -437,10 +437,10 @@ def test_signs_and_keys_after_negative_ones(tmp_path, expr, want):
 def cache(monkeypatch):
     ah._CACHE.clear()
     monkeypatch.setattr(ah._CACHE, "RACY_NS", 0)  # the files here are seconds old, not minutes
-    lexed = []
-    real = ah._lex
-    monkeypatch.setattr(ah, "_lex", lambda text: lexed.append(text) or real(text))
-    yield lexed
+    parsed = []  # the texts whose facts were worked out (their tokens may be kept: _lex_kept)
+    real = ah._parse
+    monkeypatch.setattr(ah, "_parse", lambda facts, text, ctx: parsed.append(text) or real(facts, text, ctx))
+    yield parsed
     ah._CACHE.clear()
 
 
@@ -546,3 +546,17 @@ def test_each_app_is_worked_out_once_per_pool(tmp_path, monkeypatch):
     apps = sorted(a.name for e in result.entries for a in (e.policy.apps if e.policy else []))
     assert apps.count("wordpress") == 6 and apps.count("wp-super-cache") == 2 and apps.count("webp-express") == 2
     assert calls.count("_layout") == 6 and calls.count("_settings") == 2
+
+
+def test_one_text_in_two_places_reads_as_each_place(tmp_path):
+    """A text seen again is lexed once (a thousand sites' version.php); what its names mean
+    (__DIR__, __FILE__, ABSPATH) is still each file's own."""
+    text = "<?php define('HERE', __DIR__ . '/x'); $file = __FILE__; define('UP', ABSPATH . 'wp');"
+    got = []
+    for site in ("a", "b"):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "v.php").write_text(text)
+        f = read_php(tmp_path / site / "v.php", f"/var/www/{site}/v.php", abspath=f"/var/www/{site}/")
+        got.append((f.defines, f.assigns))
+    assert got == [({"HERE": f"/var/www/{s}/x", "UP": f"/var/www/{s}/wp"}, {"$file": f"/var/www/{s}/v.php"})
+                   for s in ("a", "b")]
