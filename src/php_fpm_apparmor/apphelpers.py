@@ -481,17 +481,23 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
     return facts
 
 
-@functools.lru_cache(maxsize=256)
+# Texts up to KEPT_TEXT characters are lexed once: a thousand sites' version.php (929 bytes,
+# one WordPress release) are one text. Small and few, so hostile files kept here cost a few
+# MB at most (a token per character: ~50 bytes each); a site's own wp-config.php is one of a
+# kind and not kept.
+KEPT_TEXT = 2048
+
+
+@functools.lru_cache(maxsize=64)
 def _lex_kept(text: str) -> tuple[tuple, tuple, tuple]:
-    """_lex() of a text seen again: a thousand sites' version.php (one WordPress release)
-    are one text. Tuples: every reader of a kept result shares it."""
+    """_lex() of a small text seen again. Tuples: every reader of a kept result shares it."""
     kinds, values, starts = _lex(text)
     return tuple(kinds), tuple(values), tuple(starts)
 
 
 def _parse(facts: PhpFacts, text: str, ctx: Context) -> None:
     """Fill `facts` with the define()s and statement-level assignments of `text`."""
-    lexed = _lex_kept(text) if len(text) <= 65536 else _lex(text)
+    lexed = _lex_kept(text) if len(text) <= KEPT_TEXT else _lex(text)
     kinds, values, starts = lexed
     line = _Lines(text)
     parser = _Parser(lexed, ctx)
