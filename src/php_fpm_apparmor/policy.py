@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Union
 
 from .errors import PluginError
@@ -389,7 +389,7 @@ def core_rules(site, hat: str) -> tuple[list, list]:
         d = site.worker(cache)
         hat_rules.append(FileRule(path=under(d, "/**/"), perms="rw", **why("opcache.file_cache dirs")))
         hat_rules.append(FileRule(path=under(d, "/**.bin"), perms="rw", owner=True, **why("opcache.file_cache")))
-    return [replace(r, profile=MASTER) for r in master], hat_rules
+    return [_with(r, "profile", MASTER) for r in master], hat_rules
 
 
 def shell_rules() -> list:
@@ -463,10 +463,11 @@ def build(site, apps, plugins) -> PoolPolicy:
             policy.exceptions.append(WriteException(path=exc.path, why=exc.why, source=plugin))
     # A plugin's exception for a whole temp or session dir ("<dir>/**", phpMyAdmin's Twig
     # cache) lifts the core's code deny there: a deny would beat the exception.
-    excepted = {x.path for x in policy.exceptions}
-    lifted = {r.path for r in rules if isinstance(r, FileRule) and r.deny and r.source == "core"
-              and any(r.path.endswith(g) and r.path[: -len(g)] + "/**" in excepted for g in NEVER_WRITE_GLOBS)}
-    rules = [r for r in rules if not (isinstance(r, FileRule) and r.deny and r.path in lifted)]
+    excepted = {x.path for x in policy.exceptions if x.path.endswith("/**")}
+    if excepted:  # rare: two passes over the pool's rules saved for the others
+        lifted = {r.path for r in rules if isinstance(r, FileRule) and r.deny and r.source == "core"
+                  and any(r.path.endswith(g) and r.path[: -len(g)] + "/**" in excepted for g in NEVER_WRITE_GLOBS)}
+        rules = [r for r in rules if not (isinstance(r, FileRule) and r.deny and r.path in lifted)]
     sendmail = jailed(site.pool, site.pool.ini("sendmail_path") or DEFAULT_SENDMAIL)
     jail = (site.pool.chroot or "").rstrip("/")
     if jail:  # a chrooted worker's /bin/sh is the jail's
@@ -477,7 +478,7 @@ def build(site, apps, plugins) -> PoolPolicy:
         # what its shell runs) or chrooted: it gets a `<hat>_sh` of its own.
         rules += _shell_body("sh", [sendmail], jail)
     else:
-        rules = [replace(r, target=SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
+        rules = [_with(r, "target", SHARED_SH) if isinstance(r, ExecRule) and r.target == "sh" else r for r in rules]
     based = {r.profile for r in rules if isinstance(r, IncludeRule) and r.name == "abstractions/base"}
     rules += [d for name in sorted(based - {HAT, MASTER}) for d in base_denies(name)]  # <hat>_sh, plugins' children
     profiles: dict[str, Profile] = {}
@@ -573,11 +574,14 @@ PLUGIN_ABSTRACTIONS = frozenset(f"abstractions/{n}" for n in (
 
 
 def _restamp(rule, plugin: str):
-    if rule.source == plugin:
-        return rule
-    # A copy with the field set: dataclasses.replace() would run the checks _check_rule just
-    # ran, once per rule (a tenth of a thousand pools' policy time).
+    return rule if rule.source == plugin else _with(rule, "source", plugin)
+
+
+def _with(rule, name: str, value: str):
+    """A copy of a checked rule with one field set to a name of ours (its source, the
+    master's or the shared shell's profile): dataclasses.replace() would run the checks
+    again, once per rule (a tenth of a thousand pools' policy time)."""
     new = object.__new__(type(rule))
     new.__dict__.update(rule.__dict__)
-    object.__setattr__(new, "source", plugin)
+    object.__setattr__(new, name, value)
     return new
