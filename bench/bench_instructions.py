@@ -70,8 +70,7 @@ def main() -> int:
         status = [PY, "-m", "php_fpm_apparmor", "--root", str(root), "--json", "status"]
         fresh = instructions(status, one_cpu=True)
         check = instructions([PY, str(HERE / "bench_scale.py"), "--inner", "check", str(root)])
-        subprocess.run([PY, str(HERE / "bench_scale.py"), "--inner", "install", str(root)], check=True,
-                       stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        bench_scale.step("install", root)  # every pool's file, without the parser
         installed = instructions(status)
     g = 1e9
     print(f"\n== {args.pools} WordPress pools, instructions (callgrind)")

@@ -173,6 +173,11 @@ class Plugins:
             finally:
                 self._session = None
 
+    def _deadline(self):
+        """The run's own Deadline when a session is open (its timer may be set, and a second
+        Deadline would then leave it alone: no limit), else one for this hook call."""
+        return contextlib.nullcontext(self._session) if self._session else Deadline(HOOK_SECONDS, "the call")
+
     def _copy(self, value):
         hit = self._copies.get(id(value))
         # still equal: nothing (a result the core kept and changed) touched it since
@@ -208,8 +213,7 @@ class Plugins:
         handed = {key: self._copy(value) for key, value in kwargs.items()} if guarded else kwargs
         out, traced = [], []
         try:
-            with contextlib.nullcontext(self._session) if self._session else \
-                    Deadline(HOOK_SECONDS, "the call") as deadline:
+            with self._deadline() as deadline:
                 for impl in impls:
                     result = self._one(deadline, hook, impl, kwargs if impl.plugin_name in self.trusted else handed)
                     if self.trace is not None:
@@ -256,10 +260,7 @@ class Plugins:
         again on fresh copies, compared after each."""
         self._copies.clear()
         handed = {key: self._copy(value) for key, value in kwargs.items()}
-        # the run's own Deadline when there is one: its timer may be set, and a second
-        # Deadline then leaves it alone (no limit for these calls)
-        with contextlib.nullcontext(self._session) if self._session else \
-                Deadline(HOOK_SECONDS, "the call") as deadline:
+        with self._deadline() as deadline:
             for impl in impls:
                 try:
                     self._one(deadline, hook, impl, handed)
