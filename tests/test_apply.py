@@ -150,6 +150,59 @@ def test_split_and_standalone_hats_compile_alone_under_their_full_names(tmp_path
     assert apply_mod.split(moved)[0] != master
 
 
+def test_a_big_profile_is_compiled_in_parts_with_the_verdict_of_the_whole(tmp_path, monkeypatch):
+    """Parts side by side (the parent, then the hats as top-level profiles, one run per
+    core) say what one run over the whole says: it compiles; a hat's bad rule, or a parent
+    rule of one file, refuses it. A name defined twice, or a block that never closes, is
+    the whole's to judge, in one run."""
+    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in "abcdef"})
+    monkeypatch.setattr(apply_mod, "PART_MIN", 2)
+    monkeypatch.setattr(apply_mod.os, "cpu_count", lambda: 3)
+    runs = []
+    real = validate.compile_file
+    monkeypatch.setattr(validate, "compile_file", lambda path, inc, **k: runs.append(Path(path).read_text())
+                        or real(path, inc, **k))
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    assert len(runs) == 4 and "profile php-fpm//a " in "".join(runs), runs  # the transaction's whole
+    files = {f.name: f.read_text() for f in (root / "etc/apparmor.d/php-fpm.d").iterdir()}
+    includes, main_text = validate.search_dirs(str(root)), apply_mod.template()
+
+    def verdicts(files, parts=True):
+        runs.clear()
+        got = apply_mod._compile_whole(main_text, files, includes, parts=parts)
+        ran = len(runs)
+        return got, ran, apply_mod._compile_whole(main_text, files, includes, parts=False)
+
+    error, ran, whole = verdicts(files)
+    assert error is None and whole is None and ran == 4, runs
+    # each hat in exactly one part, under its full name; the parent holds every socket
+    assert sorted(p for t in runs for p in re.findall(r"^profile php-fpm//(\S+)", t, re.M)) == \
+        sorted(["_sh", "_sendmail", *"abcdef"])
+    bad = files["c"].replace("  }", '    "/var/www/c/cache/[A-Za-z0-9_-]" r,\n  }', 1)
+    error, ran, whole = verdicts({**files, "c": bad})
+    assert error and whole and ran == 4, error
+    bad = files["d"].replace("\n  ^d", '\n"/run/x[" rw,\n  ^d', 1)
+    error, ran, whole = verdicts({**files, "d": bad})
+    assert error and whole and ran == 4, error
+    twice = files["a"].replace("php-fpm.d/a", "php-fpm.d/z")  # a second file defining ^a
+    error, ran, whole = verdicts({**files, "z": twice})
+    assert error and whole and ran == 1, error
+    unclosed = files["e"].rstrip("\n").rsplit("\n", 1)[0] + "\n"
+    assert not apply_mod._split(unclosed)[2]
+    error, ran, whole = verdicts({**files, "e": unclosed})
+    assert ran == 1 and (error is None) == (whole is None)
+    error, ran, whole = verdicts(files, parts=False)
+    assert error is None and ran == 1
+    # the admin's own file in php-fpm.d: the transaction compiles the whole in one run
+    (root / "etc/apparmor.d/php-fpm.d/mine").write_text("  ^mine {\n  }\n")
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[b]\nmode = complain\n")
+    runs.clear()
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and len(runs) == 1, (out.problems, len(runs))
+
+
 def test_installed_files_compile_in_the_stock_profile_too(tmp_path):
     root = three_pools(tmp_path)
     stock = root / "etc/apparmor.d/php-fpm"
@@ -242,6 +295,46 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     assert "^a" in (d / "a").read_text() and not (d / "c").exists()
     main = root / "etc/apparmor.d/php-fpm-apparmor"
     assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
+
+
+def test_many_hats_changed_alone_load_in_parts_one_parser_per_core(tmp_path, monkeypatch):
+    """Every pool's hat changed, the parent's rules not (a package upgrade, every pool to
+    complain): the hats load next to the loaded parent in parts side by side, each profile
+    in exactly one part, and nothing is reloaded whole. The real parser compiles each part
+    here; a part's load is the one-pool load tests/test_vm_apply.py runs in a real kernel."""
+    from php_fpm_apparmor import load
+
+    pools = "abcdef"
+    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in pools})
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    kernel = everything_loaded(root)
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("".join(f"[{n}]\nmode = complain\n" for n in pools))
+    parts = []
+
+    def run(args):  # the parser as load.py runs it, compiling instead of loading
+        assert args[:2] == ["-r", "-T"] and "-W" not in args, args
+        names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES, *args[2:]],
+                               capture_output=True, text=True)
+        assert names.returncode == 0, names.stderr
+        parts.append(names.stdout.split())
+        return None
+
+    monkeypatch.setattr(apply_mod, "PART_MIN", 2)
+    monkeypatch.setattr(apply_mod.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
+    monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
+    monkeypatch.setattr(load, "_run", run)
+    monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile was compiled"))
+    monkeypatch.setattr(load, "replace_parent", lambda *a, **k: pytest.fail("the parent was replaced"))
+    monkeypatch.setattr(load, "refresh_cache", lambda path: "refreshing")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    profiles = sorted(p for n in pools for p in apply_mod.split((root / f"etc/apparmor.d/php-fpm.d/{n}").read_text())[1])
+    assert set(pools) < set(profiles) and "complain" in (root / "etc/apparmor.d/php-fpm.d/f").read_text()
+    assert not out.problems and not out.reloaded and out.hats_loaded == profiles, out
+    assert len(parts) == 3 and all(parts), parts
+    assert sorted(n for part in parts for n in part) == [f"php-fpm//{p}" for p in profiles]
 
 
 def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch, cli):

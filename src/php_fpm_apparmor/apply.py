@@ -20,6 +20,7 @@ truth: a reboot or a full reload compiles exactly what was loaded piecewise.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -112,6 +113,11 @@ _BLOCK = re.compile(r"^  (\^|profile )(\S+)(.*)$")
 def split(text: str) -> tuple[tuple[str, ...], dict[str, str]]:
     """(the parent-level rules, {profile name: its block}) of a php-fpm.d file as render
     writes it: rules at column 0, each profile from `  ^x {`/`  profile x {` to `  }`."""
+    return _split(text)[:2]
+
+
+def _split(text: str) -> tuple[tuple[str, ...], dict[str, str], bool]:
+    """split(), and whether every line found its place (False: a block never closed)."""
     master, blocks, name, lines = [], {}, None, []
     for line in text.splitlines():
         if name is None:
@@ -125,7 +131,7 @@ def split(text: str) -> tuple[tuple[str, ...], dict[str, str]]:
         if line == "  }":
             blocks[name] = "\n".join(lines)
             name = None
-    return tuple(master), blocks
+    return tuple(master), blocks, name is None
 
 
 def installed_profiles(sysroot: str, hat: str) -> list[str]:
@@ -161,10 +167,43 @@ def standalone(main_text: str, texts: list[str]) -> str:
 
 # --- compile ----------------------------------------------------------------------------
 
-def _compile_whole(main_text: str, files: dict[str, str], includes: list[str]) -> str | None:
-    """Compile the php-fpm profile as it will be after install; None if it compiles."""
-    with validate.staged(main_text, files) as (stage, whole):
-        return validate.compile_file(whole, [stage] + includes)
+# A whole profile with at least this many pool files per core is compiled in parts side by
+# side (below it the parser's start-up in each part costs more than the cores save).
+PART_MIN = 32
+
+
+def _compile_whole(main_text: str, files: dict[str, str], includes: list[str], parts: bool = True,
+                   tell=None) -> str | None:
+    """Compile the php-fpm profile as it will be after install; None if it compiles.
+
+    The parser compiles one file's profiles one after another (a minute and a half per
+    thousand WordPress hats), so a big profile is compiled in parts, one parser run per
+    core: the parent with every file's parent-level rules, and the files' profiles as
+    top-level `profile php-fpm//<name>` blocks (what a one-pool change loads). These are
+    the profiles of the whole, so the verdict is the same as long as each file is ours in
+    render's shape and no name is defined twice; else (and with `parts` False: another
+    main profile, whose preamble the parts might lack, or the admin's own files in
+    php-fpm.d) the whole in one run, which refuses a name defined twice."""
+    jobs = min(os.cpu_count() or 1, len(files) // PART_MIN)
+    shapes = {n: _split(t) for n, t in files.items()} if parts and jobs > 1 else {}
+    names = [p for _, blocks, _ in shapes.values() for p in blocks]
+    if not shapes or not all(whole for _, _, whole in shapes.values()) or len(names) != len(set(names)):
+        with validate.staged(main_text, files) as (stage, whole):
+            return validate.compile_file(whole, [stage] + includes)
+    order = sorted(files)
+    with validate.staged(main_text, {n: parent_part(files[n]) for n in order}) as (stage, parent):
+        paths = [parent]
+        for i in range(jobs):
+            paths.append(str(Path(stage, f"part{i}")))
+            Path(paths[-1]).write_text(standalone(main_text, [files[n] for n in order[i::jobs]]))
+        done = []
+
+        def step(i):
+            done.append(i)
+            if tell:
+                tell("compiling the whole profile", len(done), len(paths))
+        errors = validate.compile_files(paths, [stage] + includes, step)
+    return next((e for e in errors if e), None)
 
 
 def culprit_rule(text: str, includes: list[str]) -> str | None:
@@ -323,7 +362,7 @@ def _apply(result, dry_run: bool, want_main: bool, progress, wrote_overrides: fr
             if not _compile(sysroot, changed, want, old, keep, theirs, main_text, includes,
                             whole=(main_changed or local_changed or bool(theirs) or foreign_main
                                    or len(changed) > PER_FILE_MAX),
-                            out=out, tell=tell, strict=wrote_overrides):
+                            parts=ours_main and not theirs, out=out, tell=tell, strict=wrote_overrides):
                 if not dry_run:
                     _rescue(sysroot, main, includes, theirs, old, out)
                 return out
@@ -401,10 +440,12 @@ def _still_left_out(sysroot: str, changed: dict[str, Candidate], old: dict, touc
 
 
 def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, theirs, main_text, includes,
-             whole: bool, out: Outcome, tell, strict: frozenset = frozenset()) -> bool:
+             whole: bool, out: Outcome, tell, strict: frozenset = frozenset(), parts: bool = False) -> bool:
     """Compile what changed; a file the parser refuses leaves `changed` and `want` (its old
     file stays, or its core-only hat takes its place), unless its overrides are what the
-    parser refused (then it is installed without them). False: nothing may be installed."""
+    parser refused (then it is installed without them). False: nothing may be installed.
+    parts: the whole may be compiled in parts (_compile_whole: our main profile, no file
+    of the admin's in php-fpm.d)."""
     local = install.at(sysroot, install.LOCAL_DIR)
 
     def unlocal(errors: dict[str, str | None]) -> dict[str, str | None]:
@@ -484,12 +525,12 @@ def _compile(sysroot: str, changed: dict[str, Candidate], want, old, keep, their
         settle(changed)
         return True
     tell("compiling the whole profile", 0, 0)
-    error = _compile_whole(main_text, files(), includes)
+    error = _compile_whole(main_text, files(), includes, parts, tell)
     if error:
         # Which files? The changed ones, and those whose local additions exist (an edit
         # there changes an installed file's meaning without changing the file).
         settle(set(changed) | {n for n, t in keep.items() if _on_disk(local, t)})
-        error = _compile_whole(main_text, files(), includes)
+        error = _compile_whole(main_text, files(), includes, parts, tell)
     if error:
         out.problems.append(f"the php-fpm profile with all pools does not compile, nothing was "
                             f"changed: {error}")
@@ -523,6 +564,21 @@ def parent_part(text: str) -> str:
     return "".join(line + "\n" for line in split(text)[0])
 
 
+def _load_alone(main_text: str, texts: list[str]) -> str | None:
+    """Load the files' profiles next to the loaded parent (load.replace_text): many in parts,
+    one parser run per core, as _compile_whole compiles them (a package upgrade rewrites
+    every hat: a thousand are a minute and a half of one parser run). Each part's profiles
+    replace theirs, as one run would; an error in any part is the load's error."""
+    jobs = min(os.cpu_count() or 1, len(texts) // PART_MIN)
+    if jobs < 2:
+        return load.replace_text(standalone(main_text, texts))
+    from concurrent.futures import ThreadPoolExecutor  # the parser runs are the processes
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        errors = list(pool.map(load.replace_text, [standalone(main_text, texts[i::jobs]) for i in range(jobs)]))
+    return next((e for e in errors if e), None)
+
+
 def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stale: dict,
           whole: bool, out: Outcome, installed: dict, theirs: set, includes: list) -> None:
     """Load what changed: its hats alone, else the parent with the changed files and the
@@ -547,7 +603,7 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         n in old and n != render.SHARED_FILE and split(old[n])[0] == split(c.text)[0]
         for n, c in changed.items())
     if changed and alone:
-        error = load.replace_text(standalone(main_text, [c.text for c in changed.values()]))
+        error = _load_alone(main_text, [c.text for c in changed.values()])
         if not error:
             out.loaded = True
             out.hats_loaded = sorted(p for c in changed.values() for p in split(c.text)[1])

@@ -92,14 +92,20 @@ def compile_pools(texts: dict[str, str], includes: list[str], done=None) -> dict
             wrapper = Path(tmp, f"{hat}.wrapper")
             wrapper.write_text(WRAPPER.format(path=body))
             jobs[hat] = str(wrapper)
-        def one(hat):
-            error = compile_file(jobs[hat], includes)
-            if done:
-                done(hat)
-            return error
-        # Parser runs are separate processes: one per core compiles in parallel.
-        from concurrent.futures import ThreadPoolExecutor  # only when compiling: not for `status`
+        names = list(jobs)
+        errors = compile_files(list(jobs.values()), includes, done and (lambda i: done(names[i])))
+    return dict(zip(names, errors))
 
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            results = dict(zip(jobs, pool.map(one, jobs)))
-    return results
+
+def compile_files(paths: list[str], includes: list[str], done=None) -> list[str | None]:
+    """compile_file() of each path, one parser run per core side by side (the parser
+    compiles one file's profiles one after another); done(index) as each finishes."""
+    from concurrent.futures import ThreadPoolExecutor  # only when compiling: not for `status`
+
+    def one(i):
+        error = compile_file(paths[i], includes)
+        if done:
+            done(i)
+        return error
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(one, range(len(paths))))
