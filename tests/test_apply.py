@@ -297,28 +297,22 @@ def test_a_pool_added_or_removed_replaces_the_parent_and_keeps_the_other_loaded_
     assert validate.compile_file(str(main), validate.search_dirs(str(root))) is None
 
 
-def test_many_hats_changed_alone_load_in_parts_one_parser_per_core(tmp_path, monkeypatch):
-    """Every pool's hat changed, the parent's rules not (a package upgrade, every pool to
-    complain): the hats load next to the loaded parent in parts side by side, each profile
-    in exactly one part, and nothing is reloaded whole. The real parser compiles each part
-    here; a part's load is the one-pool load tests/test_vm_apply.py runs in a real kernel."""
+def loading_in_parts(monkeypatch, kernel: dict) -> list:
+    """A live system whose kernel holds `kernel`, loads in parts from 6 files (PART_MIN 2,
+    3 cores), no whole reload; the parser runs as load.py makes them, compiling (-N)
+    instead of loading: [("parent" or "part", profile names, the parent's staged files)]."""
     from php_fpm_apparmor import load
 
-    pools = "abcdef"
-    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in pools})
-    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
-    kernel = everything_loaded(root)
-    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text("".join(f"[{n}]\nmode = complain\n" for n in pools))
-    parts = []
+    calls = []
 
-    def run(args):  # the parser as load.py runs it, compiling instead of loading
-        assert args[:2] == ["-r", "-T"] and "-W" not in args, args
+    def run(args):
+        assert args[:2] == ["-r", "-T"] and "-W" not in args, args  # no cache from a partial text
         names = subprocess.run([validate.parser(), "-Q", "-K", "-N", "-M", validate.FEATURES, *args[2:]],
                                capture_output=True, text=True)
         assert names.returncode == 0, names.stderr
-        parts.append(names.stdout.split())
+        staged = Path(args[-1]).parent / "php-fpm.d"
+        calls.append(("parent" if "-I" in args else "part", names.stdout.split(),
+                      {f.name: f.read_text() for f in staged.iterdir()} if "-I" in args else {}))
         return None
 
     monkeypatch.setattr(apply_mod, "PART_MIN", 2)
@@ -326,15 +320,80 @@ def test_many_hats_changed_alone_load_in_parts_one_parser_per_core(tmp_path, mon
     monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
     monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
     monkeypatch.setattr(load, "_run", run)
-    monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile was compiled"))
-    monkeypatch.setattr(load, "replace_parent", lambda *a, **k: pytest.fail("the parent was replaced"))
+    monkeypatch.setattr(load, "reload", lambda *a, **k: pytest.fail("the whole profile was compiled in one run"))
     monkeypatch.setattr(load, "refresh_cache", lambda path: "refreshing")
+    return calls
+
+
+def test_many_hats_changed_alone_load_in_parts_one_parser_per_core(tmp_path, monkeypatch):
+    """Every pool's hat changed, the parent's rules not (a package upgrade, every pool to
+    complain): the hats load next to the loaded parent in parts side by side, each profile
+    in exactly one part, and nothing is reloaded whole. The real parser compiles each part
+    here; a part's load is the one-pool load tests/test_vm_apply.py runs in a real kernel."""
+    pools = "abcdef"
+    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in pools})
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    cfg = root / "etc/php-fpm-apparmor/php-fpm-apparmor.conf"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("".join(f"[{n}]\nmode = complain\n" for n in pools))
+    calls = loading_in_parts(monkeypatch, everything_loaded(root))
     out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
     profiles = sorted(p for n in pools for p in apply_mod.split((root / f"etc/apparmor.d/php-fpm.d/{n}").read_text())[1])
     assert set(pools) < set(profiles) and "complain" in (root / "etc/apparmor.d/php-fpm.d/f").read_text()
     assert not out.problems and not out.reloaded and out.hats_loaded == profiles, out
-    assert len(parts) == 3 and all(parts), parts
-    assert sorted(n for part in parts for n in part) == [f"php-fpm//{p}" for p in profiles]
+    assert [h for h, _, _ in calls] == ["part"] * 3, calls  # no parent
+    assert sorted(n for _, names, _ in calls for n in names) == [f"php-fpm//{p}" for p in profiles]
+
+
+def test_a_big_parent_change_loads_the_parent_then_the_hats_in_parts(tmp_path, monkeypatch):
+    """Every pool's socket moved (a PHP upgrade), then the master's overrides edited: the
+    parent is replaced with every file's parent-level rules only (the loaded hats kept),
+    then the changed files' hats (every file's, for the master's overrides) load in parts,
+    one parser run per core; the boot-time cache is refreshed after. With no parent loaded
+    (a first load) the whole profile is one load: no worker may start before its hat."""
+    from php_fpm_apparmor import load
+
+    pools = "abcdef"
+    root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in pools})
+    d = root / "etc/apparmor.d/php-fpm.d"
+    assert not apply_mod.apply(generate.plan(str(root), NO_PLUGINS)).problems
+    kernel = everything_loaded(root)
+    for n in pools:
+        conf = root / f"etc/php/8.2/fpm/pool.d/{n}.conf"
+        conf.write_text(conf.read_text().replace(f"/run/php/{n}.sock", f"/run/php/{n}-84.sock"))
+    calls = loading_in_parts(monkeypatch, kernel)
+
+    def profiles(names):
+        return sorted(f"php-fpm//{p}" for n in names for p in apply_mod.split((d / n).read_text())[1])
+
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.reloaded and out.cache == "refreshing", out
+    assert sorted(out.written) == [str(d / n) for n in pools] and "/run/php/a-84.sock" in (d / "a").read_text()
+    (how, names, staged), *parts = calls
+    assert how == "parent" and names == ["php-fpm"] and sorted(staged) == ["_shared", *pools]
+    assert '"/run/php/a-84.sock" rwkl,' in staged["a"] and not any("^" in t for t in staged.values())
+    assert [h for h, _, _ in parts] == ["part"] * 3
+    assert sorted(p for _, names, _ in parts for p in names) == profiles(pools)
+    assert set(out.hats_kept) == {"_sh", "_sendmail"}  # the shared file's, unchanged
+    # the master's overrides: every file's hats after the parent
+    calls.clear()
+    local = root / "etc/apparmor.d/local"
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "php-fpm").write_text("/srv/master-extra r,\n")
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.reloaded and out.written == [], out
+    (how, names, staged), *parts = calls
+    assert how == "parent" and sorted(staged) == ["_shared", *pools] and len(parts) == 3
+    assert sorted(p for _, names, _ in parts for p in names) == profiles(["_shared", *pools])
+    # no parent loaded: one load of the whole
+    kernel.clear()
+    (local / "php-fpm").write_text("/srv/master-extra2 r,\n")
+    reloads = []
+    monkeypatch.setattr(load, "reload", lambda path, **k: reloads.append(path) and None)
+    calls.clear()
+    out = apply_mod.apply(generate.plan(str(root), NO_PLUGINS))
+    assert not out.problems and out.reloaded and reloads == [str(root / "etc/apparmor.d/php-fpm-apparmor")]
+    assert calls == []
 
 
 def test_one_hats_local_overrides_are_that_hats_change_alone(tmp_path, monkeypatch, cli):

@@ -10,8 +10,11 @@ stays the truth; this kernel also leaves byte-identical profiles in place on a p
 reload, so what the load alone saves is the parser's time, not kernel churn). Then a pool
 is added: apply() replaces the parent with the new pool's file and only the others'
 parent-level rules, and the kernel keeps every other hat as loaded, workers and all. A
-last phase loads a policy generated with a plugin rule the parser refuses in p3: p3 keeps
-its hat, the other pools still serve.
+phase loads a policy generated with a plugin rule the parser refuses in p3: p3 keeps its
+hat, the other pools still serve. The last loads what apply() hands over on a host big
+enough to load in parts after the master's overrides changed: the parent with every
+file's parent-level rules, then the hats in parts; every profile is there with its file's
+mode, and the same workers serve.
 """
 
 import shutil
@@ -100,6 +103,40 @@ def parent_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[st
     return f"/policy/{dest.name}/main", out
 
 
+def parts_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[list[str], object]:
+    """What apply() loads, in order, when the master's overrides changed on a host big
+    enough for parts (PART_MIN 1 here): the parent with every file's parent-level rules,
+    then the hats as top-level profiles, one file per part; copied to `dest` for the VM."""
+    sent = []
+
+    def run(args):
+        if args[0] == "-R":
+            return None
+        if "-I" in args:  # the parent, staged
+            stage = Path(args[-1]).parent
+            shutil.copytree(stage / "php-fpm.d", dest / "php-fpm.d")
+            main = Path(args[-1]).read_text()
+            (dest / "main").write_text(main.replace("include if exists <php-fpm.d>",
+                                                    f'include "/policy/{dest.name}/php-fpm.d"'))
+            sent.append(f"/policy/{dest.name}/main")
+        else:
+            part = dest / Path(args[-1]).name  # (a unique temporary name: parts load side by side)
+            part.write_text(Path(args[-1]).read_text())
+            sent.append(f"/policy/{dest.name}/{part.name}")
+        return None
+
+    with monkeypatch.context() as m:
+        m.setattr(apply_mod, "PART_MIN", 1)
+        m.setattr(apply_mod.os, "cpu_count", lambda: 2)
+        m.setattr(load, "enabled", lambda sysroot="/": True)
+        m.setattr(load, "loaded", lambda: dict(kernel))
+        m.setattr(load, "_run", run)
+        m.setattr(load, "reload", lambda path, **k: pytest.fail("the whole profile was loaded in one run"))
+        m.setattr(load, "refresh_cache", lambda path: "not here")  # the booted systems refresh it
+        out = apply_mod.apply(generate.plan(str(tree), NO_PLUGINS))
+    return sent, out
+
+
 def raw(phase) -> dict:
     # {full profile name: the load its blob came from}; securityfs names children by base name
     out = phase["shell"][RAW]["output"]
@@ -146,6 +183,17 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
         assert same == (n != "p2"), n
     work = tree
 
+    # the master's overrides change on a host big enough for parts: the parent with every
+    # file's parent-level rules, then every file's hats in parts (one parser run per core)
+    big = tmp_path / "big"
+    shutil.copytree(tree, big, symlinks=True)
+    (big / "etc/apparmor.d/local").mkdir(parents=True, exist_ok=True)
+    (big / "etc/apparmor.d/local/php-fpm").write_text("/srv/master-extra r,\n")
+    (tree / "policy/parts").mkdir()
+    in_parts, out = parts_policy(big, kernel, monkeypatch, tree / "policy/parts")
+    assert out.reloaded and not out.problems and len(in_parts) == 3, (out, in_parts)
+    assert "profile php-fpm//p1 " in "".join((tree / "policy/parts" / Path(f).name).read_text()
+                                              for f in in_parts[1:])
 
     # p3 gets a plugin rule the parser refuses: p3 keeps its file, the rest is installed
     broken = tmp_path / "broken"
@@ -196,6 +244,7 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
             harness.Phase("added", load=[added], start_fpm=False, probes=serve(p2_other="allow"), shell=shell),
             harness.Phase("refused", load=[bad], start_fpm=False,
                           probes=serve(p2_other="allow", p4_other="allow"), shell=shell),
+            harness.Phase("parts", load=in_parts, start_fpm=False, probes=serve(p2_other="allow"), shell=shell),
         ]), artefacts=str(REPO / "artifacts/vm"))
     assert summary["booted"] and summary["completed"], summary.get("warnings")
     phases = {p["name"]: p for p in summary["phases"]}
@@ -235,6 +284,15 @@ def test_one_pool_changed_is_loaded_alone_and_a_refused_pool_costs_only_itself(t
     # the refused pool's hat stays, the others got their change
     out = phases["refused"]["shell"][PROFILES]["output"]
     assert "php-fpm//p3 (enforce)" in out and "php-fpm//p4 (complain)" in out
+    # in parts: every profile the files define is loaded, with the files' modes (p4's hat,
+    # complain before, replaced by its part), and the same workers serve in their hats
+    refused, parts = raw(phases["refused"]), raw(phases["parts"])
+    defined = {f"php-fpm//{p}" for f in (big / "etc/apparmor.d/php-fpm.d").iterdir()
+               for p in apply_mod.split(f.read_text())[1]}
+    assert defined | {"php-fpm"} <= parts.keys() and parts["php-fpm//p4"] != refused["php-fpm//p4"]
+    out = phases["parts"]["shell"][PROFILES]["output"]
+    assert "php-fpm//p2 (complain)" in out and "php-fpm//p4 (enforce)" in out and "php-fpm (enforce)" in out
+    assert workers(phases["parts"]) == workers(phases["refused"]) and workers(phases["parts"])
 
 
 def _bad_in(hat):

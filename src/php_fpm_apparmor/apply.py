@@ -184,7 +184,7 @@ def _compile_whole(main_text: str, files: dict[str, str], includes: list[str], p
     render's shape and no name is defined twice; else (and with `parts` False: another
     main profile, whose preamble the parts might lack, or the admin's own files in
     php-fpm.d) the whole in one run, which refuses a name defined twice."""
-    jobs = min(os.cpu_count() or 1, len(files) // PART_MIN)
+    jobs = _jobs(len(files))
     shapes = {n: _split(t) for n, t in files.items()} if parts and jobs > 1 else {}
     names = [p for _, blocks, _ in shapes.values() for p in blocks]
     if not shapes or not all(whole for _, _, whole in shapes.values()) or len(names) != len(set(names)):
@@ -418,7 +418,7 @@ def _apply(result, dry_run: bool, want_main: bool, progress, wrote_overrides: fr
         installed = {**theirs, **{n: t for n, t in old.items() if n not in stale},
                      **{n: c.text for n, c in changed.items()}}
         _load(main, main_text, changed, want, old, stale, main_changed or local_changed, out,
-              installed, set(theirs), includes)
+              installed, set(theirs), includes, parts=ours_main)
     return out
 
 
@@ -564,12 +564,17 @@ def parent_part(text: str) -> str:
     return "".join(line + "\n" for line in split(text)[0])
 
 
+def _jobs(files: int) -> int:
+    """Parser runs side by side for this many files: one per core, PART_MIN files each."""
+    return min(os.cpu_count() or 1, files // PART_MIN)
+
+
 def _load_alone(main_text: str, texts: list[str]) -> str | None:
     """Load the files' profiles next to the loaded parent (load.replace_text): many in parts,
     one parser run per core, as _compile_whole compiles them (a package upgrade rewrites
     every hat: a thousand are a minute and a half of one parser run). Each part's profiles
     replace theirs, as one run would; an error in any part is the load's error."""
-    jobs = min(os.cpu_count() or 1, len(texts) // PART_MIN)
+    jobs = _jobs(len(texts))
     if jobs < 2:
         return load.replace_text(standalone(main_text, texts))
     from concurrent.futures import ThreadPoolExecutor  # the parser runs are the processes
@@ -579,11 +584,23 @@ def _load_alone(main_text: str, texts: list[str]) -> str | None:
     return next((e for e in errors if e), None)
 
 
+def _load_in_parts(main_text: str, installed: dict, full: list[str], includes: list) -> str | None:
+    """The parent with every file's parent-level rules (the loaded hats kept), then the
+    `full` files' profiles in parts (_load_alone): what one parser run of the parent with
+    those files in full loads, with one run per core for the hats."""
+    error = load.replace_parent(main_text, {n: parent_part(t) for n, t in installed.items()}, includes)
+    return error or _load_alone(main_text, [installed[n] for n in full])
+
+
 def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stale: dict,
-          whole: bool, out: Outcome, installed: dict, theirs: set, includes: list) -> None:
+          whole: bool, out: Outcome, installed: dict, theirs: set, includes: list, parts: bool = False) -> None:
     """Load what changed: its hats alone, else the parent with the changed files and the
     others' parent-level rules (their loaded hats kept), else (`whole`: the main profile or
-    the admin's overrides changed, or no parent is loaded) the whole profile."""
+    the admin's overrides changed, or no parent is loaded) the whole profile. `parts`: our
+    main profile and no file of the admin's in php-fpm.d, so that many files' hats may load
+    in parts after their parent (_load_in_parts); with no parent loaded the whole is one
+    load, so no worker starts before its hat is there."""
+    parts = parts and not theirs
     present = load.loaded()
     parent_changed = whole or bool(stale)
     # Profiles a pool no longer defines stay in the kernel until unloaded (replacing the
@@ -619,8 +636,12 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         # parser time, and systemd gives `systemctl reload` 90 s). The boot-time cache is not
         # written from this partial text: it is refreshed from the files in the background.
         kept = {n for n in installed if n not in changed and n not in lacking and n not in theirs}
-        staged = {n: parent_part(t) if n in kept else t for n, t in installed.items()}
-        error = load.replace_parent(main_text, staged, includes)
+        full = sorted(set(installed) - kept)
+        if parts and _jobs(len(full)) > 1:  # a PHP upgrade moves every pool's socket
+            error = _load_in_parts(main_text, installed, full, includes)
+        else:
+            staged = {n: parent_part(t) if n in kept else t for n, t in installed.items()}
+            error = load.replace_parent(main_text, staged, includes)
         if not error:
             out.loaded = out.reloaded = True
             out.hats_kept = sorted(p for n in kept for p in split(installed[n])[1])
@@ -629,10 +650,21 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
         else:  # the whole profile: slower, the same policy
             out.problems.append(f"loading the parent with the changed files alone failed, reloading {main}: "
                                 f"{error}")
-    if not alone and (changed or parent_changed or missing or stale):
+    compiles = bool(changed or parent_changed or stale)
+    if not alone and whole and parts and PARENT in present and _jobs(len(installed)) > 1:
+        # The main profile or the admin's overrides changed on a big host: every file's
+        # hats again, after their parent, one parser run per core; the cache refreshed after.
+        error = _load_in_parts(main_text, installed, sorted(installed), includes)
+        if not error:
+            out.loaded = out.reloaded = True
+            out.cache = load.refresh_cache(str(main))
+            alone = True
+        else:
+            out.problems.append(f"loading the whole profile in parts failed, reloading {main}: {error}")
+    if not alone and (compiles or missing):
         # Nothing written, only profiles missing from the kernel (a failed boot-time load):
         # the cache of the last full load is still valid and saves the whole compile.
-        error = load.reload(str(main), use_cache=not (changed or parent_changed or stale))
+        error = load.reload(str(main), use_cache=not compiles)
         if error:
             out.problems.append(f"loading {main} failed: {error}")
             return
