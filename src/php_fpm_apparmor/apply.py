@@ -15,6 +15,11 @@ A pool's own overrides are that pool's change (one that does not compile is left
 that pool's file, so the other pools and the next boot go on); the main profile or the
 master's overrides changed: the whole profile is reloaded. The files on disk stay the single
 truth: a reboot or a full reload compiles exactly what was loaded piecewise.
+
+The parser compiles one file's profiles one after another, so on a big host a whole
+compile, and a load of many hats, goes in parts, one parser run per core: the parent with
+every file's parent-level rules, then the hats as top-level profiles (_compile_whole,
+_load_in_parts).
 """
 
 from __future__ import annotations
@@ -599,7 +604,7 @@ def _load(main: Path, main_text: str, changed: dict, want: dict, old: dict, stal
     the admin's overrides changed, or no parent is loaded) the whole profile. `parts`: our
     main profile and no file of the admin's in php-fpm.d, so that many files' hats may load
     in parts after their parent (_load_in_parts); with no parent loaded the whole is one
-    load, so no worker starts before its hat is there."""
+    load (a php-fpm started between a parent loaded alone and its hats would find none)."""
     parts = parts and not theirs
     present = load.loaded()
     parent_changed = whole or bool(stale)
