@@ -75,6 +75,16 @@ def alone_file(tree: Path, kernel: dict, monkeypatch) -> tuple[str, object]:
     return sent["alone"], out
 
 
+def staged_copy(args: list[str], dest: Path) -> str:
+    """The staged main and php-fpm.d a parent load hands the parser (its last argument),
+    copied to `dest` for the VM (include rewritten); the main's path in the VM."""
+    stage = Path(args[-1]).parent
+    shutil.copytree(stage / "php-fpm.d", dest / "php-fpm.d")
+    main = Path(args[-1]).read_text()
+    (dest / "main").write_text(main.replace("include if exists <php-fpm.d>", f'include "/policy/{dest.name}/php-fpm.d"'))
+    return f"/policy/{dest.name}/main"
+
+
 def parent_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[str, object]:
     """What apply() loads when the parent's rules changed (a pool added): the staged main
     and php-fpm.d it hands the parser, copied to `dest` for the VM (include rewritten)."""
@@ -83,11 +93,7 @@ def parent_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[st
     def run(args):
         if args[0] == "-R":
             return None
-        stage = Path(args[-1]).parent
-        shutil.copytree(stage / "php-fpm.d", dest / "php-fpm.d")
-        main = Path(args[-1]).read_text()
-        (dest / "main").write_text(main.replace("include if exists <php-fpm.d>",
-                                                f'include "/policy/{dest.name}/php-fpm.d"'))
+        staged_copy(args, dest)
         sent["parent"] = args
         return None
 
@@ -113,12 +119,7 @@ def parts_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[lis
         if args[0] == "-R":
             return None
         if "-I" in args:  # the parent, staged
-            stage = Path(args[-1]).parent
-            shutil.copytree(stage / "php-fpm.d", dest / "php-fpm.d")
-            main = Path(args[-1]).read_text()
-            (dest / "main").write_text(main.replace("include if exists <php-fpm.d>",
-                                                    f'include "/policy/{dest.name}/php-fpm.d"'))
-            sent.append(f"/policy/{dest.name}/main")
+            sent.append(staged_copy(args, dest))
         else:
             part = dest / Path(args[-1]).name  # (a unique temporary name: parts load side by side)
             part.write_text(Path(args[-1]).read_text())

@@ -170,6 +170,12 @@ def standalone(main_text: str, texts: list[str]) -> str:
     return "\n".join(out)
 
 
+def _parts(main_text: str, texts: list[str], jobs: int) -> list[str]:
+    """The files' profiles as `jobs` standalone texts, every file's profiles in one of them
+    (a hat with its children), dealt out in turn so that the parts are of a size."""
+    return [standalone(main_text, texts[i::jobs]) for i in range(jobs)]
+
+
 # --- compile ----------------------------------------------------------------------------
 
 # A whole profile with at least this many pool files per core is compiled in parts side by
@@ -198,9 +204,9 @@ def _compile_whole(main_text: str, files: dict[str, str], includes: list[str], p
     order = sorted(files)
     with validate.staged(main_text, {n: parent_part(files[n]) for n in order}) as (stage, parent):
         paths = [parent]
-        for i in range(jobs):
+        for i, text in enumerate(_parts(main_text, [files[n] for n in order], jobs)):
             paths.append(str(Path(stage, f"part{i}")))
-            Path(paths[-1]).write_text(standalone(main_text, [files[n] for n in order[i::jobs]]))
+            Path(paths[-1]).write_text(text)
         done = []
 
         def step(i):
@@ -585,7 +591,7 @@ def _load_alone(main_text: str, texts: list[str]) -> str | None:
     from concurrent.futures import ThreadPoolExecutor  # the parser runs are the processes
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        errors = list(pool.map(load.replace_text, [standalone(main_text, texts[i::jobs]) for i in range(jobs)]))
+        errors = list(pool.map(load.replace_text, _parts(main_text, texts, jobs)))
     return next((e for e in errors if e), None)
 
 
