@@ -92,11 +92,11 @@ def php_fpm_apparmor_detect(site, found):
         # cost more than the stats themselves (a thousand sites without WordPress)
         disk_root = os.fspath(site.disk(site_root))
         for sub in _candidates(site, site_root):
+            root = posixpath.join(site_root, sub) if sub else site_root
+            if root in known:  # its marker was there a round ago
+                break
             if not os.path.isfile(os.path.join(disk_root, sub, MARKER)):
                 continue
-            root = posixpath.join(site_root, sub) if sub else site_root
-            if root in known:
-                break
             facts = read_php(site.disk(root, MARKER), posixpath.join(root, MARKER))
             apps.append(App(NAME, root, version=clean_version(facts.assigns.get("$wp_version")),
                             plugin=NAME, info=_layout(site, root)))

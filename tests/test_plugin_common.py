@@ -390,3 +390,38 @@ def test_without_proc_a_regular_file_is_still_read(tmp_path, monkeypatch):
     (tmp_path / "ok.php").write_text("<?php define('X', 'y');")
     with open_regular(tmp_path / "ok.php") as f:
         assert f.read() == b"<?php define('X', 'y');"
+
+
+def test_read_regular_reads_up_to_its_limit_a_file_grown_since_its_stat_too(tmp_path, monkeypatch):
+    """read_regular sizes its read to the file's stat: a file that grew in between is still
+    read to the limit (a caller refusing a file over N bytes asks for N + 1, and must see
+    the N + 1st); a smaller file whole, with one read; what is not regular, never."""
+    import os
+
+    from php_fpm_apparmor import pools
+    from php_fpm_apparmor.api import NotRegular
+
+    f = tmp_path / "wp-config.php"
+    f.write_bytes(b"x" * 100)
+    assert pools.read_regular(f, 1000)[0] == b"x" * 100
+    assert pools.read_regular(f, 101)[0] == b"x" * 100
+    assert pools.read_regular(f, 100)[0] == b"x" * 100
+    assert pools.read_regular(f, 10)[0] == b"x" * 10
+    data, st = pools.read_regular(f, 1000)
+    assert st.st_size == 100 and st.st_ino == os.stat(f).st_ino
+    real = os.fstat
+
+    def stale(fd):  # the stat taken before the file grew to 100 bytes
+        st = real(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 3,
+                               st.st_atime, st.st_mtime, st.st_ctime))
+
+    monkeypatch.setattr(pools.os, "fstat", stale)
+    assert pools.read_regular(f, 1000)[0] == b"x" * 100
+    assert pools.read_regular(f, 51)[0] == b"x" * 51
+    monkeypatch.undo()
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(NotRegular):
+        pools.read_regular(tmp_path / "fifo", 10)
+    with pytest.raises(NotRegular):
+        pools.read_regular(tmp_path, 10)

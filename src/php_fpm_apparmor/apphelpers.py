@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .pools import NotRegular, open_regular, read_capped  # noqa: F401  (the first two: plugin API)
+from .pools import NotRegular, open_regular, read_regular  # noqa: F401  (the first two: plugin API)
 from .sites import system_file
 
 # Config files are small; a bigger one is read only this far (no memory blow-up).
@@ -457,9 +457,7 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
                 return _copy_facts(hit)
     facts = PhpFacts(file=system_path)
     try:
-        with open_regular(path) as fh:
-            st = os.fstat(fh.fileno())
-            data = read_capped(fh, st.st_size, MAX_READ)
+        data, st = read_regular(path, MAX_READ + 1)
     except NotRegular:
         facts.problems.append(f"{system_path}: not a regular file: not read")
         return facts
@@ -615,8 +613,7 @@ _HEADER_CACHE_BYTES = 8192  # WordPress's get_file_data() reads the first 8 KiB 
 def plugin_header(path: Path, field_name: str) -> str | None:
     """A WordPress file header field ("Version", "Plugin Name"), as get_file_data reads it."""
     try:
-        with open_regular(path) as fh:
-            head = fh.read(_HEADER_CACHE_BYTES).decode("utf-8", "replace")
+        head = read_regular(path, _HEADER_CACHE_BYTES)[0].decode("utf-8", "replace")
     except (OSError, ValueError):
         return None
     m = re.search(r"^[ \t/*#@]*" + re.escape(field_name) + r":(.*)$", head, re.I | re.M)

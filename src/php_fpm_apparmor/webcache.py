@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from .pools import open_regular, read_capped
+from .pools import read_regular
 from .webserver import MAX_FILE, RACY_NS, UNKNOWN, Files, Vhost, WebConfig, digest, listing, signature
 
 CACHE = "/var/cache/php-fpm-apparmor/webserver.json"
@@ -139,8 +139,7 @@ def _holds(disk: str, sig) -> bool:
         return False
     if stat.S_ISDIR(now[5]):
         return listing(os.listdir(disk)) == sig[6]
-    with open_regular(disk) as f:  # NotRegular is an OSError
-        return digest(read_capped(f, now[2], MAX_FILE)) == sig[6]
+    return digest(read_regular(disk, MAX_FILE + 1)[0]) == sig[6]  # NotRegular is an OSError
 
 
 def _own(st) -> bool:

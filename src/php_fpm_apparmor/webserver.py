@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .pools import NotRegular, open_regular, read_capped
+from .pools import NotRegular, read_regular
 
 MAX_FILE = 8 << 20  # bytes read of one config file: a web server config is never that big
 MAX_FILES = 5000  # files one server's config may pull in
@@ -151,8 +151,7 @@ class Files:
             return self.dump[path]
         disk = self.disk(path)
         try:  # non-blocking and regular files only: a panel may include a file a site's owner controls
-            with open_regular(disk) as f:
-                data = read_capped(f, os.fstat(f.fileno()).st_size, MAX_FILE)
+            data, _ = read_regular(disk, MAX_FILE + 1)
         except NotRegular:
             kind = "a directory" if os.path.isdir(disk) else "not a regular file"
             self.problems.append(f"{where}: {path} is {kind}")
