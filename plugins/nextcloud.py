@@ -31,12 +31,9 @@ MAX_EXTRA_CONFIGS = 32  # config/*.config.php files read; more is not a real set
 
 
 @hookimpl
-def php_fpm_apparmor_detect(site, found):
+def php_fpm_apparmor_detect(site):  # no `found`: asked once per site
     apps = []
-    known = {a.root for a in found if a.name == NAME}  # an earlier detection round's: not redone
     for root in site.roots:
-        if root in known:
-            continue
         version_php = site.disk(root, "version.php")
         if not (version_php.is_file() and site.disk(root, "occ").is_file()):
             continue

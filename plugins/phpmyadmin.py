@@ -67,11 +67,10 @@ def php_fpm_apparmor_roots(site):
 
 
 @hookimpl
-def php_fpm_apparmor_detect(site, found):
+def php_fpm_apparmor_detect(site):  # no `found`: asked once per site
     apps = []
-    known = {a.root for a in found if a.name == NAME}  # an earlier detection round's: not redone
     for root in site.roots:
-        if root in known or not _is_pma(site, root):
+        if not _is_pma(site, root):
             continue
         version = re.search(r"VERSION\s*=\s*'([0-9][0-9A-Za-z.+~-]*)'", _read(site.disk(root, VERSION_FILE)))
         vendor = _read(site.disk(root, MARKER))

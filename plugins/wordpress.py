@@ -81,22 +81,16 @@ def php_fpm_apparmor_roots(site):
 
 
 @hookimpl
-def php_fpm_apparmor_detect(site, found):
+def php_fpm_apparmor_detect(site):  # no `found`: asked once per site (WordPress waits for no app)
     apps = []
-    # Detection repeats in rounds while add-ons find apps: a WordPress found in an earlier
-    # round of this pool's detection is not worked out again (the core keeps the first
-    # answer for a name and root anyway).
-    known = {a.root for a in found if a.name == NAME}
     for site_root in site.roots:
         # one stat per candidate, by name: a Path built for each of a site's 64 subdirectories
         # cost more than the stats themselves (a thousand sites without WordPress)
         disk_root = os.fspath(site.disk(site_root))
         for sub in _candidates(site, site_root):
-            root = posixpath.join(site_root, sub) if sub else site_root
-            if root in known:  # its marker was there a round ago
-                break
             if not os.path.isfile(os.path.join(disk_root, sub, MARKER)):
                 continue
+            root = posixpath.join(site_root, sub) if sub else site_root
             facts = read_php(site.disk(root, MARKER), posixpath.join(root, MARKER))
             apps.append(App(NAME, root, version=clean_version(facts.assigns.get("$wp_version")),
                             plugin=NAME, info=_layout(site, root)))

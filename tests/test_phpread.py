@@ -546,6 +546,49 @@ def test_each_app_is_worked_out_once_per_pool(tmp_path, monkeypatch):
     apps = sorted(a.name for e in result.entries for a in (e.policy.apps if e.policy else []))
     assert apps.count("wordpress") == 6 and apps.count("wp-super-cache") == 2 and apps.count("webp-express") == 2
     assert calls.count("_layout") == 6 and calls.count("_settings") == 2
+    # WordPress waits for no app: asked once per pool, not again in the add-ons' rounds
+    calls.clear()
+    asked = []
+    pm = plugins.load()
+    impl = next(i for i in pm.pm.hook.php_fpm_apparmor_detect.get_hookimpls() if i.plugin_name == "wordpress")
+    real_detect = impl.function
+    impl.function = lambda site: asked.append(site.hat) or real_detect(site)
+    again = generate.plan(str(root), pm, check=False)
+    assert sorted(a.name for e in again.entries for a in (e.policy.apps if e.policy else [])) == apps
+    assert len(asked) == 6 and len(set(asked)) == 6
+
+
+def test_a_detect_without_found_is_asked_once_one_with_it_each_round(tmp_path):
+    """Detection repeats while something new is found: a hook that takes `found` (an
+    add-on waiting for its host) is asked again each round, one without it once (its answer
+    cannot have changed). The apps are those of asking everyone every round."""
+    import types
+
+    from php_fpm_apparmor import apps as apps_mod, testing
+    from php_fpm_apparmor.api import App, hookimpl
+
+    asked = []
+    host = types.ModuleType("hostapp")
+    addon = types.ModuleType("hostaddon")
+
+    @hookimpl
+    def host_detect(site):
+        asked.append("host")
+        return [App("hostapp", site.roots[0])]
+
+    @hookimpl
+    def addon_detect(site, found):
+        asked.append("addon")
+        return [App("hostaddon", a.root) for a in found if a.name == "hostapp"]
+
+    host.php_fpm_apparmor_detect, addon.php_fpm_apparmor_detect = host_detect, addon_detect
+    pm = testing.plugins(host, addon)
+    s = at.site(tmp_path, "x", ["/var/www/x"])
+    found = apps_mod.detect(s, pm)
+    assert [(a.name, a.plugin) for a in found] == [("hostaddon", "hostaddon"), ("hostapp", "hostapp")]
+    # round 1: both (the add-on finds nothing yet); round 2: the add-on finds itself; round
+    # 3: the add-on again, nothing new
+    assert asked.count("host") == 1 and asked.count("addon") == 3
 
 
 def test_one_text_in_two_places_reads_as_each_place(tmp_path):

@@ -276,7 +276,8 @@ def test_every_plugin_is_an_entry_point_and_ignores_foreign_apps(tmp_path):
         assert m.php_fpm_apparmor_rules(s, foreign) == []
         assert m.php_fpm_apparmor_exceptions(s, foreign) == []
         assert m.php_fpm_apparmor_check(s, foreign) == []
-        assert m.php_fpm_apparmor_detect(s, []) == []
+        takes = m.php_fpm_apparmor_detect.__code__.co_varnames[:m.php_fpm_apparmor_detect.__code__.co_argcount]
+        assert m.php_fpm_apparmor_detect(*[{"site": s, "found": []}[a] for a in takes]) == []
 
 
 def test_expectation_tables_are_well_formed():

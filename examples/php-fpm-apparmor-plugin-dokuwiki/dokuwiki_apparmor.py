@@ -25,7 +25,7 @@ AUTH_FILES = ("conf/users.auth.php", "conf/acl.auth.php")
 
 
 @hookimpl
-def php_fpm_apparmor_detect(site, found):
+def php_fpm_apparmor_detect(site):
     apps = []
     for root in site.roots:
         if site.disk(root, "doku.php").is_file() and site.disk(root, "inc/init.php").is_file():

@@ -30,8 +30,9 @@ from .policy import (CODE_EXTENSIONS, CODE_FILES, HAT, MASTER, CapabilityRule, D
 from .sites import Site
 from .whose import named_path
 
-API_VERSION = "1.4"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
-# 1.3: named_path(), PhpFacts.uid, .gid and .mode; 1.4: Site.entry()
+API_VERSION = "1.5"  # 1.1: DataDir, CODE_EXTENSIONS, CODE_FILES, never_code(); 1.2: open_regular();
+# 1.3: named_path(), PhpFacts.uid, .gid and .mode; 1.4: Site.entry(); 1.5: a detect hook
+# without `found` is asked once per site
 
 __all__ = [
     "API_VERSION",

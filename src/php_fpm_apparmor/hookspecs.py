@@ -76,7 +76,9 @@ def php_fpm_apparmor_detect(site: Site, found: list[App]) -> list[App]:
     """Return the `App`s of yours found in `site` (a list, possibly empty).
 
     `found` holds apps other plugins found so far (detection repeats until nothing new
-    appears, so a WordPress add-on can wait for WordPress). Look only at known marker
+    appears, so a WordPress add-on can wait for WordPress). Take it only if you wait for
+    another app: an implementation without it (``def php_fpm_apparmor_detect(site)``) is
+    asked once per site, one with it again every round. Look only at known marker
     files: a site may hold 100,000 files and detection must take milliseconds.
     Anything else than a list of `App` (with a non-empty name and an absolute root) is
     that pool's failure.

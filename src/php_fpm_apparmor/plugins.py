@@ -192,14 +192,18 @@ class Plugins:
         self._copies[id(value)] = (value, made)
         return made
 
-    def call(self, hook: str, with_names: bool = False, **kwargs) -> list:
+    def call(self, hook: str, with_names: bool = False, needs: str | None = None, **kwargs) -> list:
         """Call every implementation of `hook` and flatten their lists.
 
         A hook that raises, or returns anything but a list/tuple (or None), is a
         `PluginError` naming the plugin: the caller's pool fails, nothing is half-applied.
         With `with_names`, items come as (plugin name, item) so provenance cannot be faked.
+        `needs`: only the implementations that take this argument (pluggy hands each one
+        only the arguments it names, so one without it cannot depend on it).
         """
         impls = getattr(self.pm.hook, hook).get_hookimpls()
+        if needs:
+            impls = [i for i in impls if needs in i.argnames]
         if not impls:
             return []
         # Plugins get a copy of what they look at: one that changes it (a root added, the
