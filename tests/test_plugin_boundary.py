@@ -4,6 +4,7 @@ Each test runs a plugin a careless or hostile third party could ship, through th
 loader and pipeline (plan, apply to a --root tree, the command line), next to a good pool.
 """
 
+import copy
 import os
 import textwrap
 from importlib import metadata
@@ -283,3 +284,26 @@ def test_a_hook_calling_sys_exit_fails_only_its_pool(tmp_path):
     pools = by_pool(plan_with(two_pools(tmp_path), Exits))
     assert "plugin Exits: php_fpm_apparmor_rules: raised SystemExit(3)" in pools["shop"].problem
     assert pools["blog"].text is not None
+
+
+def test_each_field_of_a_plugins_rule_is_checked_for_its_type():
+    """A rule's fields are what render writes: a string where a string goes, a bool for
+    owner/deny/audit, a string or None for an exec target, a tuple of strings for signals.
+    Set after the dataclass's own checks (object.__setattr__), each is refused, named."""
+    from php_fpm_apparmor.errors import PluginError
+    from php_fpm_apparmor.policy import ExecRule, SignalRule, _check_rule
+
+    ok = [FileRule(path="/var/www/x/**", perms="r"), ExecRule(path="/usr/bin/convert", mode="Cx", target="convert"),
+          SignalRule(access="send", signals=("term",), peer="php-fpm", profile="master")]
+    for rule in ok:
+        _check_rule("p", rule)
+    for rule, name, value in ((ok[0], "owner", "yes"), (ok[0], "path", 5), (ok[0], "why", None),
+                              (ok[1], "target", 5), (ok[2], "signals", ["term"]), (ok[2], "signals", ("term", 9))):
+        bad = copy.copy(rule)
+        object.__setattr__(bad, name, value)
+        with pytest.raises(PluginError, match=f"its {name} is "):
+            _check_rule("p", bad)
+    ok_none = copy.copy(ok[1])
+    object.__setattr__(ok_none, "mode", "ix")
+    object.__setattr__(ok_none, "target", None)
+    _check_rule("p", ok_none)

@@ -510,7 +510,14 @@ def _short(value) -> str:
     return short(value)
 
 
-_FIELDS: dict = {}  # rule class -> its dataclass fields (asked once per class, not per rule)
+# rule class -> (field name, what its value must be) for each of its fields: asked once
+# per class, not per rule (a thousand pools' plugins return some twenty thousand rules)
+_FIELDS: dict = {}
+
+
+def _field_kinds(kind) -> tuple:
+    return tuple((f.name, "signals" if f.name == "signals" else "target" if f.name == "target"
+                  else "bool" if f.type in ("bool",) else "str") for f in fields(kind))
 
 
 def _check_rule(plugin: str, rule) -> None:
@@ -519,20 +526,21 @@ def _check_rule(plugin: str, rule) -> None:
     if not isinstance(rule, Rule):
         raise PluginError(plugin, hook, f"returned {_short(rule)} ({type(rule).__name__}), not a policy rule")
     kind = type(rule)
-    if kind not in _FIELDS:
-        _FIELDS[kind] = fields(rule)
-    for f in _FIELDS[kind]:
-        value = getattr(rule, f.name)
-        if f.name == "signals":
-            bad = not isinstance(value, tuple) or not all(isinstance(v, str) for v in value)
-        elif f.name == "target":
-            bad = value is not None and not isinstance(value, str)
-        elif f.type in ("bool",):
-            bad = not isinstance(value, bool)
-        else:
+    checks = _FIELDS.get(kind)
+    if checks is None:
+        checks = _FIELDS[kind] = _field_kinds(kind)
+    for name, must in checks:
+        value = getattr(rule, name)
+        if must == "str":
             bad = not isinstance(value, str)
+        elif must == "bool":
+            bad = not isinstance(value, bool)
+        elif must == "target":
+            bad = value is not None and not isinstance(value, str)
+        else:
+            bad = not isinstance(value, tuple) or not all(isinstance(v, str) for v in value)
         if bad:
-            raise PluginError(plugin, hook, f"returned {_short(rule)}: its {f.name} is {_short(value)}")
+            raise PluginError(plugin, hook, f"returned {_short(rule)}: its {name} is {_short(value)}")
     if rule.profile.startswith("_") or (getattr(rule, "target", None) or "").startswith("_"):
         raise PluginError(plugin, hook, f"returned {_short(rule)}: profiles named _* are the shared ones, "
                                         f"not a plugin's")
@@ -547,7 +555,7 @@ def _check_rule(plugin: str, rule) -> None:
     if isinstance(rule, IncludeRule) and rule.name not in PLUGIN_ABSTRACTIONS:
         raise PluginError(plugin, hook, f"returned {_short(rule)}: a plugin includes only "
                                         f"{', '.join(sorted(PLUGIN_ABSTRACTIONS))}")
-    from . import render
+    render = _render()
     try:
         post_init = getattr(rule, "__post_init__", None)
         if post_init is not None:  # again: object.__setattr__ can change a frozen rule after it
@@ -561,6 +569,12 @@ def _check_rule(plugin: str, rule) -> None:
     except (ValueError, TypeError) as exc:
         from .plugins import one_line
         raise PluginError(plugin, hook, f"returned {_short(rule)}: {one_line(str(exc))}") from None
+
+
+@functools.cache
+def _render():
+    from . import render  # render imports this module: not at import time
+    return render
 
 
 PLUGIN_RULE_TYPES = (FileRule, ExecRule, NetworkRule, CapabilityRule, SignalRule, PtraceRule, IncludeRule,
