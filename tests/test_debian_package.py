@@ -125,7 +125,7 @@ def test_entry_points_registered(deb):
     (ep_file,) = [p for p in files if p.endswith(".dist-info/entry_points.txt")]
     eps = configparser.ConfigParser(delimiters=("=",))
     eps.read_string(member_text(deb, ep_file))
-    assert eps["console_scripts"]["php-fpm-apparmor"].strip() == "php_fpm_apparmor.cli:main"
+    assert eps["console_scripts"]["php-fpm-apparmor"].strip() == "php_fpm_apparmor.cli:run"
     group = {k: v.strip() for k, v in eps["php_fpm_apparmor"].items()}
     assert PLUGINS <= set(group)
     for name, target in group.items():

@@ -120,3 +120,33 @@ def test_status_asks_the_plugins_in_several_processes_and_shows_what_one_would(t
     assert any("wordpress" in a for a in broken["apps"]) is False
     assert all(any(a.startswith("wordpress") for a in r["apps"]) for r in several if r["pool"] != "web7")
     assert _no_children_left()
+
+
+def test_the_command_exits_without_teardown_its_output_whole(tmp_path):
+    """`php-fpm-apparmor` (cli.run) leaves by os._exit once main() returned: no
+    interpreter teardown (freeing a thousand pools' objects was a tenth of `status`), so no
+    atexit handler runs. What it printed is all there, through a pipe (block-buffered), and
+    its exit code is main()'s."""
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import wptree
+
+    root = wptree.build(tmp_path / "root", 5)  # its rows stay in stdout's buffer until the exit
+    code = ("import atexit, sys; atexit.register(lambda: print('TORN DOWN', file=sys.stderr)); "
+            "from php_fpm_apparmor.cli import run; sys.argv[1:] = {args!r}; run()")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as on a host
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent / "src")
+    for args, rc in ((["--root", str(root), "--json", "status"], 0), (["--root", str(tmp_path / "none"), "status"], 2)):
+        proc = subprocess.run([sys.executable, "-c", code.format(args=args)], capture_output=True, text=True, env=env)
+        assert proc.returncode == rc and "TORN DOWN" not in proc.stderr, proc.stderr[-500:]
+        if rc == 0:
+            rows = json.loads(proc.stdout)  # all of it, flushed before the exit
+            assert len(rows) == 5 and rows[-1]["apps"]
+        else:
+            assert "not a directory" in proc.stderr
+    # the control: main() returning normally does tear down
+    normal = code.replace("run()", "sys.exit(__import__('php_fpm_apparmor.cli').cli.main())")
+    proc = subprocess.run([sys.executable, "-c", normal.format(args=["--root", str(root), "status"])],
+                          capture_output=True, text=True, env=env)
+    assert "TORN DOWN" in proc.stderr

@@ -353,6 +353,16 @@ def cmd_clean(args, plugins) -> int:
     return OK
 
 
+def run() -> None:
+    """The command as a process (`php-fpm-apparmor`, `python3 -m php_fpm_apparmor`): main(),
+    then out without tearing the interpreter down. Freeing a thousand pools' objects one by
+    one took 60-90 ms of a 0.5 s `status`; nothing is left for the exit to do (every
+    temporary file and parser thread is closed when its step ends)."""
+    code = main()
+    forked.flush()
+    os._exit(code)
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:

@@ -34,7 +34,7 @@ def map_forked(fn, items, jobs: int | None = None) -> list:
         return [fn(x) for x in items]
     size = -(-len(items) // n)
     shares = [items[i:i + size] for i in range(0, len(items), size)]
-    _flush()  # else a copy's exit could print what this process had buffered
+    flush()  # else a copy's exit could print what this process had buffered
     kids: list = []  # (pid or None, read end or None, share)
     try:
         for share in shares[1:]:
@@ -83,7 +83,7 @@ def _start(fn, share: list):
     except BaseException:  # noqa: B036 - whatever it was, the parent does this share again
         pass
     finally:
-        _flush()
+        flush()
         os._exit(code)  # never back into the caller's code (its finally blocks, atexit)
 
 
@@ -105,7 +105,8 @@ def _collect(pid, fd) -> list | None:
         return None
 
 
-def _flush() -> None:
+def flush() -> None:
+    """Write out what this process's standard streams hold (before an os._exit)."""
     for stream in {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
                    if s is not None}.values():
         try:
