@@ -439,9 +439,9 @@ def read_php(path: Path, system_path: str, abspath: str | None = None,
              serverroot: str | None = None, constants: dict | None = None) -> PhpFacts:
     """Read define()s and assignments from the PHP file at `path` (on disk). Never raises.
 
-    The same file read again in this process (wp-config.php by WordPress and by WP Super
-    Cache, every detection round) is parsed once: see _FactsCache. Each call gets its own
-    copy, so a plugin changing what it got cannot change what another plugin gets."""
+    The same file read again in this process (wp-config.php by WordPress and again by an
+    add-on's plugin) is parsed once: see _FactsCache. Each call gets its own copy, so a
+    plugin changing what it got cannot change what another plugin gets."""
     ctx_key = _ctx_key(system_path, abspath, serverroot, constants)
     key = None
     if ctx_key is not None:
