@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from php_fpm_apparmor import apply as apply_mod, generate, install, plugins as plugins_mod, validate
+from php_fpm_apparmor import apply as apply_mod, forked, generate, install, plugins as plugins_mod, validate
 from php_fpm_apparmor.apps import App
 from php_fpm_apparmor.hookspecs import hookimpl
 from php_fpm_apparmor.policy import FileRule, under
@@ -157,7 +157,7 @@ def test_a_big_profile_is_compiled_in_parts_with_the_verdict_of_the_whole(tmp_pa
     the whole's to judge, in one run."""
     root = make_tree(tmp_path, {n: pool_conf(n, f"/var/www/{n}", hat=n) for n in "abcdef"})
     monkeypatch.setattr(apply_mod, "PART_MIN", 2)
-    monkeypatch.setattr(apply_mod.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(forked, "cpus", lambda: 3)
     runs = []
     real = validate.compile_file
     monkeypatch.setattr(validate, "compile_file", lambda path, inc, **k: runs.append(Path(path).read_text())
@@ -316,7 +316,7 @@ def loading_in_parts(monkeypatch, kernel: dict) -> list:
         return None
 
     monkeypatch.setattr(apply_mod, "PART_MIN", 2)
-    monkeypatch.setattr(apply_mod.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(forked, "cpus", lambda: 3)
     monkeypatch.setattr(load, "enabled", lambda sysroot="/": True)
     monkeypatch.setattr(load, "loaded", lambda: dict(kernel))
     monkeypatch.setattr(load, "_run", run)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from php_fpm_apparmor import apply as apply_mod, generate, load, plugins as plugins_mod
+from php_fpm_apparmor import apply as apply_mod, forked, generate, load, plugins as plugins_mod
 from systree import make_tree, pool_conf
 from test_apply import everything_loaded
 from test_plugin_vm import REPO, vm
@@ -128,7 +128,7 @@ def parts_policy(tree: Path, kernel: dict, monkeypatch, dest: Path) -> tuple[lis
 
     with monkeypatch.context() as m:
         m.setattr(apply_mod, "PART_MIN", 1)
-        m.setattr(apply_mod.os, "cpu_count", lambda: 2)
+        m.setattr(forked, "cpus", lambda: 2)
         m.setattr(load, "enabled", lambda sysroot="/": True)
         m.setattr(load, "loaded", lambda: dict(kernel))
         m.setattr(load, "_run", run)

@@ -25,13 +25,12 @@ _load_in_parts).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import generate, install, load, render, validate
+from . import forked, generate, install, load, render, validate
 from .policy import PARENT
 
 _HERE = Path(__file__).resolve()
@@ -576,8 +575,9 @@ def parent_part(text: str) -> str:
 
 
 def _jobs(files: int) -> int:
-    """Parser runs side by side for this many files: one per core, PART_MIN files each."""
-    return min(os.cpu_count() or 1, files // PART_MIN)
+    """Parser runs side by side for this many files: one per core this process may use,
+    PART_MIN files each."""
+    return min(forked.cpus(), files // PART_MIN)
 
 
 def _load_alone(main_text: str, texts: list[str]) -> str | None:

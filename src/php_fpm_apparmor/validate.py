@@ -15,6 +15,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import forked
+
 FEATURES = "/usr/share/apparmor-features/features"
 APPARMOR_DIR = "/etc/apparmor.d"
 WRAPPER = """abi <abi/3.0>,
@@ -107,5 +109,5 @@ def compile_files(paths: list[str], includes: list[str], done=None) -> list[str 
         if done:
             done(i)
         return error
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    with ThreadPoolExecutor(max_workers=forked.cpus()) as pool:
         return list(pool.map(one, range(len(paths))))
